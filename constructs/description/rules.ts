@@ -1,0 +1,117 @@
+/**
+ * Rules that relate several fields of a (shape-valid) description. Each returns every
+ * violation it finds, so an operator fixes them all in one go.
+ */
+import type { Cluster, ClusterNode } from "./schema";
+
+/**
+ * What the rules see: each top-level section (and each node) is present only when it
+ * passed the schema on its own, so cross-field problems are reported together with shape
+ * problems elsewhere in the file.
+ */
+export interface PartialCluster {
+  overlay?: Cluster["overlay"];
+  floatingIp?: Cluster["floatingIp"];
+  nodes?: (ClusterNode | undefined)[];
+  app?: Cluster["app"];
+}
+
+export interface Violation {
+  /** Path in the description, e.g. ["nodes", 1, "overlayAddress"]. */
+  path: (string | number)[];
+  message: string;
+}
+
+export function ipToInt(ip: string): number {
+  return ip.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+}
+
+export function parseCidr(cidr: string): { network: number; bits: number } {
+  const [addr, bits] = cidr.split("/");
+  return { network: ipToInt(addr), bits: Number(bits) };
+}
+
+export function inPrefix(ip: string, cidr: string): boolean {
+  const { network, bits } = parseCidr(cidr);
+  if (bits === 0) return true;
+  const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+  return ((ipToInt(ip) & mask) >>> 0) === ((network & mask) >>> 0);
+}
+
+function duplicates<T>(items: T[], key: (t: T) => string): Map<string, number[]> {
+  const seen = new Map<string, number[]>();
+  items.forEach((item, i) => seen.set(key(item), [...(seen.get(key(item)) ?? []), i]));
+  return new Map([...seen].filter(([, idx]) => idx.length > 1));
+}
+
+export function crossFieldViolations(c: PartialCluster): Violation[] {
+  const v: Violation[] = [];
+  const nodes = (c.nodes ?? []).map((n, i) => ({ n, i })).filter((x): x is { n: ClusterNode; i: number } => x.n !== undefined);
+  const dup = (key: (n: ClusterNode) => string, field: keyof ClusterNode, what: string) => {
+    for (const [k, idx] of duplicates(nodes, (x) => key(x.n))) {
+      for (const j of idx.slice(1)) v.push({ path: ["nodes", nodes[j].i, field], message: `expected unique ${what}: ${k} is also nodes[${nodes[idx[0]].i}].${field}` });
+    }
+  };
+  dup((n) => n.name, "name", "node names");
+  dup((n) => n.address, "address", "node addresses");
+  dup((n) => n.overlayAddress, "overlayAddress", "overlay addresses");
+  if (c.overlay) overlayRules(c.overlay.prefix, c.floatingIp, nodes, v);
+  if (c.nodes && nodes.length === c.nodes.length) floatingIpRules(nodes.map((x) => x.n), v);
+  if (c.app) appRules(c.app, v);
+  return v;
+}
+
+function overlayRules(prefix: string, floatingIp: Cluster["floatingIp"] | undefined, nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
+  const { bits } = parseCidr(prefix);
+  const prefixMask = bits === 0 ? 0 : bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+  if (((parseCidr(prefix).network & ~prefixMask) >>> 0) !== 0) {
+    v.push({ path: ["overlay", "prefix"], message: `expected a network address (host bits zero), got ${prefix}` });
+  }
+
+  for (const { n, i } of nodes) {
+    if (!inPrefix(n.overlayAddress, prefix)) {
+      v.push({ path: ["nodes", i, "overlayAddress"], message: `expected an address inside overlay.prefix ${prefix}, got ${n.overlayAddress}` });
+    }
+    if (floatingIp && n.overlayAddress === floatingIp.address) {
+      v.push({ path: ["floatingIp", "address"], message: `expected an address different from every node's overlay address, but nodes[${i}] (${n.name}) has ${n.overlayAddress}` });
+    }
+  }
+  if (floatingIp && !inPrefix(floatingIp.address, prefix)) {
+    v.push({ path: ["floatingIp", "address"], message: `expected an address inside overlay.prefix ${prefix}, got ${floatingIp.address}` });
+  }
+}
+
+function floatingIpRules(allNodes: ClusterNode[], v: Violation[]) {
+  const eligible = allNodes.filter((n) => n.floatingIp.eligible);
+  if (eligible.length === 0) {
+    v.push({ path: ["nodes"], message: "expected at least one node with floatingIp.eligible: true (HAProxy and the floating IP need a home)" });
+  }
+  // Equal priorities make the VIP holder depend on timing; the operator should say who is preferred.
+  for (const [key, idx] of duplicates(eligible, (n) => String(n.floatingIp.priority))) {
+    if (key === "100" && eligible.every((n) => n.floatingIp.priority === 100)) continue; // all defaults: ties broken by address, documented
+    for (const i of idx.slice(1)) {
+      const nodeIndex = allNodes.indexOf(eligible[i]);
+      v.push({ path: ["nodes", nodeIndex, "floatingIp", "priority"], message: `expected distinct keepalived priorities among eligible nodes: ${key} is also ${eligible[idx[0]].name}'s` });
+    }
+  }
+}
+
+function appRules(app: Cluster["app"], v: Violation[]) {
+  for (const job of ["web", "api", "worker"] as const) {
+    const s = app[job].scaling;
+    if (s && s.min > s.max) v.push({ path: ["app", job, "scaling", "min"], message: `expected at most scaling.max (${s.max}), got ${s.min}` });
+    if (s && (app[job].count < s.min || app[job].count > s.max)) {
+      v.push({ path: ["app", job, "count"], message: `expected a count within scaling.min..max (${s.min}..${s.max}), got ${app[job].count}` });
+    }
+    const r = app[job].resources;
+    if (r.memoryMax !== undefined && r.memoryMax < r.memory) {
+      v.push({ path: ["app", job, "resources", "memoryMax"], message: `expected at least resources.memory (${r.memory}), got ${r.memoryMax}` });
+    }
+  }
+  const hp = app.haproxy;
+  const ports = [["nodePort", hp.nodePort], ["floatingPort", hp.floatingPort], ["statsPort", hp.statsPort]] as const;
+  for (const [key, idx] of duplicates([...ports], ([, p]) => String(p))) {
+    for (const i of idx.slice(1)) v.push({ path: ["app", "haproxy", ports[i][0]], message: `expected a port different from app.haproxy.${ports[idx[0]][0]} (${key})` });
+  }
+  return v;
+}

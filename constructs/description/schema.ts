@@ -1,0 +1,263 @@
+/**
+ * The cluster description: the one file an operator edits by hand.
+ *
+ * Field-level shape and defaults live here (zod); rules that relate several fields
+ * (unique names, addresses inside the overlay prefix, ...) live in `rules.ts`.
+ * Every object is strict: an unknown key is a typo until proven otherwise.
+ *
+ * No secret is ever a field here. Secrets are Terraform variables resolved at apply
+ * time (see `SECRET_VARIABLES` in `secrets.ts`); the description names only non-secret
+ * parts (user names, hosts, buckets).
+ */
+import { z } from "zod";
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
+const name = (what: string) =>
+  z.string().regex(NAME_RE, `${what}: lowercase letters, digits and '-', starting with a letter, at most 63 characters`);
+
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+export const ipv4 = z.string().regex(IPV4_RE, "an IPv4 address such as 172.16.1.11");
+
+const HOST_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** A DNS name or an IPv4 address. */
+export const host = z.string().refine((v) => HOST_RE.test(v) || IPV4_RE.test(v), "a host name or an IPv4 address");
+
+const CIDR_RE = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d|[12]\d|3[0-2])$/;
+export const cidr = z
+  .string()
+  .regex(CIDR_RE, "an IPv4 prefix in CIDR notation such as 172.16.0.0/16")
+  .refine((v) => IPV4_RE.test(v.split("/")[0]), "an IPv4 prefix in CIDR notation such as 172.16.0.0/16");
+
+const port = z.number().int().min(1, "a TCP port 1-65535").max(65535, "a TCP port 1-65535");
+
+/** An OpenSSH public host key line: "<type> <base64>" (what ssh-keyscan prints after the host). */
+const sshHostKey = z
+  .string()
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$/,
+    "an OpenSSH public host key such as 'ssh-ed25519 AAAAC3Nza...' (ssh-keyscan output without the host name)",
+  );
+
+const durationRe = /^\d+(ms|s|m|h)$/;
+export const duration = z.string().regex(durationRe, "a duration such as 30s, 5m or 1h");
+
+/**
+ * A container image reference with an explicit tag (or digest). `latest` and untagged
+ * references are refused: a rollout must be reproducible and revertible.
+ */
+export const imageRef = z
+  .string()
+  .regex(
+    /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/,
+    "an image reference such as ghcr.io/team/image-api:1.4.2",
+  )
+  .superRefine((v, ctx) => {
+    const [withoutDigest, digest] = v.split("@");
+    const lastSlash = withoutDigest.lastIndexOf("/");
+    const tail = withoutDigest.slice(lastSlash + 1);
+    const tag = tail.includes(":") ? tail.split(":")[1] : undefined;
+    if (tag === undefined && digest === undefined) {
+      ctx.addIssue({ code: "custom", message: "an explicit tag (e.g. ':1.4.2' or ':3f9c2ab'), not an untagged image" });
+    } else if (tag === "latest") {
+      ctx.addIssue({ code: "custom", message: "an explicit version tag, not 'latest' (a rollout must be reproducible and revertible)" });
+    }
+  });
+
+const resources = z.strictObject({
+  /** CPU in MHz reserved for one instance. */
+  cpu: z.number().int().min(20, "at least 20 (MHz)"),
+  /** Memory in MiB reserved for one instance. */
+  memory: z.number().int().min(16, "at least 16 (MiB)"),
+  /** Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers). */
+  memoryMax: z.number().int().min(16).optional(),
+});
+
+const count = z.number().int().min(1, "at least 1 instance");
+
+const scaling = z.strictObject({ min: count, max: count }).optional();
+
+const service = (defaults: { count: number; cpu: number; memory: number }) =>
+  z.strictObject({
+    /** Number of instances. Default: as many as the example needs for one per node. */
+    count: count.default(defaults.count),
+    resources: resources.default({ cpu: defaults.cpu, memory: defaults.memory }),
+    /** Bounds for an autoscaler (Nomad `scaling` block). Default: min = count, max = 2 × count. */
+    scaling,
+  });
+
+const sshPrivateKey = z.union([
+  z.strictObject({
+    /** Use the operator's ssh-agent (SSH_AUTH_SOCK): the key never leaves the agent. */
+    agent: z.literal(true),
+  }),
+  z.strictObject({
+    /** Path of the private key file on the operator's machine, read by Terraform at apply time. */
+    file: z.string().min(1, "a file path"),
+  }),
+], { error: "either { agent: true } (use the ssh-agent) or { file: <path of the private key on the operator's machine> }" });
+
+const tlsFiles = z.strictObject({
+  /** Paths ON THE NODE (the files are placed there by the operator, never synthesized). */
+  caFile: z.string().startsWith("/", "an absolute path on the node"),
+  certFile: z.string().startsWith("/", "an absolute path on the node"),
+  keyFile: z.string().startsWith("/", "an absolute path on the node"),
+});
+
+const node = z.strictObject({
+  /** Node name: Consul node_name, Nomad name, and part of every Terraform address of this node. */
+  name: name("node name"),
+  /** Address the bastion reaches the VM at (SSH). */
+  address: host,
+  /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
+  overlayAddress: ipv4,
+  /** Pinned SSH host key of the VM; without it the first connection is trusted. */
+  hostKey: sshHostKey.optional(),
+  /** Nomad node_class. */
+  nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional(),
+  /** Nomad client meta. */
+  meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "meta keys: letters, digits, '_', '.', '-'"), z.string()).default({}),
+  /**
+   * Whether this node runs HAProxy and may hold the floating IP, and its keepalived
+   * priority (higher wins). Default: eligible, priority 100.
+   */
+  floatingIp: z
+    .strictObject({
+      eligible: z.boolean().default(true),
+      priority: z.number().int().min(1, "a VRRP priority 1-254").max(254, "a VRRP priority 1-254").default(100),
+    })
+    .default({ eligible: true, priority: 100 }),
+  /**
+   * Planned maintenance: drain the node's allocations, keep it out of scheduling and move
+   * the floating IP away. Clear the flag to bring it back.
+   */
+  maintenance: z.boolean().default(false),
+});
+
+const jobsDefaults = {
+  web: { count: 2, cpu: 100, memory: 128 },
+  api: { count: 2, cpu: 300, memory: 512 },
+  worker: { count: 2, cpu: 300, memory: 512 },
+  haproxy: { count: 1, cpu: 200, memory: 128 },
+};
+
+export const clusterSchema = z.strictObject({
+  /** Team / cluster name: the Consul datacenter, part of stack names. */
+  name: name("cluster name"),
+  /** Nomad region of the provider's server. */
+  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global"),
+  servers: z.strictObject({
+    /** Addresses the clients retry_join (Consul) and register with (Nomad). */
+    join: z.array(host).min(1, "at least one server address"),
+    /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
+    consulHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:8500" }),
+    /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
+    nomadHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:4646" }),
+  }),
+  bastion: z.strictObject({
+    host,
+    port: port.default(22),
+    user: z.string().min(1),
+    hostKey: sshHostKey.optional(),
+  }),
+  ssh: z.strictObject({
+    /** SSH user on the VMs (has sudo). */
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu"),
+    /** Where the private key comes from: never the key itself. */
+    privateKey: sshPrivateKey.default({ agent: true }),
+  }),
+  overlay: z.strictObject({
+    /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
+    interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)"),
+    /** Overlay prefix: node overlay addresses and the floating IP must be inside it. */
+    prefix: cidr,
+    /**
+     * How agents find their overlay address: `static` writes the node's overlayAddress;
+     * `interface` writes go-sockaddr `{{ GetInterfaceIP "<iface>" }}` so a re-addressed VM keeps working.
+     */
+    addressing: z.enum(["static", "interface"]).default("static"),
+  }),
+  floatingIp: z.strictObject({
+    address: ipv4,
+    /** VRRP virtual_router_id: unique on the shared overlay. */
+    virtualRouterId: z.number().int().min(1, "a VRRP router id 1-255").max(255, "a VRRP router id 1-255"),
+    /** VRRP advertisement interval in seconds. */
+    advertInterval: z.number().int().min(1).max(255).default(1),
+  }),
+  consul: z
+    .strictObject({
+      /** Gossip encryption: the key lives on the node in /etc/consul.d/gossip.hcl (`encrypt = "..."`), placed by the operator. */
+      gossipEncryption: z.boolean().default(false),
+      tls: tlsFiles.optional(),
+      /** ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator. */
+      acl: z.boolean().default(false),
+      /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
+      extraConfig: z.string().optional(),
+    })
+    .default({ gossipEncryption: false, acl: false }),
+  nomad: z
+    .strictObject({
+      tls: tlsFiles.optional(),
+      /** ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator. */
+      acl: z.boolean().default(false),
+      /** How long a drain (maintenance, removal) may take before allocations are stopped. */
+      drainDeadline: duration.default("5m"),
+      /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
+      extraConfig: z.string().optional(),
+    })
+    .default({ acl: false, drainDeadline: "5m" }),
+  nodes: z.array(node).min(1, "at least one node"),
+  app: z.strictObject({
+    /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
+    publicUrl: z.url({ message: "an https:// URL" }).refine((v) => v.startsWith("https://"), "an https:// URL (the browser loads it over HTTPS)"),
+    images: z.strictObject({
+      haproxy: imageRef,
+      api: imageRef,
+      web: imageRef,
+    }),
+    /** Registry credentials for private images: the password is the Terraform variable registry_password. */
+    registry: z.strictObject({ server: host, username: z.string().min(1) }).optional(),
+    web: service(jobsDefaults.web).default(withResources(jobsDefaults.web)),
+    api: service(jobsDefaults.api).default(withResources(jobsDefaults.api)),
+    worker: service(jobsDefaults.worker)
+      .extend({
+        /** Celery worker concurrency (processes per instance). */
+        concurrency: z.number().int().min(1).default(2),
+        /** How long a stopping worker may finish its running tasks (Nomad kill_timeout). */
+        killTimeout: duration.default("120s"),
+      })
+      .default({ ...withResources(jobsDefaults.worker), concurrency: 2, killTimeout: "120s" }),
+    haproxy: z
+      .strictObject({
+        resources: resources.default({ cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }),
+        /** Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address). */
+        nodePort: port.default(8080),
+        /** Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP). */
+        floatingPort: port.default(8081),
+        /** Health and stats port, bound to the overlay address only. */
+        statsPort: port.default(8404),
+      })
+      .default({ resources: { cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }, nodePort: 8080, floatingPort: 8081, statsPort: 8404 }),
+    s3: z.strictObject({
+      endpoint: z.url({ message: "an http(s) URL of the S3 endpoint" }),
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name"),
+      region: z.string().min(1).default("us-east-1"),
+      // The key pair is secret: Terraform variables s3_access_key_id / s3_secret_access_key.
+    }),
+    broker: z.strictObject({
+      host,
+      port: port.default(5672),
+      vhost: z.string().min(1),
+      user: z.string().min(1),
+    }),
+  }),
+});
+
+function withResources(d: { count: number; cpu: number; memory: number }) {
+  return { count: d.count, resources: { cpu: d.cpu, memory: d.memory } };
+}
+
+/** The description as written (before defaults). */
+export type ClusterInput = z.input<typeof clusterSchema>;
+/** The description with every default applied: what renderers and constructs consume. */
+export type Cluster = z.output<typeof clusterSchema>;
+export type ClusterNode = Cluster["nodes"][number];

@@ -1,0 +1,52 @@
+/**
+ * The nodes stack: everything installed ON the VMs (agents, keepalived), provisioned over
+ * SSH through the bastion. It has its own state, apart from the jobs stack, so that an
+ * application release never touches the machines' provisioning.
+ */
+import { Construct } from "constructs";
+import { TerraformOutput, TerraformStack } from "cdktf";
+import { NullProvider } from "@cdktf/provider-null/lib/provider";
+import type { Cluster } from "./description/schema";
+import { ClusterMembership } from "./cluster-membership";
+import { NodeAgents } from "./node-agents";
+
+export interface ClusterNodesStackProps {
+  readonly cluster: Cluster;
+}
+
+export function nodesStackName(c: Cluster): string {
+  return `${c.name}-nodes`;
+}
+
+export class ClusterNodesStack extends TerraformStack {
+  readonly membership: ClusterMembership;
+  readonly agents: Record<string, NodeAgents> = {};
+
+  constructor(scope: Construct, props: ClusterNodesStackProps) {
+    const { cluster } = props;
+    super(scope, nodesStackName(cluster));
+    new NullProvider(this, "null");
+
+    this.membership = new ClusterMembership(this, "membership", { cluster });
+    let previous: NodeAgents | undefined;
+    for (const node of cluster.nodes) {
+      previous = this.agents[node.name] = new NodeAgents(this, node.name, {
+        cluster,
+        node,
+        after: previous,
+        dependsOn: [this.membership.resource],
+      });
+    }
+
+    new TerraformOutput(this, "nodes", {
+      description: "Nodes of the cluster: SSH address (behind the bastion), overlay address, maintenance flag",
+      value: Object.fromEntries(
+        cluster.nodes.map((n) => [n.name, { address: n.address, overlay_address: n.overlayAddress, maintenance: n.maintenance }]),
+      ),
+    });
+    new TerraformOutput(this, "consul_ui", { value: `${cluster.servers.consulHttpAddress.replace(/\/$/, "")}/ui/` });
+    new TerraformOutput(this, "nomad_ui", { value: `${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/` });
+    new TerraformOutput(this, "floating_ip", { value: cluster.floatingIp.address });
+    new TerraformOutput(this, "public_url", { value: cluster.app.publicUrl });
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * One `null_resource` that puts a set of rendered files on one node and runs its install
+ * script: the building block of every per-node agent (Consul, Nomad, keepalived).
+ *
+ * Re-provisioning happens only when a trigger changes: the SHA-256 of each file (never
+ * the text: a rendered file must not land in state twice) and the node's SSH address.
+ */
+import { Construct } from "constructs";
+import { type ITerraformDependable } from "cdktf";
+import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import type { Cluster, ClusterNode } from "./description/schema";
+import { RenderedFiles, sha256 } from "./rendered-files";
+import { nodeConnection } from "./ssh";
+
+export interface ProvisionedFilesProps {
+  readonly cluster: Cluster;
+  readonly node: ClusterNode;
+  /** What is provisioned ("consul", "nomad", "keepalived"): part of the address and paths. */
+  readonly component: string;
+  /** File name in the staging directory → content. */
+  readonly files: Record<string, string>;
+  /** The file (among `files`) run as root to install them. */
+  readonly installScript: string;
+  /** Extra trigger values (not secrets) whose change must re-provision. */
+  readonly extraTriggers?: Record<string, string>;
+  /** Provisioned after these (rolling order across nodes, agents before their users). */
+  readonly dependsOn?: ITerraformDependable[];
+}
+
+export class ProvisionedFiles extends Construct {
+  readonly resource: NullResource;
+  /** Path of each file relative to the stack directory. */
+  readonly renderedPaths: Record<string, string>;
+
+  constructor(scope: Construct, id: string, props: ProvisionedFilesProps) {
+    super(scope, id);
+    const { cluster, node, component } = props;
+    if (!(props.installScript in props.files)) throw new Error(`install script ${props.installScript} is not among the files of ${component}`);
+    const rendered = RenderedFiles.of(this);
+    const stage = `/tmp/provision-${cluster.name}/${component}`;
+    const names = Object.keys(props.files).sort();
+    this.renderedPaths = Object.fromEntries(names.map((f) => [f, rendered.add(`${node.name}/${component}/${f}`, props.files[f])]));
+
+    this.resource = new NullResource(this, "resource", {
+      triggers: {
+        node: node.name,
+        host: node.address,
+        ...Object.fromEntries(names.map((f) => [`sha256_${f.replace(/[^A-Za-z0-9]/g, "_")}`, sha256(props.files[f])])),
+        ...props.extraTriggers,
+      },
+      dependsOn: props.dependsOn,
+      connection: nodeConnection(cluster, node),
+      provisioners: [
+        // A fresh private staging directory (a stale or planted one is replaced).
+        { type: "remote-exec", inline: [`rm -rf ${stage} && mkdir -p -m 0700 ${stage}`] },
+        ...names.map((f) => ({ type: "file" as const, source: this.renderedPaths[f], destination: `${stage}/${f}` })),
+        { type: "remote-exec", inline: [`sudo bash ${stage}/${props.installScript}`, `rm -rf ${stage}`] },
+      ],
+    });
+    // Addresses read like the description: null_resource.<node>_<component>
+    this.resource.overrideLogicalId(`${node.name}_${component}`);
+  }
+}

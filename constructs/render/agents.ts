@@ -1,0 +1,206 @@
+/**
+ * Consul and Nomad client agent configurations for one node. Pure: description in, file
+ * text out. Both agents run as CLIENTS only: the provider's single servers must not gain
+ * peers (a client joining as a server breaks their quorum).
+ */
+import type { Cluster, ClusterNode } from "../description/schema";
+import { mapLines, str, strList, tidy, when } from "./hcl";
+
+export const CONSUL_CONFIG_DIR = "/etc/consul.d";
+export const NOMAD_CONFIG_DIR = "/etc/nomad.d";
+export const CONSUL_HTTP_PORT = 8500;
+export const NOMAD_HTTP_PORT = 4646;
+
+/** Operator-managed files holding secrets on the node; never synthesized, checked before install. */
+export function consulSecretFiles(c: Cluster): string[] {
+  return [
+    ...(c.consul.gossipEncryption ? [`${CONSUL_CONFIG_DIR}/gossip.hcl`] : []),
+    ...(c.consul.acl ? [`${CONSUL_CONFIG_DIR}/acl-tokens.hcl`] : []),
+    ...(c.consul.tls ? [c.consul.tls.caFile, c.consul.tls.certFile, c.consul.tls.keyFile] : []),
+  ];
+}
+
+export function nomadSecretFiles(c: Cluster): string[] {
+  return [
+    ...(c.nomad.acl ? [`${NOMAD_CONFIG_DIR}/acl-tokens.hcl`] : []),
+    ...(c.nomad.tls ? [c.nomad.tls.caFile, c.nomad.tls.certFile, c.nomad.tls.keyFile] : []),
+  ];
+}
+
+/**
+ * The address agents bind and advertise: the node's overlay address, or go-sockaddr's
+ * interface lookup so that a re-addressed VM keeps working without a new deploy.
+ */
+export function overlayAddressExpr(c: Cluster, n: ClusterNode): string {
+  return c.overlay.addressing === "interface" ? `{{ GetInterfaceIP "${c.overlay.interface}" }}` : n.overlayAddress;
+}
+
+function header(c: Cluster, n: ClusterNode, what: string, extraFile: string): string {
+  return [
+    `# ${what} for node ${n.name} of cluster ${c.name}.`,
+    `# Rendered from the cluster description; a deploy overwrites local edits.`,
+    `# Local additions belong in the description's extraConfig (installed as ${extraFile}).`,
+  ].join("\n");
+}
+
+export function renderConsulConfig(c: Cluster, n: ClusterNode): string {
+  const addr = overlayAddressExpr(c, n);
+  return tidy(`
+${header(c, n, "Consul client agent", `${CONSUL_CONFIG_DIR}/zz-extra.hcl`)}
+
+datacenter = ${str(c.name)}
+node_name  = ${str(n.name)}
+data_dir   = "/opt/consul"
+server     = false
+log_level  = "INFO"
+
+# The overlay does not carry the default route: bind and advertise it explicitly, or the
+# agent would advertise the default-route address that other nodes cannot use.
+bind_addr      = ${str(addr)}
+advertise_addr = ${str(addr)}
+
+# HTTP/gRPC on loopback (CLI, local Nomad agent) and on the overlay.
+client_addr = ${str(`127.0.0.1 ${addr}`)}
+
+# DNS on the overlay address, port 53: systemd-networkd sends *.consul queries there,
+# and HAProxy's resolvers use it for service discovery.
+addresses {
+  dns = ${str(addr)}
+}
+ports {
+  dns = 53
+}
+dns_config {
+  allow_stale = true
+  # A node's answers may be up to 5 s stale: SRV lookups keep working while the
+  # single provider-run server is briefly unreachable.
+  max_stale = "5s"
+  enable_truncate = true
+}
+
+retry_join     = ${strList(c.servers.join)}
+retry_interval = "15s"
+
+# A restart for a config change must not deregister this node's services; the node
+# leaves the cluster explicitly (consul leave) only when it is decommissioned.
+leave_on_terminate      = false
+skip_leave_on_interrupt = true
+rejoin_after_leave      = true
+
+# Script checks run in Nomad, not in Consul: keep Consul's script execution off.
+enable_script_checks       = false
+enable_local_script_checks = false
+
+ui_config {
+  enabled = false
+}
+${when(c.consul.gossipEncryption, `
+# Gossip encryption: the key is in ${CONSUL_CONFIG_DIR}/gossip.hcl, placed on the node by the operator.
+encrypt_verify_incoming = true
+encrypt_verify_outgoing = true`)}
+${when(c.consul.tls, () => `
+tls {
+  defaults {
+    ca_file         = ${str(c.consul.tls!.caFile)}
+    cert_file       = ${str(c.consul.tls!.certFile)}
+    key_file        = ${str(c.consul.tls!.keyFile)}
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_server_hostname = true
+  }
+}`)}
+${when(c.consul.acl, `
+# ACLs: tokens are in ${CONSUL_CONFIG_DIR}/acl-tokens.hcl, placed on the node by the operator.
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  enable_token_persistence = true
+}`)}
+`);
+}
+
+export function renderNomadConfig(c: Cluster, n: ClusterNode): string {
+  const addr = overlayAddressExpr(c, n);
+  const hasMeta = Object.keys(n.meta).length > 0;
+  return tidy(`
+${header(c, n, "Nomad client agent", `${NOMAD_CONFIG_DIR}/zz-extra.hcl`)}
+
+datacenter = ${str(c.name)}
+region     = ${str(c.region)}
+name       = ${str(n.name)}
+data_dir   = "/opt/nomad"
+log_level  = "INFO"
+
+# Bind and advertise the overlay address (the default route is elsewhere).
+bind_addr = ${str(addr)}
+advertise {
+  http = ${str(addr)}
+  rpc  = ${str(addr)}
+  serf = ${str(addr)}
+}
+
+server {
+  enabled = false
+}
+
+client {
+  enabled = true
+  server_join {
+    retry_join     = ${strList(c.servers.join)}
+    retry_interval = "15s"
+    retry_max      = 0
+  }
+  # Fingerprint the overlay: attr.unique.network.ip-address is the overlay address.
+  network_interface = ${str(c.overlay.interface)}
+  # Jobs ask for ports on the overlay with host_network = "overlay".
+  host_network "overlay" {
+    interface = ${str(c.overlay.interface)}
+  }
+${when(n.nodeClass, () => `  node_class = ${str(n.nodeClass!)}`)}
+${when(hasMeta, () => `  meta {\n${mapLines(n.meta, "    ")}\n  }`)}
+  # No drain_on_shutdown: with it, every systemd restart for a config change would drain
+  # the node (Nomad #17093). Drains are explicit: maintenance flag and decommission.
+}
+
+# A client restart keeps its allocations running; never leave on a signal.
+leave_on_interrupt = false
+leave_on_terminate = false
+
+consul {
+  address = "127.0.0.1:${CONSUL_HTTP_PORT}"
+  # Nomad registers jobs' services and checks in the local Consul agent.
+  auto_advertise   = true
+  client_auto_join = true
+}
+
+plugin "docker" {
+  config {
+    allow_privileged = false
+    volumes {
+      enabled = false
+    }
+    gc {
+      image       = true
+      image_delay = "1h"
+      container   = true
+    }
+    extra_labels = ["job_name", "task_group_name", "task_name", "node_name"]
+  }
+}
+${when(c.nomad.tls, () => `
+tls {
+  http      = true
+  rpc       = true
+  ca_file   = ${str(c.nomad.tls!.caFile)}
+  cert_file = ${str(c.nomad.tls!.certFile)}
+  key_file  = ${str(c.nomad.tls!.keyFile)}
+  verify_server_hostname = true
+}`)}
+${when(c.nomad.acl, `
+# ACLs: tokens are in ${NOMAD_CONFIG_DIR}/acl-tokens.hcl, placed on the node by the operator.
+acl {
+  enabled = true
+}`)}
+`);
+}
