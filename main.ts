@@ -7,7 +7,7 @@
 import * as path from "path";
 import { App } from "cdktf";
 import { loadDescriptionFile, formatProblems } from "./constructs/description/load";
-import { ClusterNodesStack } from "./constructs/nodes-stack";
+import { defineCluster } from "./constructs/cluster";
 
 export const DEFAULT_CLUSTER_FILE = "clusters/example.yaml";
 
@@ -19,7 +19,7 @@ function main(): number {
     return 1;
   }
   const app = new App();
-  new ClusterNodesStack(app, { cluster: loaded.cluster });
+  defineCluster(app, loaded.cluster);
   app.synth();
   return 0;
 }
