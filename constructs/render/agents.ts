@@ -10,6 +10,8 @@ export const CONSUL_CONFIG_DIR = "/etc/consul.d";
 export const NOMAD_CONFIG_DIR = "/etc/nomad.d";
 export const CONSUL_HTTP_PORT = 8500;
 export const NOMAD_HTTP_PORT = 4646;
+/** Nomad client meta key set on every node: "true" where HAProxy and the floating IP may run. */
+export const FLOATING_IP_META = "floating_ip_eligible";
 
 /** Operator-managed files holding secrets on the node; never synthesized, checked before install. */
 export function consulSecretFiles(c: Cluster): string[] {
@@ -122,7 +124,8 @@ acl {
 
 export function renderNomadConfig(c: Cluster, n: ClusterNode): string {
   const addr = overlayAddressExpr(c, n);
-  const hasMeta = Object.keys(n.meta).length > 0;
+  // Jobs constrain on this: HAProxy runs where the floating IP may land.
+  const meta = { ...n.meta, [FLOATING_IP_META]: String(n.floatingIp.eligible) };
   return tidy(`
 ${header(c, n, "Nomad client agent", `${NOMAD_CONFIG_DIR}/zz-extra.hcl`)}
 
@@ -158,7 +161,9 @@ client {
     interface = ${str(c.overlay.interface)}
   }
 ${when(n.nodeClass, () => `  node_class = ${str(n.nodeClass!)}`)}
-${when(hasMeta, () => `  meta {\n${mapLines(n.meta, "    ")}\n  }`)}
+  meta {
+${mapLines(meta, "    ")}
+  }
   # No drain_on_shutdown: with it, every systemd restart for a config change would drain
   # the node (Nomad #17093). Drains are explicit: maintenance flag and decommission.
 }
