@@ -107,7 +107,7 @@ export function loadDescriptionText(text: string): LoadResult {
       ok: false,
       problems: doc.errors.map((e) => ({
         path: "(yaml)",
-        line: e.linePos?.[0]?.line,
+        line: lineCounter.linePos(e.pos[0]).line,
         message: `not valid YAML: ${e.message.split("\n")[0]}`,
       })),
     };
