@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Testing } from "cdktf";
+import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
 import {
   cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput,
 } from "./helpers/synth";
@@ -46,7 +47,7 @@ describe("nodes stack (example cluster)", () => {
     const json = JSON.stringify(stack);
     for (const node of ["node-1", "node-2"]) {
       for (const agent of ["consul", "nomad"]) {
-        expect(json).toHaveResourceWithProperties({ tfResourceType: "null_resource" } as any, {
+        expect(json).toHaveResourceWithProperties(NullResource, {
           connection: expect.objectContaining({
             type: "ssh",
             host: node === "node-1" ? "192.0.2.11" : "192.0.2.12",
