@@ -304,3 +304,25 @@ describe("secrets", () => {
     }
   });
 });
+
+describe("state backend", () => {
+  it("keeps local state per stack by default", () => {
+    const out = synthCluster(exampleCluster());
+    try {
+      expect(out.stacks[STACK].terraform.backend).toEqual({ local: { path: "../../../terraform.team-example-nodes.tfstate" } });
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("uses Consul's locking KV backend when described, without a token in the output", () => {
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.state = { consul: { address: "consul.example.org:8501", scheme: "https", path: "terraform/team-example/" } })));
+    try {
+      expect(out.stacks[STACK].terraform.backend).toEqual({
+        consul: { address: "consul.example.org:8501", scheme: "https", path: "terraform/team-example/team-example-nodes", lock: true, gzip: true },
+      });
+    } finally {
+      cleanup(out);
+    }
+  });
+});

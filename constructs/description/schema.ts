@@ -205,6 +205,18 @@ export const clusterSchema = z.strictObject({
       extraConfig: z.string().optional(),
     })
     .default({ acl: false, drainDeadline: "5m" }),
+  /** Shared Terraform state (default: local files). The Consul KV backend locks during applies. */
+  state: z
+    .strictObject({
+      consul: z.strictObject({
+        /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
+        address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500"),
+        scheme: z.enum(["http", "https"]).default("https"),
+        /** KV prefix; each stack stores its state at <path>/<stack name>. */
+        path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example"),
+      }),
+    })
+    .optional(),
   nodes: z.array(node).min(1, "at least one node"),
   app: z.strictObject({
     /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
