@@ -468,6 +468,18 @@ describe("images/build.sh --dry-run", () => {
     expect(Object.keys(pastedLines(res.stdout))).toEqual(["web"]);
   });
 
+  test("--cache-registry reads the build cache always and writes it only when pushing", () => {
+    const repo = fakeRepo(randomSha());
+    const pushed = buildSh(["-r", registry, "-n", "--cache-registry", "--only", "api"], { REPO_DIR: repo });
+    expect(pushed.status).toBe(0);
+    expect(pushed.stdout).toContain(`--cache-from type=registry,ref=${registry}/image-api:buildcache`);
+    expect(pushed.stdout).toContain(`--cache-to type=registry,ref=${registry}/image-api:buildcache,mode=max`);
+    const local = buildSh(["-r", registry, "-n", "--cache-registry", "--no-push", "--only", "api"], { REPO_DIR: repo });
+    expect(local.status).toBe(0);
+    expect(local.stdout).toContain("--cache-from");
+    expect(local.stdout).not.toContain("--cache-to");
+  });
+
   test("pushing checks first that the tag does not exist yet", () => {
     const repo = fakeRepo(randomSha());
     const res = buildSh(["-r", registry, "-n"], { REPO_DIR: repo });

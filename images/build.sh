@@ -188,10 +188,24 @@ image_name() {
   esac
 }
 
+# Quote for display only when needed, so printed commands stay readable and paste-able.
+shell_quote() {
+  local arg="$1"
+  if [[ "$arg" =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+    printf '%s' "$arg"
+  else
+    printf "'%s'" "${arg//\'/\'\\\'\'}"
+  fi
+}
+
 run() {
   if [[ "$dry_run" == 1 ]]; then
     printf '+'
-    printf ' %q' "$@"
+    local arg
+    for arg in "$@"; do
+      printf ' '
+      shell_quote "$arg"
+    done
     printf '\n'
   else
     "$@"
@@ -241,7 +255,9 @@ for img in "${images[@]}"; do
   if [[ "$cache_registry" == 1 ]]; then
     cache_ref="${registry}/$(image_name "$img"):buildcache"
     cmd+=(--cache-from "type=registry,ref=${cache_ref}")
-    [[ "$push" == 1 ]] && cmd+=(--cache-to "type=registry,ref=${cache_ref},mode=max")
+    if [[ "$push" == 1 ]]; then
+      cmd+=(--cache-to "type=registry,ref=${cache_ref},mode=max")
+    fi
   fi
   if [[ "$push" == 1 ]]; then
     cmd+=(--push)
