@@ -17,7 +17,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
 import { validate } from "dockerfile-utils";
-import { DiagnosticSeverity } from "vscode-languageserver-types";
 
 export interface Violation {
   rule: "validator" | "final-user" | "pinned-image" | "remote-add" | "healthcheck" | "secret-name" | "dockerignore";
@@ -160,10 +159,10 @@ export function checkDockerfileRules(content: string): Violation[] {
   return violations;
 }
 
-/**
- * dockerfile-utils' validator: errors (and warnings) as violations. Its diagnostics carry
- * LSP severities (DiagnosticSeverity.Error = 1), not its own ValidationSeverity enum.
- */
+/** LSP DiagnosticSeverity.Error: validate() reports LSP severities, not its ValidationSeverity enum. */
+const LSP_SEVERITY_ERROR = 1;
+
+/** dockerfile-utils' validator: errors (and warnings) as violations. */
 export function validatorDiagnostics(content: string): { errors: Violation[]; warnings: Violation[] } {
   const diagnostics = validate(content);
   const toViolation = (d: (typeof diagnostics)[number]): Violation => ({
@@ -172,8 +171,8 @@ export function validatorDiagnostics(content: string): { errors: Violation[]; wa
     message: typeof d.message === "string" ? d.message : d.message.value,
   });
   return {
-    errors: diagnostics.filter((d) => d.severity === DiagnosticSeverity.Error).map(toViolation),
-    warnings: diagnostics.filter((d) => d.severity !== DiagnosticSeverity.Error).map(toViolation),
+    errors: diagnostics.filter((d) => d.severity === LSP_SEVERITY_ERROR).map(toViolation),
+    warnings: diagnostics.filter((d) => d.severity !== LSP_SEVERITY_ERROR).map(toViolation),
   };
 }
 
