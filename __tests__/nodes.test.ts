@@ -326,3 +326,14 @@ describe("state backend", () => {
     }
   });
 });
+
+describe("state backend: http", () => {
+  it("declares an http backend configured only by TF_HTTP_* at init time", () => {
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.state = { http: true })));
+    try {
+      expect(out.stacks[STACK].terraform.backend).toEqual({ http: {} });
+    } finally {
+      cleanup(out);
+    }
+  });
+});

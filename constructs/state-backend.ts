@@ -6,11 +6,18 @@
  * State holds secrets (nomad_variable items land there): use a backend with access
  * control (Consul ACLs + TLS, or another encrypted backend) for anything but a lab.
  */
-import { ConsulBackend, LocalBackend, type TerraformStack } from "cdktf";
+import { ConsulBackend, HttpBackend, LocalBackend, type TerraformStack } from "cdktf";
 import type { Cluster } from "./description/schema";
 
 export function configureStateBackend(stack: TerraformStack, cluster: Cluster, stackName: string): void {
-  const consul = cluster.state?.consul;
+  const state = cluster.state;
+  if (state && "http" in state) {
+    // Everything (address, lock addresses, credentials) comes from TF_HTTP_* at init time,
+    // one state per stack: CI sets TF_HTTP_ADDRESS per stack (see docs/ci.md).
+    new HttpBackend(stack, {} as never);
+    return;
+  }
+  const consul = state?.consul;
   if (!consul) {
     // Terraform runs in cdktf.out/stacks/<stack>/: the state file sits in the project root,
     // where cdktf keeps it by default, outside the directory each synth rewrites. Relative,

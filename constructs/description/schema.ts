@@ -205,17 +205,27 @@ export const clusterSchema = z.strictObject({
       extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
-  /** Shared Terraform state (default: local files). The Consul KV backend locks during applies. */
+  /** Shared Terraform state (default: local files on the operator's machine). */
   state: z
-    .strictObject({
-      consul: z.strictObject({
-        /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
-        address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
-        scheme: z.enum(["http", "https"]).default("https"),
-        /** KV prefix; each stack stores its state at <path>/<stack name>. */
-        path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
-      }),
-    })
+    .union(
+      [
+        z.strictObject({
+          /** Consul KV backend (locks during applies). */
+          consul: z.strictObject({
+            /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
+            address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500"),
+            scheme: z.enum(["http", "https"]).default("https"),
+            /** KV prefix; each stack stores its state at <path>/<stack name>. */
+            path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example"),
+          }),
+        }),
+        z.strictObject({
+          /** HTTP backend configured entirely by TF_HTTP_* variables at init time (e.g. GitLab-managed state). */
+          http: z.literal(true),
+        }),
+      ],
+      { error: "either { consul: { address, path } } or { http: true }" },
+    )
     .optional(),
   nodes: z.array(node).min(1, "at least one node"),
   app: z.strictObject({
