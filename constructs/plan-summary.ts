@@ -1,0 +1,592 @@
+/**
+ * Plan-review summary: what a synthesized change would do, per node and per job, computed
+ * from two synth outputs (the baseline, e.g. main's CI artifact, and the branch's) without
+ * Terraform, state or network. Pure: parsed stack JSON (and the rendered files they
+ * reference) in, rows and Markdown out. No cdktf import here.
+ *
+ * It reads the synthesized configuration the way Terraform would plan it against a state
+ * that matches the baseline:
+ * - an instance only in the branch is a CREATE, only in the baseline a DESTROY (a
+ *   destroy-time provisioner then runs: e.g. `terraform_data.node_membership` decommissions
+ *   the node);
+ * - `null_resource` whose `triggers` changed is a REPLACE (re-provisioned over SSH);
+ * - `terraform_data` whose `triggers_replace` changed is a REPLACE, whose `input` changed an
+ *   in-place UPDATE;
+ * - any other resource whose arguments changed is an UPDATE (a `nomad_job` whose jobspec
+ *   changed: a new Nomad deployment, canary first), a REPLACE when a known force-new
+ *   argument changed (e.g. `nomad_variable.path`, a jobspec's job ID);
+ * - provisioners, connections, `depends_on` and `lifecycle` are not planned by Terraform: a
+ *   change there alone is no change.
+ * Generic over stacks and resource types: rows are grouped by node when the instance's
+ * for_each key or its name is a node's name, by job for `nomad_job.<job>` and resources
+ * naming that job (`nomad_variable` at `nomad/jobs/<job>`), the rest under "cluster".
+ */
+
+export type Change = "create" | "update" | "replace" | "destroy";
+export const CHANGES: readonly Change[] = ["create", "update", "replace", "destroy"];
+
+/** One synth output: stack name → parsed cdk.tf.json; optionally stack → (relative path → text). */
+export interface SynthSet {
+  readonly stacks: Record<string, any>;
+  readonly files?: Record<string, Record<string, string>>;
+}
+
+export type GroupKind = "node" | "job" | "cluster";
+
+export interface PlanRow {
+  readonly groupKind: GroupKind;
+  /** Node name, job name, or "cluster". */
+  readonly group: string;
+  readonly stack: string;
+  /** Terraform address inside its stack, e.g. `null_resource.node-1_nomad`, `terraform_data.node_membership["node-2"]`. */
+  readonly address: string;
+  readonly type: string;
+  readonly change: Change;
+  /** Short reasons: changed trigger keys, jobspec fields old → new, effect. */
+  readonly why: string[];
+}
+
+export interface PlanSummary {
+  readonly rows: PlanRow[];
+  readonly totals: Record<Change, number>;
+  /** Stack-level remarks (no baseline, backend or provider changed, stack added/removed). */
+  readonly notes: string[];
+  readonly nodes: string[];
+  readonly jobs: string[];
+}
+
+export interface SummaryOptions {
+  /** Node names (default: from the `nodes` output and `node_membership` for_each keys). */
+  readonly nodes?: readonly string[];
+  /** Job names (default: the names of `nomad_job` resources). */
+  readonly jobs?: readonly string[];
+  /** Most "why" items listed per row before "+N more". */
+  readonly maxWhy?: number;
+}
+
+interface Instance {
+  readonly stack: string;
+  readonly type: string;
+  readonly name: string;
+  readonly key?: string;
+  readonly address: string;
+  readonly body: Record<string, any>;
+}
+
+/** Arguments Terraform does not plan (meta-arguments, provisioning details). */
+const NOT_PLANNED = new Set(["//", "depends_on", "provisioner", "connection", "lifecycle", "provider", "for_each", "count", "timeouts"]);
+
+/** Arguments whose change forces a replacement, per resource type (beyond null_resource/terraform_data). */
+const FORCE_NEW: Record<string, readonly string[]> = {
+  nomad_variable: ["path", "namespace"],
+  consul_key_prefix: ["path_prefix", "datacenter"],
+  consul_keys: ["datacenter"],
+  consul_config_entry: ["kind", "name", "namespace", "partition"],
+  consul_acl_policy: [],
+};
+
+export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: SummaryOptions = {}): PlanSummary {
+  const notes: string[] = [];
+  const baseSet: SynthSet = base ?? { stacks: {} };
+  if (!base) notes.push("No baseline: every resource is new.");
+  const baseInst = instances(baseSet);
+  const headInst = instances(head);
+  const nodes = [...new Set(opts.nodes ?? [...nodeNames(baseSet), ...nodeNames(head)])].sort();
+  const jobs = [...new Set(opts.jobs ?? [...jobNames(baseSet), ...jobNames(head)])].sort();
+  const maxWhy = opts.maxWhy ?? 4;
+
+  for (const s of Object.keys(head.stacks).sort()) {
+    if (base && !(s in base.stacks)) notes.push(`Stack \`${s}\` is new.`);
+    else if (base) {
+      if (!deepEqual(base.stacks[s]?.terraform?.backend, head.stacks[s]?.terraform?.backend)) notes.push(`Stack \`${s}\`: the state backend changed (run \`terraform init -migrate-state\`).`);
+      if (!deepEqual(base.stacks[s]?.provider, head.stacks[s]?.provider)) notes.push(`Stack \`${s}\`: provider configuration changed.`);
+    }
+  }
+  if (base) for (const s of Object.keys(base.stacks).sort()) if (!(s in head.stacks)) notes.push(`Stack \`${s}\` is no longer synthesized: its resources would be destroyed by \`terraform destroy\` in that stack, not by a plan of the others.`);
+
+  const rows: PlanRow[] = [];
+  const keys = [...new Set([...baseInst.keys(), ...headInst.keys()])];
+  for (const k of keys) {
+    const b = baseInst.get(k);
+    const h = headInst.get(k);
+    const inst = (h ?? b)!;
+    const res = classify(b, h);
+    if (!res) continue;
+    if ("note" in res) {
+      notes.push(res.note);
+      continue;
+    }
+    const { groupKind, group } = groupOf(inst, nodes, jobs);
+    rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: limit(res.why, maxWhy) });
+  }
+  const kindOrder: Record<GroupKind, number> = { node: 0, job: 1, cluster: 2 };
+  const groupOrder = (r: PlanRow) => (r.groupKind === "node" ? nodes.indexOf(r.group) : r.groupKind === "job" ? jobs.indexOf(r.group) : 0);
+  rows.sort(
+    (a, b) =>
+      kindOrder[a.groupKind] - kindOrder[b.groupKind] ||
+      groupOrder(a) - groupOrder(b) ||
+      a.group.localeCompare(b.group) ||
+      a.stack.localeCompare(b.stack) ||
+      a.address.localeCompare(b.address),
+  );
+  const totals = { create: 0, update: 0, replace: 0, destroy: 0 } as Record<Change, number>;
+  for (const r of rows) totals[r.change]++;
+  return { rows, totals, notes, nodes, jobs };
+}
+
+/** "Plan: 1 to create, 0 to update, 2 to replace (re-provision), 1 to destroy." or "No changes." */
+export function totalLine(s: PlanSummary): string {
+  if (s.rows.length === 0) return "No changes: nothing to create, update, replace or destroy.";
+  const t = s.totals;
+  return `Plan: ${t.create} to create, ${t.update} to update in place, ${t.replace} to replace, ${t.destroy} to destroy (${s.rows.length} resource instance${s.rows.length === 1 ? "" : "s"}).`;
+}
+
+/** The summary as Markdown for a CI comment: notes, one table grouped by node and job, the total. */
+export function renderPlanMarkdown(s: PlanSummary, title = "Plan review"): string {
+  const out: string[] = [`### ${title}`, ""];
+  for (const n of s.notes) out.push(`> ${escapeCell(n)}`);
+  if (s.notes.length) out.push("");
+  if (s.rows.length === 0) {
+    out.push(`**${totalLine(s)}**`, "");
+    return out.join("\n");
+  }
+  out.push("| group | resource | change | why |", "|---|---|---|---|");
+  let previous = "";
+  for (const r of s.rows) {
+    const label = r.groupKind === "cluster" ? "cluster" : `${r.groupKind} **${r.group}**`;
+    const group = label === previous ? "" : label;
+    previous = label;
+    const stack = s.rows.some((o) => o !== r && o.address === r.address && o.stack !== r.stack) ? ` (${r.stack})` : "";
+    out.push(`| ${group} | \`${escapeCell(r.address)}\`${escapeCell(stack)} | ${CHANGE_MARK[r.change]} ${r.change} | ${escapeCell(r.why.join("; "))} |`);
+  }
+  out.push("", `**${totalLine(s)}**`, "");
+  return out.join("\n");
+}
+
+const CHANGE_MARK: Record<Change, string> = { create: "+", update: "~", replace: "-/+", destroy: "-" };
+
+function escapeCell(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+}
+
+function limit(why: string[], max: number): string[] {
+  return why.length <= max ? why : [...why.slice(0, max), `+${why.length - max} more`];
+}
+
+// ---------------------------------------------------------------------------------------
+// Instances
+
+function instances(set: SynthSet): Map<string, Instance> {
+  const out = new Map<string, Instance>();
+  for (const [stack, json] of Object.entries(set.stacks)) {
+    const files = set.files?.[stack] ?? {};
+    for (const [type, byName] of Object.entries<Record<string, any>>(json?.resource ?? {})) {
+      for (const [name, rawBody] of Object.entries<any>(byName)) {
+        const body = resolveFiles(rawBody, files) as Record<string, any>;
+        const forEach = body.for_each;
+        if (forEach && typeof forEach === "object" && !Array.isArray(forEach)) {
+          for (const [key, value] of Object.entries(forEach)) {
+            const address = `${type}.${name}[${JSON.stringify(key)}]`;
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, value) as Record<string, any> });
+          }
+        } else if (Array.isArray(forEach) && forEach.every((v) => typeof v === "string")) {
+          for (const key of forEach as string[]) {
+            const address = `${type}.${name}[${JSON.stringify(key)}]`;
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, key) as Record<string, any> });
+          }
+        } else if (typeof body.count === "number") {
+          for (let i = 0; i < body.count; i++) {
+            const address = `${type}.${name}[${i}]`;
+            out.set(`${stack}\u0000${address}`, { stack, type, name, address, body: substituteCount(body, i) as Record<string, any> });
+          }
+        } else {
+          const address = `${type}.${name}`;
+          out.set(`${stack}\u0000${address}`, { stack, type, name, address, body });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** `${file("rendered/x")}` (optionally `${path.module}/…`) → the file's text, when the synth output has it. */
+function resolveFiles(v: any, files: Record<string, string>): any {
+  if (typeof v === "string") {
+    const m = /^\$\{file\("(?:\$\{path\.module\}\/)?([^"$]+)"\)\}$/.exec(v);
+    if (m && m[1] in files) return files[m[1]];
+    return v;
+  }
+  if (Array.isArray(v)) return v.map((x) => resolveFiles(x, files));
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolveFiles(x, files)]));
+  return v;
+}
+
+function substituteEach(v: any, key: string, value: any): any {
+  if (typeof v === "string") {
+    if (v === "${each.key}") return key;
+    if (v === "${each.value}") return value;
+    const whole = /^\$\{each\.value\.([A-Za-z0-9_]+)\}$/.exec(v);
+    if (whole && value && typeof value === "object") return value[whole[1]];
+    return v.replace(/\$\{each\.key\}/g, key).replace(/\$\{each\.value\}/g, typeof value === "string" ? value : "${each.value}");
+  }
+  if (Array.isArray(v)) return v.map((x) => substituteEach(x, key, value));
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).filter(([k]) => k !== "for_each").map(([k, x]) => [k, substituteEach(x, key, value)]));
+  return v;
+}
+
+function substituteCount(v: any, i: number): any {
+  if (typeof v === "string") return v === "${count.index}" ? i : v.replace(/\$\{count\.index\}/g, String(i));
+  if (Array.isArray(v)) return v.map((x) => substituteCount(x, i));
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).filter(([k]) => k !== "count").map(([k, x]) => [k, substituteCount(x, i)]));
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Groups
+
+/** Node names of a synth output: the `nodes` output's keys and the for_each keys of `node_membership`. */
+export function nodeNames(set: SynthSet): string[] {
+  const names = new Set<string>();
+  for (const json of Object.values(set.stacks)) {
+    const out = json?.output?.nodes?.value;
+    if (out && typeof out === "object" && !Array.isArray(out)) Object.keys(out).forEach((k) => names.add(k));
+    for (const byName of Object.values<Record<string, any>>(json?.resource ?? {})) {
+      const fe = byName?.node_membership?.for_each;
+      if (fe && typeof fe === "object" && !Array.isArray(fe)) Object.keys(fe).forEach((k) => names.add(k));
+    }
+  }
+  return [...names];
+}
+
+/** Job names of a synth output: the names of its `nomad_job` resources. */
+export function jobNames(set: SynthSet): string[] {
+  return Object.values(set.stacks).flatMap((json) => Object.keys(json?.resource?.nomad_job ?? {}));
+}
+
+/** `name` contains `token` as a whole word (names use letters, digits and '-': node-1 is not in node-10). */
+function containsToken(name: string, token: string): boolean {
+  let i = name.indexOf(token);
+  while (i >= 0) {
+    const before = i === 0 ? "" : name[i - 1];
+    const after = name[i + token.length] ?? "";
+    if (!/[A-Za-z0-9-]/.test(before) && !/[A-Za-z0-9-]/.test(after)) return true;
+    i = name.indexOf(token, i + 1);
+  }
+  return false;
+}
+
+function bestToken(name: string, tokens: readonly string[]): string | undefined {
+  return [...tokens].sort((a, b) => b.length - a.length).find((t) => containsToken(name, t));
+}
+
+function groupOf(inst: Instance, nodes: readonly string[], jobs: readonly string[]): { groupKind: GroupKind; group: string } {
+  if (inst.key !== undefined && nodes.includes(inst.key)) return { groupKind: "node", group: inst.key };
+  if (inst.type === "nomad_job") return { groupKind: "job", group: inst.name };
+  if (inst.key !== undefined && jobs.includes(inst.key)) return { groupKind: "job", group: inst.key };
+  const node = bestToken(inst.name, nodes);
+  if (node) return { groupKind: "node", group: node };
+  const path = typeof inst.body.path === "string" ? /^nomad\/jobs\/([^/]+)/.exec(inst.body.path)?.[1] : undefined;
+  if (path && jobs.includes(path)) return { groupKind: "job", group: path };
+  const job = bestToken(inst.name, jobs) ?? (typeof inst.body.name === "string" && jobs.includes(inst.body.name) ? inst.body.name : undefined);
+  if (job) return { groupKind: "job", group: job };
+  return { groupKind: "cluster", group: "cluster" };
+}
+
+// ---------------------------------------------------------------------------------------
+// Changes
+
+function hasDestroyProvisioner(body: Record<string, any>): boolean {
+  const p = body.provisioner;
+  const list: any[] = Array.isArray(p) ? p : p ? [p] : [];
+  return list.some((entry) => Object.values(entry ?? {}).some((x: any) => x?.when === "destroy"));
+}
+
+function hasCreateProvisioner(body: Record<string, any>): boolean {
+  const p = body.provisioner;
+  const list: any[] = Array.isArray(p) ? p : p ? [p] : [];
+  return list.some((entry) => Object.values(entry ?? {}).some((x: any) => x && x.when !== "destroy"));
+}
+
+const COSMETIC = "comments/formatting only";
+
+function classify(b: Instance | undefined, h: Instance | undefined): { change: Change; why: string[] } | { note: string } | undefined {
+  if (!b && h) {
+    const why = ["new"];
+    if (h.type === "nomad_job") why.push(jobIdentity(h.body.jobspec) ? `registers job ${jobIdentity(h.body.jobspec)}` : "registers the job");
+    else if (hasCreateProvisioner(h.body)) why.push("provisions over SSH");
+    return { change: "create", why };
+  }
+  if (b && !h) {
+    const why = ["removed from the configuration"];
+    if (hasDestroyProvisioner(b.body)) why.push(b.name === "node_membership" ? "destroy-time step runs: decommission (floating IP away, drain, Nomad stop, Consul leave)" : "destroy-time provisioner runs");
+    if (b.type === "nomad_job") why.push("job deregistered (its allocations stop)");
+    return { change: "destroy", why };
+  }
+  const bb = b!.body;
+  const hb = h!.body;
+  switch (b!.type) {
+    case "null_resource": {
+      const why = mapDiff("", bb.triggers ?? {}, hb.triggers ?? {});
+      return why.length ? { change: "replace", why: ["re-provision", ...why] } : undefined;
+    }
+    case "terraform_data": {
+      const replace = mapDiff("triggers_replace.", bb.triggers_replace ?? {}, hb.triggers_replace ?? {});
+      const update = mapDiff("input.", bb.input ?? {}, hb.input ?? {});
+      if (replace.length) return { change: "replace", why: [...replace, ...update, ...(hasDestroyProvisioner(bb) ? ["old instance's destroy-time step runs"] : [])] };
+      return update.length ? { change: "update", why: update } : undefined;
+    }
+    default: {
+      const changed = argumentDiff(bb, hb);
+      if (!changed.length) return undefined;
+      // The Nomad provider compares parsed jobs (its jobspec DiffSuppressFunc): a change in
+      // comments or layout alone plans nothing.
+      if (b!.type === "nomad_job" && changed.length === 1 && changed[0] === "jobspec" && jobspecDiff(String(bb.jobspec), String(hb.jobspec)).join() === COSMETIC) {
+        return { note: `\`${b!.address}\` (${b!.stack}): jobspec text changed in comments/formatting only, no plan change.` };
+      }
+      const forceNew = changed.filter((k) => (FORCE_NEW[b!.type] ?? []).includes(k));
+      const why: string[] = [];
+      let change: Change = forceNew.length ? "replace" : "update";
+      for (const k of changed) {
+        if (b!.type === "nomad_job" && k === "jobspec" && typeof bb.jobspec === "string" && typeof hb.jobspec === "string") {
+          const idB = jobIdentity(bb.jobspec);
+          const idH = jobIdentity(hb.jobspec);
+          if (idB !== idH) {
+            change = "replace";
+            why.push(`job ID ${idB ?? "?"} → ${idH ?? "?"}`);
+          }
+          why.push(...jobspecDiff(bb.jobspec, hb.jobspec));
+        } else why.push(...mapDiff("", { [k]: bb[k] }, { [k]: hb[k] }));
+      }
+      if (b!.type === "nomad_job" && change === "update") why.push("new Nomad deployment (canary first)");
+      return { change, why };
+    }
+  }
+}
+
+function argumentDiff(a: Record<string, any>, b: Record<string, any>): string[] {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !NOT_PLANNED.has(k)).sort();
+  return keys.filter((k) => !deepEqual(a[k], b[k]));
+}
+
+const HASH_RE = /^[0-9a-f]{40,64}$/;
+
+/** Leaf differences of two values as "key", "key: old → new", "+key", "-key". */
+function mapDiff(prefix: string, a: any, b: any): string[] {
+  const la = leaves(a);
+  const lb = leaves(b);
+  const keys = [...new Set([...la.keys(), ...lb.keys()])].sort();
+  const out: string[] = [];
+  for (const k of keys) {
+    const name = `${prefix}${k}`.replace(/\.$/, "") || "(value)";
+    if (!la.has(k)) out.push(`+${name}`);
+    else if (!lb.has(k)) out.push(`-${name}`);
+    else if (!deepEqual(la.get(k), lb.get(k))) {
+      const x = la.get(k);
+      const y = lb.get(k);
+      out.push(isShown(x) && isShown(y) ? `${name}: ${show(x)} → ${show(y)}` : name);
+    }
+  }
+  return out;
+}
+
+function isShown(v: unknown): boolean {
+  if (typeof v === "number" || typeof v === "boolean" || v === null) return true;
+  return typeof v === "string" && v.length <= 60 && !v.includes("\n") && !HASH_RE.test(v);
+}
+
+function show(v: unknown): string {
+  return typeof v === "string" ? (v === "" ? '""' : v) : JSON.stringify(v);
+}
+
+function leaves(v: any, prefix = "", out = new Map<string, unknown>()): Map<string, unknown> {
+  if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length) {
+    for (const [k, x] of Object.entries(v)) leaves(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out.set(prefix, v);
+  return out;
+}
+
+export function deepEqual(a: unknown, b: unknown): boolean {
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(v: any): any {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical(v[k])]));
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobspecs
+
+/** The job ID declared by a jobspec (`job "api" {`). */
+export function jobIdentity(jobspec: unknown): string | undefined {
+  if (typeof jobspec !== "string") return undefined;
+  return /^\s*job\s+"([^"]+)"\s*\{/m.exec(jobspec)?.[1];
+}
+
+/**
+ * Settings of an HCL jobspec, keyed by their block path (`group.api.count`,
+ * `task.api.config.image`): a line scanner good enough for review, not a parser. Heredoc
+ * values (templates) are kept whole; comments are ignored.
+ */
+export function jobspecSettings(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const stack: string[] = [];
+  const seen = new Map<string, number>();
+  const lines = text.split("\n");
+  const unique = (key: string) => {
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
+    return n === 0 ? key : `${key}#${n + 1}`;
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = stripComment(lines[i]).trim();
+    if (!line) continue;
+    if (line === "}" || line === "},") {
+      stack.pop();
+      continue;
+    }
+    const block = /^([A-Za-z_][\w-]*)((?:\s+"[^"]*")*)\s*\{$/.exec(line);
+    if (block) {
+      const labels = [...block[2].matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+      stack.push(unique([...stack, [block[1], ...labels].join(".")].join("/")).split("/").pop()!);
+      continue;
+    }
+    const oneLine = /^([A-Za-z_][\w-]*)((?:\s+"[^"]*")*)\s*\{(.*)\}$/.exec(line);
+    if (oneLine) {
+      const labels = [...oneLine[2].matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+      out.set(unique([...stack, [oneLine[1], ...labels].join(".")].join("/")), oneLine[3].trim());
+      continue;
+    }
+    const assign = /^([A-Za-z_][\w-]*|"[^"]+")\s*=\s*(.*)$/.exec(line);
+    if (!assign) continue;
+    const key = unique([...stack, assign[1].replace(/"/g, "")].join("/"));
+    let value = assign[2];
+    const heredoc = /^<<-?([A-Z_]+)$/.exec(value);
+    if (heredoc) {
+      const body: string[] = [];
+      while (++i < lines.length && lines[i].trim() !== heredoc[1]) body.push(lines[i]);
+      value = body.join("\n");
+    } else {
+      let depth = bracketDepth(value);
+      while (depth > 0 && ++i < lines.length) {
+        const more = stripComment(lines[i]).trim();
+        value += ` ${more}`;
+        depth += bracketDepth(more);
+      }
+    }
+    out.set(key, value.trim());
+  }
+  return out;
+}
+
+function stripComment(line: string): string {
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (ch === "\\" && inString) i++;
+    else if (ch === '"') inString = !inString;
+    else if (!inString && (ch === "#" || (ch === "/" && line[i + 1] === "/"))) return line.slice(0, i);
+  }
+  return line;
+}
+
+function bracketDepth(s: string): number {
+  let d = 0;
+  let inString = false;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === "\\" && inString) i++;
+    else if (ch === '"') inString = !inString;
+    else if (!inString && (ch === "[" || ch === "{" || ch === "(")) d++;
+    else if (!inString && (ch === "]" || ch === "}" || ch === ")")) d--;
+  }
+  return d;
+}
+
+/** Display form of a setting path: from the innermost labelled block on, without the job block. */
+function displayKey(key: string): string {
+  const parts = key.split("/");
+  if (parts.length > 1 && parts[0].startsWith("job.")) parts.shift();
+  let from = 0;
+  for (let i = 0; i < parts.length - 1; i++) if (parts[i].includes(".")) from = i;
+  return parts.slice(from).join(".");
+}
+
+const unquote = (v: string) => (/^"[^"]*"$/.test(v) ? v.slice(1, -1) : v);
+
+/** "image tag 3f9c2ab → 4b5c6d7" when only the tag of one repository changed, else undefined. */
+function imageTagChange(a: string, b: string): string | undefined {
+  const ra = /^(.+?):([A-Za-z0-9_][A-Za-z0-9_.-]*)(@sha256:[a-f0-9]{64})?$/.exec(unquote(a));
+  const rb = /^(.+?):([A-Za-z0-9_][A-Za-z0-9_.-]*)(@sha256:[a-f0-9]{64})?$/.exec(unquote(b));
+  if (!ra || !rb || ra[1] !== rb[1] || ra[1].includes(" ")) return undefined;
+  return `image tag ${ra[2]} → ${rb[2]}`;
+}
+
+/** Settings that differ between two jobspecs, most telling first. */
+export function jobspecDiff(a: string, b: string): string[] {
+  const sa = jobspecSettings(a);
+  const sb = jobspecSettings(b);
+  const out: string[] = [];
+  for (const k of [...new Set([...sa.keys(), ...sb.keys()])]) {
+    const x = sa.get(k);
+    const y = sb.get(k);
+    if (x === y) continue;
+    const name = displayKey(k);
+    if (x === undefined) out.push(`+${name}`);
+    else if (y === undefined) out.push(`-${name}`);
+    else {
+      const tag = /(^|\.)image$/.test(name) ? imageTagChange(x, y) : undefined;
+      if (tag) out.push(`${tag} (${name})`);
+      else if (!x.includes("\n") && !y.includes("\n") && x.length <= 50 && y.length <= 50) out.push(`${name}: ${unquote(x)} → ${unquote(y)}`);
+      else out.push(textChange(name, x, y));
+    }
+  }
+  if (!out.length && a !== b) out.push(COSMETIC);
+  // image changes first: what a reviewer looks for in a release
+  return out.sort((p, q) => Number(!p.startsWith("image")) - Number(!q.startsWith("image")));
+}
+
+/** A multi-line value (template data): its one changed line old → new, or how many lines changed. */
+function textChange(name: string, a: string, b: string): string {
+  const la = a.split("\n").map((l) => l.trim());
+  const lb = b.split("\n").map((l) => l.trim());
+  const removed = multisetMinus(la, lb).filter((l) => l !== "");
+  const added = multisetMinus(lb, la).filter((l) => l !== "");
+  const n = Math.max(removed.length, added.length);
+  // Lines that are not comments, paired in order: "server-template api 5 → 7"
+  const isComment = (l: string) => l.startsWith("#") || l.startsWith("//");
+  const r = removed.filter((l) => !isComment(l));
+  const d = added.filter((l) => !isComment(l));
+  if (r.length && r.length === d.length && r.length <= 2) return `${name}: ${r.map((l, i) => wordChange(l, d[i])).join(", ")}`;
+  return n === 0 ? `${name}: whitespace only` : `${name}: ${n} line${n === 1 ? "" : "s"} changed (-${removed.length} +${added.length})`;
+}
+
+function multisetMinus(a: string[], b: string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const x of b) counts.set(x, (counts.get(x) ?? 0) + 1);
+  return a.filter((x) => {
+    const n = counts.get(x) ?? 0;
+    if (n > 0) {
+      counts.set(x, n - 1);
+      return false;
+    }
+    return true;
+  });
+}
+
+/** The words that differ between two lines, with up to 2 words of leading context: "server-template api 5 → 7". */
+function wordChange(a: string, b: string): string {
+  const wa = a.split(/\s+/);
+  const wb = b.split(/\s+/);
+  let p = 0;
+  while (p < wa.length && p < wb.length && wa[p] === wb[p]) p++;
+  let q = 0;
+  while (q < wa.length - p && q < wb.length - p && wa[wa.length - 1 - q] === wb[wb.length - 1 - q]) q++;
+  const cut = (w: string[]) => {
+    const t = w.slice(p, w.length - q).join(" ");
+    return t.length > 40 ? `${t.slice(0, 39)}…` : t || '""';
+  };
+  const context = wa.slice(Math.max(0, p - 2), p).join(" ");
+  return `${context ? `${context} ` : ""}${cut(wa)} → ${cut(wb)}`;
+}
