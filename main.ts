@@ -24,4 +24,11 @@ function main(): number {
   return 0;
 }
 
-process.exitCode = main();
+try {
+  process.exitCode = main();
+} catch (e) {
+  // An operator gets the message, not a stack trace (set DEBUG=1 for the trace).
+  process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env.DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+  process.exitCode = 1;
+}

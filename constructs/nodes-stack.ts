@@ -9,6 +9,7 @@ import { NullProvider } from "@cdktf/provider-null/lib/provider";
 import type { Cluster } from "./description/schema";
 import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
+import { configureStateBackend } from "./state-backend";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
@@ -25,6 +26,7 @@ export class ClusterNodesStack extends TerraformStack {
   constructor(scope: Construct, props: ClusterNodesStackProps) {
     const { cluster } = props;
     super(scope, nodesStackName(cluster));
+    configureStateBackend(this, cluster, nodesStackName(cluster));
     new NullProvider(this, "null");
 
     this.membership = new ClusterMembership(this, "membership", { cluster });

@@ -107,7 +107,7 @@ export function loadDescriptionText(text: string): LoadResult {
       ok: false,
       problems: doc.errors.map((e) => ({
         path: "(yaml)",
-        line: e.linePos?.[0]?.line,
+        line: lineCounter.linePos(e.pos[0]).line,
         message: `not valid YAML: ${e.message.split("\n")[0]}`,
       })),
     };
@@ -122,10 +122,9 @@ export function loadDescriptionText(text: string): LoadResult {
     }
     return undefined;
   };
-  return {
-    ok: false,
-    problems: result.violations.map((v) => ({ path: formatPath(v.path), line: lineOf(v.path), message: v.message })),
-  };
+  const problems = result.violations.map((v) => ({ path: formatPath(v.path), line: lineOf(v.path), message: v.message }));
+  // In file order, as an operator reads them (stable: same-line problems keep their order).
+  return { ok: false, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
 }
 
 export function loadDescriptionFile(file: string): LoadResult {

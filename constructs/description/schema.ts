@@ -65,11 +65,11 @@ export const imageRef = z
 
 const resources = z.strictObject({
   /** CPU in MHz reserved for one instance. */
-  cpu: z.number().int().min(20, "at least 20 (MHz)"),
+  cpu: z.number().int().min(20, "at least 20 (MHz)").describe("CPU in MHz reserved for one instance."),
   /** Memory in MiB reserved for one instance. */
   memory: z.number().int().min(16, "at least 16 (MiB)"),
   /** Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers). */
-  memoryMax: z.number().int().min(16).optional(),
+  memoryMax: z.number().int().min(16).optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
 });
 
 const count = z.number().int().min(1, "at least 1 instance");
@@ -79,7 +79,7 @@ const scaling = z.strictObject({ min: count, max: count }).optional();
 const service = (defaults: { count: number; cpu: number; memory: number }) =>
   z.strictObject({
     /** Number of instances. Default: as many as the example needs for one per node. */
-    count: count.default(defaults.count),
+    count: count.default(defaults.count).describe("Number of instances. Default: as many as the example needs for one per node."),
     resources: resources.default({ cpu: defaults.cpu, memory: defaults.memory }),
     /** Bounds for an autoscaler (Nomad `scaling` block). Default: min = count, max = 2 × count. */
     scaling,
@@ -88,32 +88,32 @@ const service = (defaults: { count: number; cpu: number; memory: number }) =>
 const sshPrivateKey = z.union([
   z.strictObject({
     /** Use the operator's ssh-agent (SSH_AUTH_SOCK): the key never leaves the agent. */
-    agent: z.literal(true),
+    agent: z.literal(true).describe("Use the operator's ssh-agent (SSH_AUTH_SOCK): the key never leaves the agent."),
   }),
   z.strictObject({
     /** Path of the private key file on the operator's machine, read by Terraform at apply time. */
-    file: z.string().min(1, "a file path"),
+    file: z.string().min(1, "a file path").describe("Path of the private key file on the operator's machine, read by Terraform at apply time."),
   }),
 ], { error: "either { agent: true } (use the ssh-agent) or { file: <path of the private key on the operator's machine> }" });
 
 const tlsFiles = z.strictObject({
   /** Paths ON THE NODE (the files are placed there by the operator, never synthesized). */
-  caFile: z.string().startsWith("/", "an absolute path on the node"),
+  caFile: z.string().startsWith("/", "an absolute path on the node").describe("Paths ON THE NODE (the files are placed there by the operator, never synthesized)."),
   certFile: z.string().startsWith("/", "an absolute path on the node"),
   keyFile: z.string().startsWith("/", "an absolute path on the node"),
 });
 
 const node = z.strictObject({
   /** Node name: Consul node_name, Nomad name, and part of every Terraform address of this node. */
-  name: name("node name"),
+  name: name("node name").describe("Node name: Consul node_name, Nomad name, and part of every Terraform address of this node."),
   /** Address the bastion reaches the VM at (SSH). */
   address: host,
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
-  overlayAddress: ipv4,
+  overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
   /** Pinned SSH host key of the VM; without it the first connection is trusted. */
   hostKey: sshHostKey.optional(),
   /** Nomad node_class. */
-  nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional(),
+  nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
   meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "meta keys: letters, digits, '_', '.', '-'"), z.string()).default({}),
   /**
@@ -142,16 +142,16 @@ const jobsDefaults = {
 
 export const clusterSchema = z.strictObject({
   /** Team / cluster name: the Consul datacenter, part of stack names. */
-  name: name("cluster name"),
+  name: name("cluster name").describe("Team / cluster name: the Consul datacenter, part of stack names."),
   /** Nomad region of the provider's server. */
   region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global"),
   servers: z.strictObject({
     /** Addresses the clients retry_join (Consul) and register with (Nomad). */
-    join: z.array(host).min(1, "at least one server address"),
+    join: z.array(host).min(1, "at least one server address").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
     consulHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:8500" }),
     /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
-    nomadHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:4646" }),
+    nomadHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:4646" }).describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
   }),
   bastion: z.strictObject({
     host,
@@ -161,13 +161,13 @@ export const clusterSchema = z.strictObject({
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu"),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
     privateKey: sshPrivateKey.default({ agent: true }),
   }),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
-    interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)"),
+    interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
     /** Overlay prefix: node overlay addresses and the floating IP must be inside it. */
     prefix: cidr,
     /**
@@ -179,17 +179,17 @@ export const clusterSchema = z.strictObject({
   floatingIp: z.strictObject({
     address: ipv4,
     /** VRRP virtual_router_id: unique on the shared overlay. */
-    virtualRouterId: z.number().int().min(1, "a VRRP router id 1-255").max(255, "a VRRP router id 1-255"),
+    virtualRouterId: z.number().int().min(1, "a VRRP router id 1-255").max(255, "a VRRP router id 1-255").describe("VRRP virtual_router_id: unique on the shared overlay."),
     /** VRRP advertisement interval in seconds. */
     advertInterval: z.number().int().min(1).max(255).default(1),
   }),
   consul: z
     .strictObject({
       /** Gossip encryption: the key lives on the node in /etc/consul.d/gossip.hcl (`encrypt = "..."`), placed by the operator. */
-      gossipEncryption: z.boolean().default(false),
+      gossipEncryption: z.boolean().default(false).describe("Gossip encryption: the key lives on the node in /etc/consul.d/gossip.hcl (`encrypt = \"...\"`), placed by the operator."),
       tls: tlsFiles.optional(),
       /** ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator. */
-      acl: z.boolean().default(false),
+      acl: z.boolean().default(false).describe("ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
       extraConfig: z.string().optional(),
     })
@@ -198,30 +198,42 @@ export const clusterSchema = z.strictObject({
     .strictObject({
       tls: tlsFiles.optional(),
       /** ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator. */
-      acl: z.boolean().default(false),
+      acl: z.boolean().default(false).describe("ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
       drainDeadline: duration.default("5m"),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
-      extraConfig: z.string().optional(),
+      extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
+  /** Shared Terraform state (default: local files). The Consul KV backend locks during applies. */
+  state: z
+    .strictObject({
+      consul: z.strictObject({
+        /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
+        address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
+        scheme: z.enum(["http", "https"]).default("https"),
+        /** KV prefix; each stack stores its state at <path>/<stack name>. */
+        path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
+      }),
+    })
+    .optional(),
   nodes: z.array(node).min(1, "at least one node"),
   app: z.strictObject({
     /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
-    publicUrl: z.url({ message: "an https:// URL" }).refine((v) => v.startsWith("https://"), "an https:// URL (the browser loads it over HTTPS)"),
+    publicUrl: z.url({ message: "an https:// URL" }).refine((v) => v.startsWith("https://"), "an https:// URL (the browser loads it over HTTPS)").describe("Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP)."),
     images: z.strictObject({
       haproxy: imageRef,
       api: imageRef,
       web: imageRef,
     }),
     /** Registry credentials for private images: the password is the Terraform variable registry_password. */
-    registry: z.strictObject({ server: host, username: z.string().min(1) }).optional(),
+    registry: z.strictObject({ server: host, username: z.string().min(1) }).optional().describe("Registry credentials for private images: the password is the Terraform variable registry_password."),
     web: service(jobsDefaults.web).default(withResources(jobsDefaults.web)),
     api: service(jobsDefaults.api).default(withResources(jobsDefaults.api)),
     worker: service(jobsDefaults.worker)
       .extend({
         /** Celery worker concurrency (processes per instance). */
-        concurrency: z.number().int().min(1).default(2),
+        concurrency: z.number().int().min(1).default(2).describe("Celery worker concurrency (processes per instance)."),
         /** How long a stopping worker may finish its running tasks (Nomad kill_timeout). */
         killTimeout: duration.default("120s"),
       })
@@ -230,11 +242,11 @@ export const clusterSchema = z.strictObject({
       .strictObject({
         resources: resources.default({ cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }),
         /** Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address). */
-        nodePort: port.default(8080),
+        nodePort: port.default(8080).describe("Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address)."),
         /** Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP). */
         floatingPort: port.default(8081),
         /** Health and stats port, bound to the overlay address only. */
-        statsPort: port.default(8404),
+        statsPort: port.default(8404).describe("Health and stats port, bound to the overlay address only."),
       })
       .default({ resources: { cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }, nodePort: 8080, floatingPort: 8081, statsPort: 8404 }),
     s3: z.strictObject({

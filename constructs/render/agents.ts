@@ -161,7 +161,7 @@ client {
     interface = ${str(c.overlay.interface)}
   }
 ${when(n.nodeClass, () => `  node_class = ${str(n.nodeClass!)}`)}
-  meta {
+  meta = {
 ${mapLines(meta, "    ")}
   }
   # No drain_on_shutdown: with it, every systemd restart for a config change would drain

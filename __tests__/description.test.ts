@@ -1,0 +1,114 @@
+/**
+ * The cluster description: the example is valid, and a corpus of broken descriptions
+ * yields, all at once, one message per problem naming its path and what was expected.
+ */
+import { parse, stringify } from "yaml";
+import { loadDescriptionText, type Problem } from "../constructs/description/load";
+import { exampleText } from "./helpers/synth";
+
+type Raw = any;
+/** A broken description: an edit of the example, and the problems it must produce. */
+interface BrokenCase {
+  name: string;
+  edit: (d: Raw) => void;
+  expected: { path: string; message: RegExp }[];
+}
+
+const corpus: BrokenCase[] = [
+  { name: "unknown top-level key", edit: (d) => (d.nodez = []), expected: [{ path: "nodez", message: /unknown key 'nodez'/ }] },
+  { name: "misspelled node key", edit: (d) => (d.nodes[0].overlayAdress = "172.16.1.11"), expected: [{ path: "nodes[0].overlayAdress", message: /unknown key/ }] },
+  { name: "missing bastion user", edit: (d) => delete d.bastion.user, expected: [{ path: "bastion.user", message: /required \(expected string\)/ }] },
+  { name: "duplicate node names", edit: (d) => (d.nodes[1].name = "node-1"), expected: [{ path: "nodes[1].name", message: /unique node names: node-1 is also nodes\[0\]\.name/ }] },
+  { name: "duplicate node addresses", edit: (d) => (d.nodes[1].address = d.nodes[0].address), expected: [{ path: "nodes[1].address", message: /unique node addresses/ }] },
+  { name: "duplicate overlay addresses", edit: (d) => (d.nodes[1].overlayAddress = d.nodes[0].overlayAddress), expected: [{ path: "nodes[1].overlayAddress", message: /unique overlay addresses/ }] },
+  { name: "overlay address outside the prefix", edit: (d) => (d.nodes[0].overlayAddress = "10.1.1.11"), expected: [{ path: "nodes[0].overlayAddress", message: /inside overlay\.prefix 172\.16\.0\.0\/16, got 10\.1\.1\.11/ }] },
+  { name: "floating IP outside the prefix", edit: (d) => (d.floatingIp.address = "192.168.3.100"), expected: [{ path: "floatingIp.address", message: /inside overlay\.prefix/ }] },
+  { name: "floating IP equal to a node's overlay address", edit: (d) => (d.floatingIp.address = d.nodes[1].overlayAddress), expected: [{ path: "floatingIp.address", message: /different from every node's overlay address.*node-2/ }] },
+  { name: "router id out of range", edit: (d) => (d.floatingIp.virtualRouterId = 256), expected: [{ path: "floatingIp.virtualRouterId", message: /VRRP router id 1-255, got number 256/ }] },
+  { name: "router id zero", edit: (d) => (d.floatingIp.virtualRouterId = 0), expected: [{ path: "floatingIp.virtualRouterId", message: /VRRP router id 1-255/ }] },
+  { name: "count zero", edit: (d) => (d.app.api.count = 0), expected: [{ path: "app.api.count", message: /at least 1 instance, got number 0/ }] },
+  { name: "image tag latest", edit: (d) => (d.app.images.web = "ghcr.io/example-team/image-web:latest"), expected: [{ path: "app.images.web", message: /not 'latest'/ }] },
+  { name: "untagged image", edit: (d) => (d.app.images.api = "ghcr.io/example-team/image-api"), expected: [{ path: "app.images.api", message: /explicit tag/ }] },
+  { name: "malformed overlay prefix", edit: (d) => (d.overlay.prefix = "172.16.0.0"), expected: [{ path: "overlay.prefix", message: /CIDR notation/ }] },
+  { name: "overlay prefix with host bits", edit: (d) => (d.overlay.prefix = "172.16.1.0/16"), expected: [{ path: "overlay.prefix", message: /network address \(host bits zero\)/ }] },
+  { name: "invalid IPv4 overlay address", edit: (d) => (d.nodes[0].overlayAddress = "172.16.1.300"), expected: [{ path: "nodes[0].overlayAddress", message: /IPv4 address/ }] },
+  { name: "http public URL", edit: (d) => (d.app.publicUrl = "http://team-example.example.org"), expected: [{ path: "app.publicUrl", message: /https:\/\// }] },
+  { name: "private key given inline", edit: (d) => (d.ssh.privateKey = { key: "-----BEGIN OPENSSH PRIVATE KEY-----" }), expected: [{ path: "ssh.privateKey", message: /either \{ agent: true \}.*\{ file:/ }] },
+  { name: "bad host key", edit: (d) => (d.bastion.hostKey = "not-a-key"), expected: [{ path: "bastion.hostKey", message: /OpenSSH public host key/ }] },
+  { name: "no nodes", edit: (d) => (d.nodes = []), expected: [{ path: "nodes", message: /at least 1 item/ }] },
+  { name: "bad node name", edit: (d) => (d.nodes[0].name = "Node_1"), expected: [{ path: "nodes[0].name", message: /lowercase letters/ }] },
+  { name: "port out of range", edit: (d) => (d.bastion.port = 70000), expected: [{ path: "bastion.port", message: /TCP port 1-65535, got number 70000/ }] },
+  { name: "wrong type", edit: (d) => (d.floatingIp.virtualRouterId = "100"), expected: [{ path: "floatingIp.virtualRouterId", message: /expected number, got string "100"/ }] },
+  { name: "no node eligible for the floating IP", edit: (d) => d.nodes.forEach((n: Raw) => (n.floatingIp = { eligible: false })), expected: [{ path: "nodes", message: /floatingIp\.eligible: true/ }] },
+  { name: "equal explicit keepalived priorities", edit: (d) => (d.nodes[1].floatingIp.priority = 150), expected: [{ path: "nodes[1].floatingIp.priority", message: /distinct keepalived priorities/ }] },
+  { name: "scaling bounds exclude the count", edit: (d) => (d.app.web = { count: 5, scaling: { min: 1, max: 3 } }), expected: [{ path: "app.web.count", message: /within scaling\.min\.\.max \(1\.\.3\), got 5/ }] },
+  { name: "bad duration", edit: (d) => (d.app.worker.killTimeout = "2 minutes"), expected: [{ path: "app.worker.killTimeout", message: /duration such as 30s/ }] },
+  { name: "haproxy ports collide", edit: (d) => (d.app.haproxy = { nodePort: 8080, floatingPort: 8080 }), expected: [{ path: "app.haproxy.floatingPort", message: /different from app\.haproxy\.nodePort/ }] },
+];
+
+function loadEdited(edit: (d: Raw) => void) {
+  const doc = parse(exampleText());
+  edit(doc);
+  return loadDescriptionText(stringify(doc));
+}
+
+function problemsOf(edit: (d: Raw) => void): Problem[] {
+  const r = loadEdited(edit);
+  if (r.ok) throw new Error("expected the description to be rejected");
+  return r.problems;
+}
+
+describe("cluster description", () => {
+  it("accepts the example and applies documented defaults", () => {
+    const r = loadDescriptionText(exampleText());
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.cluster.nomad.drainDeadline).toBe("5m");
+    expect(r.cluster.nodes[0].maintenance).toBe(false);
+    expect(r.cluster.nodes[0].floatingIp).toEqual({ eligible: true, priority: 150 });
+    expect(r.cluster.consul).toEqual({ gossipEncryption: false, acl: false });
+  });
+
+  it("has a corpus of at least 15 broken descriptions", () => {
+    expect(corpus.length).toBeGreaterThanOrEqual(15);
+  });
+
+  it.each(corpus.map((c) => [c.name, c] as const))("rejects: %s", (_name, c) => {
+    const problems = problemsOf(c.edit);
+    for (const e of c.expected) {
+      const match = problems.find((p) => p.path === e.path && e.message.test(p.message));
+      if (!match) throw new Error(`no problem at ${e.path} matching ${e.message}; got:\n${problems.map((p) => `${p.path}: ${p.message}`).join("\n")}`);
+      expect(match.message).toMatch(/expected|unknown key|required/);
+    }
+  });
+
+  it("reports every problem at once, shape and cross-field together, with line numbers", () => {
+    const problems = problemsOf((d) => {
+      d.floatingIp.virtualRouterId = 999;
+      d.app.images.haproxy = "haproxy:latest";
+      d.nodes[1].overlayAddress = "10.0.0.12";
+      d.bastion.usr = "x";
+    });
+    expect(problems.map((p) => p.path).sort()).toEqual(["app.images.haproxy", "bastion.usr", "floatingIp.virtualRouterId", "nodes[1].overlayAddress"]);
+    for (const p of problems) expect(p.line).toBeGreaterThan(0);
+  });
+
+  it("points at the line of the offending value", () => {
+    const text = exampleText().replace("virtualRouterId: 100", "virtualRouterId: 0");
+    const r = loadDescriptionText(text);
+    if (r.ok) throw new Error("expected rejection");
+    const expectedLine = text.split("\n").findIndex((l) => l.includes("virtualRouterId: 0")) + 1;
+    expect(r.problems).toEqual([expect.objectContaining({ path: "floatingIp.virtualRouterId", line: expectedLine })]);
+  });
+
+  it("rejects YAML syntax errors with a line", () => {
+    const r = loadDescriptionText("name: a\n  bad: [unclosed\n");
+    if (r.ok) throw new Error("expected rejection");
+    expect(r.problems[0].message).toMatch(/not valid YAML/);
+    expect(r.problems[0].line).toBeGreaterThan(0);
+  });
+
+  it("rejects duplicate keys instead of silently keeping the last", () => {
+    const r = loadDescriptionText(exampleText().replace("region: global", "region: global\nregion: other"));
+    expect(r.ok).toBe(false);
+  });
+});

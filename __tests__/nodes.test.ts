@@ -1,0 +1,328 @@
+/**
+ * The nodes stack: per-node provisioning resources through the bastion, hash triggers,
+ * agent configs that parse with HashiCorp's HCL parser and say what was intended,
+ * shellcheck-clean scripts, destroy-time decommission, blast radius and determinism.
+ */
+import * as crypto from "crypto";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Testing } from "cdktf";
+import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import {
+  cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput,
+} from "./helpers/synth";
+
+Testing.setupJest();
+
+const STACK = "team-example-nodes";
+const sha = (t: string) => crypto.createHash("sha256").update(t).digest("hex");
+/** Every resource of a stack as "type.name" → JSON text of its body. */
+function resourceBodies(stack: any): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [type, byName] of Object.entries(stack.resource ?? {})) {
+    for (const [name, body] of Object.entries(byName as object)) m.set(`${type}.${name}`, JSON.stringify(body));
+  }
+  return m;
+}
+function changedResources(a: SynthOutput, b: SynthOutput, stack: string): string[] {
+  const ra = resourceBodies(a.stacks[stack]);
+  const rb = resourceBodies(b.stacks[stack]);
+  return [...new Set([...ra.keys(), ...rb.keys()])].filter((k) => ra.get(k) !== rb.get(k)).sort();
+}
+
+describe("nodes stack (example cluster)", () => {
+  let out: SynthOutput;
+  let stack: any;
+  let files: Record<string, string>;
+  beforeAll(() => {
+    out = synthCluster(exampleCluster());
+    stack = out.stacks[STACK];
+    files = out.files[STACK];
+  });
+  afterAll(() => cleanup(out));
+
+  it("has a Consul and a Nomad resource per node, connected through the bastion", () => {
+    const json = JSON.stringify(stack);
+    for (const node of ["node-1", "node-2"]) {
+      for (const agent of ["consul", "nomad"]) {
+        expect(json).toHaveResourceWithProperties(NullResource, {
+          connection: expect.objectContaining({
+            type: "ssh",
+            host: node === "node-1" ? "192.0.2.11" : "192.0.2.12",
+            user: "ubuntu",
+            bastion_host: "bastion.example.org",
+            bastion_port: 22,
+            bastion_user: "student",
+            agent: "true",
+          }),
+          triggers: expect.objectContaining({ node }),
+        });
+        expect(resourcesOf(stack, "null_resource")[`${node}_${agent}`]).toBeDefined();
+      }
+    }
+  });
+
+  it("triggers carry the SHA-256 of each uploaded file, never its text", () => {
+    for (const [name, res] of Object.entries(resourcesOf(stack, "null_resource")) as [string, any][]) {
+      const uploads = res.provisioner.filter((p: any) => p.file).map((p: any) => p.file.source as string);
+      expect(uploads.length).toBeGreaterThan(1);
+      for (const source of uploads) {
+        const key = `sha256_${path.basename(source).replace(/[^A-Za-z0-9]/g, "_")}`;
+        expect({ name, key, value: res.triggers[key] }).toEqual({ name, key, value: sha(files[source]) });
+      }
+      for (const v of Object.values(res.triggers) as string[]) expect(v.length).toBeLessThan(100);
+    }
+  });
+
+  it("references every rendered file from the Terraform JSON", () => {
+    const json = JSON.stringify(stack);
+    const rendered = Object.keys(files).filter((f) => f.startsWith("rendered/"));
+    expect(rendered.length).toBeGreaterThanOrEqual(11);
+    for (const f of rendered) expect({ f, referenced: json.includes(`"source":"${f}"`) }).toEqual({ f, referenced: true });
+  });
+
+  it("rolls agent restarts one node at a time, Consul before Nomad", () => {
+    const nr = resourcesOf(stack, "null_resource");
+    expect(nr["node-2_consul"].depends_on).toContain("null_resource.node-1_consul");
+    expect(nr["node-2_nomad"].depends_on).toContain("null_resource.node-1_nomad");
+    expect(nr["node-1_nomad"].depends_on).toContain("null_resource.node-1_consul");
+    expect(nr["node-1_consul"].depends_on).not.toContain("null_resource.node-2_consul");
+  });
+
+  it("renders a Consul client config that binds and advertises the overlay address", async () => {
+    const hcl = await parseHcl("consul.hcl", files["rendered/node-1/consul/consul.hcl"]);
+    expect(hcl).toMatchObject({
+      datacenter: "team-example",
+      node_name: "node-1",
+      server: false,
+      data_dir: "/opt/consul",
+      bind_addr: "172.16.1.11",
+      advertise_addr: "172.16.1.11",
+      client_addr: "127.0.0.1 172.16.1.11",
+      retry_join: ["team-example.internal.example.org"],
+      leave_on_terminate: false,
+      rejoin_after_leave: true,
+      enable_script_checks: false,
+    });
+    expect(hcl.addresses[0].dns).toBe("172.16.1.11");
+    expect(hcl.ports[0].dns).toBe(53);
+    expect(hcl).not.toHaveProperty("encrypt");
+    const node2 = await parseHcl("consul.hcl", files["rendered/node-2/consul/consul.hcl"]);
+    expect(node2.bind_addr).toBe("172.16.1.12");
+  });
+
+  it("renders a Nomad client config: client only, overlay host network, no drain_on_shutdown", async () => {
+    const hcl = await parseHcl("nomad.hcl", files["rendered/node-2/nomad/nomad.hcl"]);
+    expect(hcl).toMatchObject({ datacenter: "team-example", region: "global", name: "node-2", bind_addr: "172.16.1.12", leave_on_terminate: false });
+    expect(hcl.server[0].enabled).toBe(false);
+    const client = hcl.client[0];
+    expect(client.enabled).toBe(true);
+    expect(client.network_interface).toBe("vxlan100");
+    expect(client.host_network.overlay[0].interface).toBe("vxlan100");
+    expect(client.server_join[0].retry_join).toEqual(["team-example.internal.example.org"]);
+    expect(client.meta).toEqual({ floating_ip_eligible: "true" });
+    expect(client).not.toHaveProperty("drain_on_shutdown");
+    expect(hcl.advertise[0]).toEqual({ http: "172.16.1.12", rpc: "172.16.1.12", serf: "172.16.1.12" });
+    expect(hcl.consul[0].address).toBe("127.0.0.1:8500");
+    expect(hcl.plugin.docker[0].config[0].allow_privileged).toBe(false);
+  });
+
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("has shellcheck-clean scripts", () => {
+    const scripts = Object.keys(files).filter((f) => f.endsWith(".sh"));
+    expect(scripts.length).toBe(5);
+    const dir = path.join(out.outdir, "stacks", STACK);
+    // throws (non-zero exit) with shellcheck's findings on any warning
+    execFileSync("shellcheck", ["-S", "warning", "-s", "bash", ...scripts], { cwd: dir, stdio: "pipe" });
+    for (const s of scripts) expect(files[s]).toMatch(/^#!\/usr\/bin\/env bash\n(#.*\n)*set -euo pipefail$/m);
+  });
+
+  it("installs only validated configs and restarts only on change", () => {
+    const script = files["rendered/node-1/consul/install.sh"];
+    const validate = script.indexOf('consul validate "$candidate"');
+    const install = script.indexOf('install -D -m "$mode"');
+    const restart = script.indexOf('systemctl restart "$AGENT"');
+    expect(validate).toBeGreaterThan(0);
+    expect(install).toBeGreaterThan(validate);
+    expect(restart).toBeGreaterThan(install);
+    expect(script).toMatch(/if \[\[ "\$changed" == true \]\]; then\n.*\n\s+systemctl restart "\$AGENT"/);
+    expect(files["rendered/node-1/nomad/install.sh"]).toContain('nomad config validate "$candidate"');
+    expect(files["rendered/node-1/nomad/install.sh"]).toContain("-self -t '{{ .Status }} {{ .HTTPAddr }}'");
+  });
+
+  it("decommissions a removed node at destroy time, reading only self", () => {
+    const m = resourcesOf(stack, "terraform_data").node_membership;
+    expect(Object.keys(m.for_each)).toEqual(["node-1", "node-2"]);
+    expect(m.input).toBe("${each.value}");
+    const destroySteps = m.provisioner.filter((p: any) => (p.file ?? p["remote-exec"]).when === "destroy");
+    expect(destroySteps).toHaveLength(2);
+    const refs = JSON.stringify([m.connection, m.provisioner]).match(/\$\{[^}]*\}/g) ?? [];
+    expect(refs.length).toBeGreaterThan(3);
+    for (const r of refs) expect(r).toMatch(/^\$\{(tonumber\()?self\.input\./);
+    expect(files["rendered/decommission.sh"]).toMatch(/keepalived[\s\S]*nomad node drain[\s\S]*consul leave/);
+  });
+
+  it("outputs what an operator looks up", () => {
+    expect(Object.keys(stack.output).sort()).toEqual(["consul_ui", "floating_ip", "nodes", "nomad_ui", "public_url"]);
+    expect(stack.output.nodes.value["node-1"]).toEqual({ address: "192.0.2.11", overlay_address: "172.16.1.11", maintenance: false });
+  });
+});
+
+describe("nodes stack options", () => {
+  it("pins host keys and reads a private key file only at apply time", () => {
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample";
+    const out = synthCluster(edited(exampleCluster(), (c) => {
+      c.bastion.hostKey = key;
+      c.nodes[0].hostKey = key;
+      c.ssh.privateKey = { file: "~/.ssh/team_ed25519" };
+    }));
+    try {
+      const nr = resourcesOf(out.stacks[STACK], "null_resource");
+      expect(nr["node-1_consul"].connection).toMatchObject({ host_key: key, bastion_host_key: key, private_key: '${file(pathexpand("~/.ssh/team_ed25519"))}' });
+      expect(nr["node-2_consul"].connection).not.toHaveProperty("host_key");
+      const m = resourcesOf(out.stacks[STACK], "terraform_data").node_membership;
+      expect(m.for_each["node-1"]).toMatchObject({ host_key: key, private_key_file: "~/.ssh/team_ed25519" });
+      expect(m.connection.private_key).toBe("${file(pathexpand(self.input.private_key_file))}");
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("uses go-sockaddr interface lookup when addressing is `interface`", async () => {
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.overlay.addressing = "interface")));
+    try {
+      const consul = await parseHcl("c.hcl", out.files[STACK]["rendered/node-1/consul/consul.hcl"]);
+      expect(consul.bind_addr).toBe('{{ GetInterfaceIP "vxlan100" }}');
+      const nomad = await parseHcl("n.hcl", out.files[STACK]["rendered/node-1/nomad/nomad.hcl"]);
+      expect(nomad.advertise[0].rpc).toBe('{{ GetInterfaceIP "vxlan100" }}');
+      expect(out.files[STACK]["rendered/node-1/consul/install.sh"]).toContain("readonly EXPECTED_ADDRESS=''");
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("supports gossip encryption, TLS and ACLs with secrets read on the node, plus an extraConfig escape hatch", async () => {
+    const tls = { caFile: "/etc/consul.d/tls/ca.pem", certFile: "/etc/consul.d/tls/client.pem", keyFile: "/etc/consul.d/tls/client-key.pem" };
+    const out = synthCluster(edited(exampleCluster(), (c) => {
+      c.consul = { gossipEncryption: true, acl: true, tls, extraConfig: 'log_level = "DEBUG"' };
+      c.nomad = { ...c.nomad, acl: true };
+    }));
+    try {
+      const f = out.files[STACK];
+      const consul = await parseHcl("c.hcl", f["rendered/node-1/consul/consul.hcl"]);
+      expect(consul.encrypt_verify_incoming).toBe(true);
+      expect(consul.acl[0]).toMatchObject({ enabled: true, default_policy: "deny" });
+      expect(consul.tls[0].defaults[0]).toMatchObject({ ca_file: tls.caFile, cert_file: tls.certFile, key_file: tls.keyFile });
+      expect(consul).not.toHaveProperty("encrypt"); // the key itself is never synthesized
+      expect(await parseHcl("x.hcl", f["rendered/node-1/consul/zz-extra.hcl"])).toEqual({ log_level: "DEBUG" });
+      expect(f["rendered/node-1/consul/install.sh"]).toContain("readonly -a REQUIRED_FILES=('/etc/consul.d/gossip.hcl' '/etc/consul.d/acl-tokens.hcl' '/etc/consul.d/tls/ca.pem'");
+      expect(f["rendered/node-1/nomad/install.sh"]).toContain("readonly -a REQUIRED_FILES=('/etc/nomad.d/acl-tokens.hcl')");
+      expect(f["rendered/node-1/nomad/install.sh"]).toContain("readonly -a REMOVABLE=('/etc/nomad.d/zz-extra.hcl')");
+      const nomad = await parseHcl("n.hcl", f["rendered/node-1/nomad/nomad.hcl"]);
+      expect(nomad.acl[0].enabled).toBe(true);
+    } finally {
+      cleanup(out);
+    }
+  });
+});
+
+describe("blast radius and determinism", () => {
+  let base: SynthOutput;
+  beforeAll(() => (base = synthCluster(exampleCluster())));
+  afterAll(() => cleanup(base));
+
+  function changedBy(edit: (c: ReturnType<typeof exampleCluster>) => void): string[] {
+    const next = synthCluster(edited(exampleCluster(), edit));
+    try {
+      return changedResources(base, next, STACK);
+    } finally {
+      cleanup(next);
+    }
+  }
+
+  it("synthesizing twice gives byte-identical output", () => {
+    const again = synthCluster(exampleCluster());
+    try {
+      const list = (o: SynthOutput) => Object.fromEntries(Object.entries(o.files).map(([s, f]) => [s, Object.keys(f).sort()]));
+      expect(list(again)).toEqual(list(base));
+      for (const s of Object.keys(base.stacks)) {
+        const p = (o: SynthOutput) => path.join(o.outdir, "stacks", s);
+        for (const f of ["cdk.tf.json", ...Object.keys(base.files[s])]) {
+          expect({ f, same: fs.readFileSync(path.join(p(base), f)).equals(fs.readFileSync(path.join(p(again), f))) }).toEqual({ f, same: true });
+        }
+      }
+    } finally {
+      cleanup(again);
+    }
+  });
+
+  it("a Nomad-only setting of one node re-provisions only that node's Nomad agent", () => {
+    expect(changedBy((c) => (c.nodes[1].nodeClass = "edge"))).toEqual(["null_resource.node-2_nomad"]);
+  });
+
+  it("a change of one node's overlay address re-provisions only that node's agents (and its membership data)", () => {
+    expect(changedBy((c) => (c.nodes[0].overlayAddress = "172.16.1.21"))).toEqual([
+      "null_resource.node-1_consul",
+      "null_resource.node-1_nomad",
+      "terraform_data.node_membership",
+    ]);
+  });
+
+  it("a Consul-only setting touches Consul agents, never Nomad", () => {
+    const changed = changedBy((c) => (c.consul.extraConfig = 'log_level = "DEBUG"'));
+    expect(changed).toEqual(["null_resource.node-1_consul", "null_resource.node-2_consul"]);
+  });
+});
+
+describe("secrets", () => {
+  it("no secret planted in the environment appears anywhere under cdktf.out (main.ts run as cdktf runs it)", () => {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "cdktf-secrets-"));
+    const planted: Record<string, string> = {};
+    for (const v of ["s3_access_key_id", "s3_secret_access_key", "rabbitmq_password", "registry_password", "vrrp_password"]) {
+      planted[`TF_VAR_${v}`] = `PLANTED-${v}-${crypto.randomBytes(12).toString("hex")}`;
+    }
+    planted.AWS_SECRET_ACCESS_KEY = `PLANTED-aws-${crypto.randomBytes(12).toString("hex")}`;
+    planted.CONSUL_HTTP_TOKEN = `PLANTED-consul-${crypto.randomBytes(12).toString("hex")}`;
+    planted.NOMAD_TOKEN = `PLANTED-nomad-${crypto.randomBytes(12).toString("hex")}`;
+    try {
+      execFileSync(path.join(__dirname, "..", "node_modules", ".bin", "tsx"), ["main.ts"], {
+        cwd: path.join(__dirname, ".."),
+        env: { ...process.env, ...planted, CDKTF_OUTDIR: outdir },
+        stdio: "pipe",
+      });
+      const all = execFileSync("find", [outdir, "-type", "f"], { encoding: "utf8" }).trim().split("\n");
+      expect(all.length).toBeGreaterThan(5);
+      for (const f of all) {
+        const text = fs.readFileSync(f, "utf8");
+        for (const [name, value] of Object.entries(planted)) {
+          if (text.includes(value)) throw new Error(`${name} leaked into ${path.relative(outdir, f)}`);
+        }
+      }
+    } finally {
+      fs.rmSync(outdir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("state backend", () => {
+  it("keeps local state per stack by default", () => {
+    const out = synthCluster(exampleCluster());
+    try {
+      expect(out.stacks[STACK].terraform.backend).toEqual({ local: { path: "../../../terraform.team-example-nodes.tfstate" } });
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("uses Consul's locking KV backend when described, without a token in the output", () => {
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.state = { consul: { address: "consul.example.org:8501", scheme: "https", path: "terraform/team-example/" } })));
+    try {
+      expect(out.stacks[STACK].terraform.backend).toEqual({
+        consul: { address: "consul.example.org:8501", scheme: "https", path: "terraform/team-example/team-example-nodes", lock: true, gzip: true },
+      });
+    } finally {
+      cleanup(out);
+    }
+  });
+});
