@@ -18,6 +18,7 @@ import { NomadJob } from "./nomad-job";
 import { JOB_NAMES, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
+import { configureStateBackend } from "./state-backend";
 
 export interface ClusterJobsStackProps {
   readonly cluster: Cluster;
@@ -42,6 +43,8 @@ export class ClusterJobsStack extends TerraformStack {
   constructor(scope: Construct, props: ClusterJobsStackProps) {
     const { cluster } = props;
     super(scope, jobsStackName(cluster));
+    // This state holds the Nomad Variables' items (secrets): see state-backend.ts.
+    configureStateBackend(this, cluster, jobsStackName(cluster));
     new NomadProvider(this, "nomad", { address: cluster.servers.nomadHttpAddress, region: cluster.region });
     new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.name });
 

@@ -22,7 +22,8 @@ import { RenderedFiles, sha256 } from "./rendered-files";
  * backslash-quote, and leaves `%{` alone, which breaks a multi-line jobspec.
  */
 export function terraformLiteral(text: string): string {
-  return text.replace(/\$\{/g, "$${").replace(/%\{/g, "%%{");
+  // Function replacers: in a replacement string "$$" means one "$".
+  return text.replace(/\$\{/g, () => "$${").replace(/%\{/g, () => "%%{");
 }
 
 /** Inverse of `terraformLiteral` (what Terraform hands the provider). */

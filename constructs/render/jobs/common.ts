@@ -120,7 +120,7 @@ export function dockerAuth(c: Cluster, image: string, indent: string): string {
  */
 export function heredoc(text: string, indent: string): string {
   const marker = "EOT";
-  const body = text.replace(/\$\{/g, "$${").replace(/%\{/g, "%%{").replace(/\n$/, "");
+  const body = text.replace(/\$\{/g, () => "$${").replace(/%\{/g, () => "%%{").replace(/\n$/, "");
   if (body.split("\n").some((l) => l.trim() === marker)) throw new Error(`heredoc body contains its end marker ${marker}`);
   const lines = body.split("\n").map((l) => (l === "" ? "" : `${indent}  ${l}`));
   return `<<-${marker}\n${lines.join("\n")}\n${indent}  ${marker}`;
