@@ -12,7 +12,7 @@ import { str } from "../constructs/render/hcl";
 import { FLOATING_IP_META } from "../constructs/render/agents";
 import { APP_CONTRACT_ENV, APP_SECRET_ENV, WORKER_PING } from "../constructs/render/jobs/api";
 import { CANARIES, JOB_NAMES, ROLLOUT, peakInstances, useDistinctHosts, variablePath } from "../constructs/render/jobs/common";
-import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig } from "../constructs/render/jobs/haproxy-cfg";
+import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript } from "../constructs/render/jobs/haproxy-cfg";
 import { HAPROXY_RELOAD_SIGNAL } from "../constructs/render/jobs/haproxy";
 import { renderJobspecs } from "../constructs/render/jobs";
 import type { Cluster } from "../constructs/description/schema";
@@ -216,15 +216,20 @@ describe("jobs stack (example cluster)", () => {
       expect(g.network[0].port.stats[0]).toEqual({ static: c.app.haproxy.statsPort, host_network: "overlay" });
     });
 
-    it("runs the described image in host network mode, config from a template reloaded with SIGUSR2", () => {
+    it("runs the described image in host network mode, config from a template reloaded by SIGUSR2 after saving server state", () => {
       const t = taskOf(jobs.haproxy.job, "haproxy");
       expect(t.config[0]).toMatchObject({ image: "haproxy:3.0.5", network_mode: "host", args: ["-f", "/local/haproxy.cfg"] });
-      const tpl = t.template[0];
-      expect(tpl).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "signal", change_signal: HAPROXY_RELOAD_SIGNAL });
+      const [script, cfg] = t.template;
+      expect(script).toMatchObject({ destination: "local/reload.sh", perms: "0755", change_mode: "noop" });
+      expect(script.data).toBe(renderHaproxyReloadScript(nomadHaproxyRuntime(c)));
+      expect(script.data).toContain(`kill -${HAPROXY_RELOAD_SIGNAL.replace(/^SIG/, "")} 1`);
       expect(HAPROXY_RELOAD_SIGNAL).toBe("SIGUSR2");
+      expect(cfg).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "script" });
+      expect(cfg.change_script[0]).toMatchObject({ command: "/local/reload.sh", fail_on_error: false });
       // The template is the renderer's text with the Nomad runtime parts.
-      expect(tpl.data).toBe(renderHaproxyConfig(c, nomadHaproxyRuntime(c)));
-      expect(out.files[STACK]["rendered/jobs/haproxy.cfg.tpl"]).toBe(tpl.data);
+      expect(cfg.data).toBe(renderHaproxyConfig(c, nomadHaproxyRuntime(c)));
+      expect(out.files[STACK]["rendered/jobs/haproxy.cfg.tpl"]).toBe(cfg.data);
+      expect(t.kill_signal).toBe("SIGUSR1");
     });
 
     it("routes /image to api, the rest to web, discovers both through Consul DNS SRV on the node", () => {
@@ -235,7 +240,7 @@ describe("jobs stack (example cluster)", () => {
       expect(cfg).toContain("hold valid 5s");
       for (const b of ["api", "web"] as const) {
         expect(cfg).toContain(
-          `server-template ${b} ${peakInstances(c, b)} _${b}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr none check`,
+          `server-template ${b} ${peakInstances(c, b)} _${b}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check`,
         );
       }
       // Slots: scaling.max (2 × count by default) + a canary.

@@ -5,7 +5,7 @@ import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
 import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth } from "./common";
-import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig } from "./haproxy-cfg";
+import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript } from "./haproxy-cfg";
 
 /**
  * The signal that reloads the official haproxy image gracefully: its entrypoint runs
@@ -14,6 +14,8 @@ import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig } from "./haproxy
 export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
 /** Where the rendered config lives inside the container (the task's local/ directory). */
 export const HAPROXY_CONFIG_PATH = "/local/haproxy.cfg";
+/** The reload script Nomad runs in the task when the config changes. */
+export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
 
 export function renderHaproxyJob(c: Cluster): string {
   const hp = c.app.haproxy;
@@ -85,14 +87,27 @@ ${dockerAuth(c, image, "        ")}
       kill_signal  = "SIGUSR1"
       kill_timeout = "30s"
 
+      # Rendered first: the config template's change script.
       template {
-        data          = ${heredoc(renderHaproxyConfig(c, nomadHaproxyRuntime(c)), "        ")}
-        destination   = "local/haproxy.cfg"
-        # Graceful reload: the master starts new workers on the new config, old workers
-        # finish their connections. Backend changes come from DNS and need no reload.
-        change_mode   = "signal"
-        change_signal = ${str(HAPROXY_RELOAD_SIGNAL)}
-        splay         = "5s"
+        data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/reload.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = ${heredoc(renderHaproxyConfig(c, nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/haproxy.cfg"
+        # Graceful reload: the script saves the servers' state, then sends ${HAPROXY_RELOAD_SIGNAL}
+        # to the master, which starts new workers on the new config while old workers finish
+        # their connections. Backend changes come from DNS and need no reload.
+        change_mode = "script"
+        change_script {
+          command       = ${str(HAPROXY_RELOAD_SCRIPT)}
+          timeout       = "20s"
+          fail_on_error = false
+        }
+        splay = "5s"
       }
 ${usesRegistryAuth(c, image) ? secretsTemplate("haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
 
