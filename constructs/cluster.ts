@@ -4,13 +4,18 @@
  */
 import type { App } from "cdktf";
 import type { Cluster } from "./description/schema";
+import { ClusterJobsStack } from "./jobs-stack";
 import { ClusterNodesStack } from "./nodes-stack";
 
 export interface ClusterStacks {
   readonly nodes: ClusterNodesStack;
+  readonly jobs: ClusterJobsStack;
 }
 
 export function defineCluster(app: App, cluster: Cluster): ClusterStacks {
   const nodes = new ClusterNodesStack(app, { cluster });
-  return { nodes };
+  // Jobs run on the agents the nodes stack provisions; a release touches only this stack.
+  const jobs = new ClusterJobsStack(app, { cluster });
+  jobs.addDependency(nodes);
+  return { nodes, jobs };
 }

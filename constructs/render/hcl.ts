@@ -9,8 +9,9 @@ export function str(value: string): string {
     .replace(/\\/g, "\\\\")
     .replace(/"/g, '\\"')
     .replace(/\n/g, "\\n")
-    .replace(/\$\{/g, "$${")
-    .replace(/%\{/g, "%%{");
+    // Function replacers: in a replacement string "$$" stands for a single "$".
+    .replace(/\$\{/g, () => "$${")
+    .replace(/%\{/g, () => "%%{");
   return `"${escaped}"`;
 }
 

@@ -1,0 +1,71 @@
+/**
+ * The application's secrets: sensitive Terraform variables (no default: `cdktf synth`
+ * needs none of them, `cdktf deploy` asks for them or reads TF_VAR_<name>), written into
+ * the jobs' Nomad Variables, which the tasks read through templates.
+ *
+ * `nomad_variable.items` is stored in the Terraform state (Nomad provider #478; the
+ * write-only `items_wo` came after these bindings froze): the jobs stack's state must live
+ * in a protected backend.
+ */
+import { Construct } from "constructs";
+import { Fn, TerraformVariable } from "cdktf";
+import { Variable } from "@cdktf/provider-nomad/lib/variable";
+import type { Cluster } from "./description/schema";
+import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
+import { REGISTRY_PASSWORD_ENV, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
+
+/**
+ * The broker URL, composed by Terraform at apply time. The password is URL-encoded
+ * (urlencode, with its `+` for space turned into `%20`: kombu unquotes the userinfo
+ * without plus-decoding); user and vhost are encoded here.
+ */
+export function brokerUrl(c: Cluster, password: string): string {
+  const b = c.app.broker;
+  const enc = (s: string) => encodeURIComponent(s);
+  return `amqp://${enc(b.user)}:${Fn.replace(Fn.urlencode(password), "+", "%20")}@${b.host}:${b.port}/${enc(b.vhost)}`;
+}
+
+export class AppSecrets extends Construct {
+  readonly variables: Record<string, TerraformVariable> = {};
+  /** The Nomad Variable of each job that has one. */
+  readonly nomadVariables: Partial<Record<JobName, Variable>> = {};
+
+  constructor(scope: Construct, id: string, props: { cluster: Cluster }) {
+    super(scope, id);
+    const c = props.cluster;
+    for (const v of secretVariables(c)) this.variables[v.name] = this.declare(v);
+    const value = (v: SecretVariable) => this.variables[v.name].stringValue;
+
+    const registry = (image: string): Record<string, string> =>
+      usesRegistryAuth(c, image) ? { [REGISTRY_PASSWORD_ENV]: value(SECRET_VARIABLES.registryPassword) } : {};
+    const app = {
+      AWS_ACCESS_KEY_ID: value(SECRET_VARIABLES.s3AccessKeyId),
+      AWS_SECRET_ACCESS_KEY: value(SECRET_VARIABLES.s3SecretAccessKey),
+      CELERY_BROKER_URL: brokerUrl(c, value(SECRET_VARIABLES.rabbitmqPassword)),
+    };
+    // The backend and the worker each read their own path (no ACL policy needed).
+    const items: Record<JobName, Record<string, string>> = {
+      api: { ...app, ...registry(c.app.images.api) },
+      worker: { ...app, ...registry(c.app.images.api) },
+      web: registry(c.app.images.web),
+      haproxy: registry(c.app.images.haproxy),
+    };
+    for (const [job, jobItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
+      if (Object.keys(jobItems).length === 0) continue;
+      const nv = new Variable(this, job, { path: variablePath(job), items: jobItems });
+      nv.overrideLogicalId(job);
+      this.nomadVariables[job] = nv;
+    }
+  }
+
+  private declare(v: SecretVariable): TerraformVariable {
+    const tv = new TerraformVariable(this, v.name, {
+      type: "string",
+      description: v.description,
+      sensitive: true,
+      nullable: false,
+    });
+    tv.overrideLogicalId(v.name);
+    return tv;
+  }
+}

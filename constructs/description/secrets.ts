@@ -1,0 +1,26 @@
+/**
+ * The secrets of a deployment: Terraform variables, resolved at apply time (TF_VAR_<name>,
+ * a *.tfvars file kept out of git, or the prompt), never fields of the description and
+ * never read by the app at synth time. Pure: no cdktf import, so docs and tests list them
+ * from the same place as the stack that declares them.
+ */
+import type { Cluster } from "./schema";
+
+export interface SecretVariable {
+  /** Terraform variable name (TF_VAR_<name>). */
+  readonly name: string;
+  readonly description: string;
+}
+
+export const SECRET_VARIABLES = {
+  s3AccessKeyId: { name: "s3_access_key_id", description: "S3 access key id of the application (AWS_ACCESS_KEY_ID)" },
+  s3SecretAccessKey: { name: "s3_secret_access_key", description: "S3 secret access key of the application (AWS_SECRET_ACCESS_KEY)" },
+  rabbitmqPassword: { name: "rabbitmq_password", description: "Password of the RabbitMQ user app.broker.user (part of CELERY_BROKER_URL)" },
+  registryPassword: { name: "registry_password", description: "Password or token of app.registry.username for pulling private images" },
+} as const satisfies Record<string, SecretVariable>;
+
+/** The secret variables a described cluster needs (the registry password only with app.registry). */
+export function secretVariables(c: Cluster): SecretVariable[] {
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword } = SECRET_VARIABLES;
+  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : [])];
+}

@@ -1,0 +1,70 @@
+/**
+ * The jobs stack: the application on Nomad (four jobs, their secrets) and its entries in
+ * Consul. Its own state, apart from the nodes stack, so that a release never touches the
+ * machines' provisioning; it is deployed after the nodes stack.
+ *
+ * The providers talk only to the servers' HTTP APIs (description: servers.*HttpAddress).
+ * ACL tokens and TLS material, when used, come from the operator's environment at apply
+ * time (NOMAD_TOKEN, NOMAD_CACERT..., CONSUL_HTTP_TOKEN, CONSUL_CACERT...), never from here.
+ */
+import { Construct } from "constructs";
+import { TerraformOutput, TerraformStack } from "cdktf";
+import { NomadProvider } from "@cdktf/provider-nomad/lib/provider";
+import { ConsulProvider } from "@cdktf/provider-consul/lib/provider";
+import type { Cluster } from "./description/schema";
+import { AppSecrets } from "./app-secrets";
+import { ConsulCatalog } from "./consul-catalog";
+import { NomadJob } from "./nomad-job";
+import { JOB_NAMES, type JobName } from "./render/jobs/common";
+import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
+import { renderJobspecs } from "./render/jobs";
+import { configureStateBackend } from "./state-backend";
+
+export interface ClusterJobsStackProps {
+  readonly cluster: Cluster;
+}
+
+export function jobsStackName(c: Cluster): string {
+  return `${c.name}-jobs`;
+}
+
+/** The Consul provider wants host:port and the scheme apart. */
+export function consulProviderAddress(url: string): { address: string; scheme: string } {
+  const u = new URL(url);
+  const scheme = u.protocol.replace(/:$/, "");
+  return { address: `${u.hostname}:${u.port || (scheme === "https" ? "443" : "80")}`, scheme };
+}
+
+export class ClusterJobsStack extends TerraformStack {
+  readonly jobs = {} as Record<JobName, NomadJob>;
+  readonly secrets: AppSecrets;
+  readonly consul: ConsulCatalog;
+
+  constructor(scope: Construct, props: ClusterJobsStackProps) {
+    const { cluster } = props;
+    super(scope, jobsStackName(cluster));
+    // This state holds the Nomad Variables' items (secrets): see state-backend.ts.
+    configureStateBackend(this, cluster, jobsStackName(cluster));
+    new NomadProvider(this, "nomad", { address: cluster.servers.nomadHttpAddress, region: cluster.region });
+    new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.name });
+
+    this.secrets = new AppSecrets(this, "secrets", { cluster });
+    this.consul = new ConsulCatalog(this, "consul-catalog", { cluster });
+
+    const specs = renderJobspecs(cluster);
+    for (const job of JOB_NAMES) {
+      const variable = this.secrets.nomadVariables[job];
+      this.jobs[job] = new NomadJob(this, job, {
+        job,
+        jobspec: specs[job],
+        // The template blocks until its variable exists: write it first.
+        dependsOn: variable ? [variable] : undefined,
+        companions: job === "haproxy" ? { "haproxy.cfg.tpl": renderHaproxyConfig(cluster, nomadHaproxyRuntime(cluster)) } : undefined,
+      });
+    }
+
+    new TerraformOutput(this, "job_names", { description: "Nomad jobs of the application", value: [...JOB_NAMES] });
+    new TerraformOutput(this, "public_url", { description: "Public URL of the site", value: cluster.app.publicUrl });
+    new TerraformOutput(this, "nomad_jobs_ui", { value: `${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/jobs` });
+  }
+}

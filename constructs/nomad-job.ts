@@ -1,0 +1,77 @@
+/**
+ * One Nomad job of the application: its rendered jobspec, written readable into the synth
+ * output (rendered/jobs/<job>.nomad.hcl) and registered with `nomad_job.<job>`.
+ *
+ * `detach = false`: `cdktf deploy` waits for the job's deployment (canary, promotion,
+ * rolling steps) and fails when it fails; auto_revert has then already put the last stable
+ * version back.
+ */
+import { Construct } from "constructs";
+import type { ITerraformDependable } from "cdktf";
+import { Job } from "@cdktf/provider-nomad/lib/job";
+import { jobspecFile, type JobName } from "./render/jobs/common";
+import { RenderedFiles, sha256 } from "./rendered-files";
+
+/**
+ * A string Terraform passes through unchanged: Terraform reads `${` and `%{` in JSON
+ * strings as its own template syntax, so they are doubled (`$${NOMAD_PORT_http}` reaches
+ * Nomad as `${NOMAD_PORT_http}`).
+ *
+ * Not `Fn.rawString()`: it is meant for strings inside Terraform expressions; as a whole
+ * attribute value (cdktf 0.21) it turns newlines into a literal backslash-n and quotes into
+ * backslash-quote, and leaves `%{` alone, which breaks a multi-line jobspec.
+ */
+export function terraformLiteral(text: string): string {
+  // Function replacers: in a replacement string "$$" means one "$".
+  return text.replace(/\$\{/g, () => "$${").replace(/%\{/g, () => "%%{");
+}
+
+/** Inverse of `terraformLiteral` (what Terraform hands the provider). */
+export function fromTerraformLiteral(text: string): string {
+  return text.replace(/\$\$\{/g, "${").replace(/%%\{/g, "%{");
+}
+
+export interface NomadJobProps {
+  readonly job: JobName;
+  /** The jobspec (Nomad HCL), as Nomad must receive it. */
+  readonly jobspec: string;
+  /** Extra readable files next to the jobspec (e.g. haproxy.cfg.tpl), by name under rendered/jobs/. */
+  readonly companions?: Record<string, string>;
+  readonly dependsOn?: ITerraformDependable[];
+  /**
+   * How long Terraform waits for a deployment. Default 20m: above the jobs'
+   * progress_deadline (15m) so that Nomad, not Terraform, decides a deployment failed.
+   */
+  readonly deployTimeout?: string;
+}
+
+export class NomadJob extends Construct {
+  readonly resource: Job;
+  /** The readable jobspec, relative to the stack directory. */
+  readonly file: string;
+
+  constructor(scope: Construct, id: string, props: NomadJobProps) {
+    super(scope, id);
+    const rendered = RenderedFiles.of(this);
+    this.file = rendered.add(jobspecFile(props.job), props.jobspec);
+    for (const [name, text] of Object.entries(props.companions ?? {})) rendered.add(`jobs/${name}`, text);
+    const timeout = props.deployTimeout ?? "20m";
+
+    this.resource = new Job(this, "resource", {
+      jobspec: terraformLiteral(props.jobspec),
+      detach: false,
+      // A job renamed in its jobspec replaces the old one instead of running beside it.
+      deregisterOnIdChange: true,
+      deregisterOnDestroy: true,
+      // A destroyed job is gone at once (its name reusable), not kept as "dead".
+      purgeOnDestroy: true,
+      timeouts: { create: timeout, update: timeout },
+      dependsOn: props.dependsOn,
+    });
+    // Readable, stable address: nomad_job.<job>.
+    this.resource.overrideLogicalId(props.job);
+    // The same text, readable, in the synth output: review and diff that file.
+    this.resource.addOverride("//.jobspec_file", this.file);
+    this.resource.addOverride("//.jobspec_sha256", sha256(props.jobspec));
+  }
+}

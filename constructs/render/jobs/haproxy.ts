@@ -1,0 +1,140 @@
+/**
+ * Jobspec of HAProxy: a system job on every node that may hold the floating IP.
+ */
+import type { Cluster } from "../../description/schema";
+import { FLOATING_IP_META } from "../agents";
+import { OMIT, str, tidy } from "../hcl";
+import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth } from "./common";
+import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript } from "./haproxy-cfg";
+
+/**
+ * The signal that reloads the official haproxy image gracefully: its entrypoint runs
+ * `haproxy -W -db` (master-worker), whose master re-reads the config on SIGUSR2.
+ */
+export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
+/** Where the rendered config lives inside the container (the task's local/ directory). */
+export const HAPROXY_CONFIG_PATH = "/local/haproxy.cfg";
+/** The reload script Nomad runs in the task when the config changes. */
+export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
+
+export function renderHaproxyJob(c: Cluster): string {
+  const hp = c.app.haproxy;
+  const image = c.app.images.haproxy;
+  return tidy(`
+${jobHeader(c, "haproxy", "the load balancer behind the per-VM and floating-IP tunnels.")}
+
+job "haproxy" {
+${jobPlacement(c)}
+  # One instance on every node that may hold the floating IP (client meta set by agents.ts).
+  type = "system"
+
+  constraint {
+    attribute = "\${meta.${FLOATING_IP_META}}"
+    value     = "true"
+  }
+
+  # System jobs cannot use canaries (nor spread, reschedule, migrate or scaling: one
+  # instance per eligible node is the whole placement). Nodes are updated one at a time,
+  # ${ROLLOUT.stagger} apart. Nomad 1.5-1.9 enforce only max_parallel and stagger for system
+  # jobs; the health fields take effect on versions with system deployments.
+  update {
+    max_parallel      = 1
+    stagger           = ${str(ROLLOUT.stagger)}
+    health_check      = "checks"
+    min_healthy_time  = ${str(ROLLOUT.minHealthyTime)}
+    healthy_deadline  = ${str(ROLLOUT.healthyDeadline)}
+    progress_deadline = ${str(ROLLOUT.progressDeadline)}
+    auto_revert       = true
+  }
+
+  group "haproxy" {
+    # Static ports on the overlay: reserved so that Nomad never hands them to another task.
+    # HAProxy itself binds the addresses of its config (host network mode).
+    network {
+      port "node" {
+        static       = ${hp.nodePort}
+        host_network = ${str(OVERLAY_HOST_NETWORK)}
+      }
+      port "stats" {
+        static       = ${hp.statsPort}
+        host_network = ${str(OVERLAY_HOST_NETWORK)}
+      }
+      port "floating" {
+        static = ${hp.floatingPort}
+      }
+    }
+
+    # A system job is never rescheduled elsewhere: keep restarting in place.
+    restart {
+      attempts = 5
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    task "haproxy" {
+      driver = "docker"
+
+      config {
+        image        = ${str(image)}
+        network_mode = "host"
+        # The entrypoint turns "-f FILE" into "haproxy -W -db -f FILE" (master-worker).
+        args = ["-f", ${str(HAPROXY_CONFIG_PATH)}]
+${dockerAuth(c, image, "        ")}
+      }
+
+      # SIGUSR1 is the image's STOPSIGNAL: a graceful stop that lets open connections finish.
+      kill_signal  = "SIGUSR1"
+      kill_timeout = "30s"
+
+      # Rendered first: the config template's change script.
+      template {
+        data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/reload.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = ${heredoc(renderHaproxyConfig(c, nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/haproxy.cfg"
+        # Graceful reload: the script saves the servers' state, then sends ${HAPROXY_RELOAD_SIGNAL}
+        # to the master, which starts new workers on the new config while old workers finish
+        # their connections. Backend changes come from DNS and need no reload.
+        change_mode = "script"
+        change_script {
+          command       = ${str(HAPROXY_RELOAD_SCRIPT)}
+          timeout       = "20s"
+          fail_on_error = false
+        }
+        splay = "5s"
+      }
+${usesRegistryAuth(c, image) ? secretsTemplate("haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
+
+${resourcesBlock(hp.resources, "      ")}
+
+      # The health endpoint keepalived tracks: http://<overlay address>:${hp.statsPort}${HEALTH_PATH}.
+      service {
+        name     = "haproxy"
+        provider = "consul"
+        port     = "stats"
+        tags     = ["lb"]
+
+        check {
+          name     = "haproxy health"
+          type     = "http"
+          path     = ${str(HEALTH_PATH)}
+          interval = "5s"
+          timeout  = "2s"
+        }
+
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
+      }
+    }
+  }
+}
+`);
+}
