@@ -84,8 +84,12 @@ overlay_address() {
 `;
 }
 
+/**
+ * Run inside `output=$(… 2>&1)`: both streams are captured, so the validator's message
+ * reaches the operator (a `>/dev/null` here would come before `2>&1` and swallow it).
+ */
 function validateCommand(agent: AgentKind): string {
-  return agent === "consul" ? `consul validate "$candidate" >/dev/null` : `nomad config validate "$candidate" >/dev/null`;
+  return agent === "consul" ? `consul validate "$candidate"` : `nomad config validate "$candidate"`;
 }
 
 function verifyFunction(agent: AgentKind): string {
