@@ -9,6 +9,7 @@ import { NullProvider } from "@cdktf/provider-null/lib/provider";
 import type { Cluster } from "./description/schema";
 import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
+import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
 
 export interface ClusterNodesStackProps {
@@ -22,6 +23,7 @@ export function nodesStackName(c: Cluster): string {
 export class ClusterNodesStack extends TerraformStack {
   readonly membership: ClusterMembership;
   readonly agents: Record<string, NodeAgents> = {};
+  readonly floatingIp: FloatingIp;
 
   constructor(scope: Construct, props: ClusterNodesStackProps) {
     const { cluster } = props;
@@ -39,6 +41,11 @@ export class ClusterNodesStack extends TerraformStack {
         dependsOn: [this.membership.resource],
       });
     }
+    // keepalived tracks HAProxy, a Nomad job: each node's keepalived after its Nomad agent.
+    this.floatingIp = new FloatingIp(this, "floating-ip", {
+      cluster,
+      after: (node) => [this.membership.resource, this.agents[node.name].nomad.resource],
+    });
 
     new TerraformOutput(this, "nodes", {
       description: "Nodes of the cluster: SSH address (behind the bastion), overlay address, maintenance flag",

@@ -21,6 +21,13 @@ export interface ProvisionedFilesProps {
   readonly files: Record<string, string>;
   /** The file (among `files`) run as root to install them. */
   readonly installScript: string;
+  /**
+   * Secret files: name in the staging directory → Terraform expression of the content
+   * (e.g. a sensitive variable). Uploaded with a file provisioner's `content` at apply
+   * time: never rendered, never part of the triggers (neither the value nor its hash).
+   * The install script must delete them after reading.
+   */
+  readonly secretFiles?: Record<string, string>;
   /** Extra trigger values (not secrets) whose change must re-provision. */
   readonly extraTriggers?: Record<string, string>;
   /** Provisioned after these (rolling order across nodes, agents before their users). */
@@ -36,6 +43,9 @@ export class ProvisionedFiles extends Construct {
     super(scope, id);
     const { cluster, node, component } = props;
     if (!(props.installScript in props.files)) throw new Error(`install script ${props.installScript} is not among the files of ${component}`);
+    for (const f of Object.keys(props.secretFiles ?? {})) {
+      if (f in props.files) throw new Error(`secret file ${f} of ${component} is also a rendered file`);
+    }
     const rendered = RenderedFiles.of(this);
     const stage = `/tmp/provision-${cluster.name}/${component}`;
     const names = Object.keys(props.files).sort();
@@ -54,7 +64,13 @@ export class ProvisionedFiles extends Construct {
         // A fresh private staging directory (a stale or planted one is replaced).
         { type: "remote-exec", inline: [`rm -rf ${stage} && mkdir -p -m 0700 ${stage}`] },
         ...names.map((f) => ({ type: "file" as const, source: this.renderedPaths[f], destination: `${stage}/${f}` })),
-        { type: "remote-exec", inline: [`sudo bash ${stage}/${props.installScript}`, `rm -rf ${stage}`] },
+        ...Object.keys(props.secretFiles ?? {})
+          .sort()
+          .map((f) => ({ type: "file" as const, content: props.secretFiles![f], destination: `${stage}/${f}` })),
+        // Terraform joins inline lines into one script without `set -e`: its exit status is
+        // the last command's. Keep the install script's status, or a failed install would
+        // pass as a success once the staging dir is removed.
+        { type: "remote-exec", inline: [`rc=0; sudo bash ${stage}/${props.installScript} || rc=$?; rm -rf ${stage}; exit $rc`] },
       ],
     });
     // Addresses read like the description: null_resource.<node>_<component>

@@ -29,15 +29,21 @@ export interface AgentScriptSpec {
   removableTargets: string[];
 }
 
-/** The bash functions every provisioning script shares: logging and the overlay preflight. */
-function preamble(c: Cluster, n: ClusterNode, tag: string): string {
+/**
+ * The bash functions every provisioning script shares: logging and the overlay preflight.
+ * `exactAddress`: the script needs the node's described overlayAddress itself on the
+ * interface even with `overlay.addressing: interface` (keepalived's unicast_src_ip is a
+ * literal address).
+ */
+export function preamble(c: Cluster, n: ClusterNode, tag: string, opts: { exactAddress?: boolean } = {}): string {
+  const expected = c.overlay.addressing === "static" || opts.exactAddress ? n.overlayAddress : "";
   return `set -euo pipefail
 
 readonly NODE_NAME=${sh(n.name)}
 readonly OVERLAY_IFACE=${sh(c.overlay.interface)}
 readonly OVERLAY_PREFIX=${sh(c.overlay.prefix)}
 # Empty when the agents look the address up themselves (overlay.addressing: interface).
-readonly EXPECTED_ADDRESS=${sh(c.overlay.addressing === "static" ? n.overlayAddress : "")}
+readonly EXPECTED_ADDRESS=${sh(expected)}
 
 log() { printf '[%s %s] %s\\n' ${sh(tag)} "$NODE_NAME" "$*"; }
 fail() { printf '[%s %s] ERROR: %s\\n' ${sh(tag)} "$NODE_NAME" "$*" >&2; exit 1; }
@@ -78,8 +84,12 @@ overlay_address() {
 `;
 }
 
+/**
+ * Run inside `output=$(… 2>&1)`: both streams are captured, so the validator's message
+ * reaches the operator (a `>/dev/null` here would come before `2>&1` and swallow it).
+ */
 function validateCommand(agent: AgentKind): string {
-  return agent === "consul" ? `consul validate "$candidate" >/dev/null` : `nomad config validate "$candidate" >/dev/null`;
+  return agent === "consul" ? `consul validate "$candidate"` : `nomad config validate "$candidate"`;
 }
 
 function verifyFunction(agent: AgentKind): string {
