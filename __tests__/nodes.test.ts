@@ -66,7 +66,8 @@ describe("nodes stack (example cluster)", () => {
 
   it("triggers carry the SHA-256 of each uploaded file, never its text", () => {
     for (const [name, res] of Object.entries(resourcesOf(stack, "null_resource")) as [string, any][]) {
-      const uploads = res.provisioner.filter((p: any) => p.file).map((p: any) => p.file.source as string);
+      // uploads of rendered files (keepalived also uploads its password as `content`, untriggered)
+      const uploads = res.provisioner.filter((p: any) => p.file?.source).map((p: any) => p.file.source as string);
       expect(uploads.length).toBeGreaterThan(1);
       for (const source of uploads) {
         const key = `sha256_${path.basename(source).replace(/[^A-Za-z0-9]/g, "_")}`;
@@ -131,7 +132,8 @@ describe("nodes stack (example cluster)", () => {
 
   itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("has shellcheck-clean scripts", () => {
     const scripts = Object.keys(files).filter((f) => f.endsWith(".sh"));
-    expect(scripts.length).toBe(5);
+    // consul + nomad install per node, keepalived install per node, decommission
+    expect(scripts.length).toBe(7);
     const dir = path.join(out.outdir, "stacks", STACK);
     // throws (non-zero exit) with shellcheck's findings on any warning
     execFileSync("shellcheck", ["-S", "warning", "-s", "bash", ...scripts], { cwd: dir, stdio: "pipe" });
@@ -164,7 +166,7 @@ describe("nodes stack (example cluster)", () => {
   });
 
   it("outputs what an operator looks up", () => {
-    expect(Object.keys(stack.output).sort()).toEqual(["consul_ui", "floating_ip", "nodes", "nomad_ui", "public_url"]);
+    expect(Object.keys(stack.output).sort()).toEqual(["consul_ui", "floating_ip", "floating_ip_candidates", "nodes", "nomad_ui", "public_url"]);
     expect(stack.output.nodes.value["node-1"]).toEqual({ address: "192.0.2.11", overlay_address: "172.16.1.11", maintenance: false });
   });
 });
@@ -261,10 +263,12 @@ describe("blast radius and determinism", () => {
     expect(changedBy((c) => (c.nodes[1].nodeClass = "edge"))).toEqual(["null_resource.node-2_nomad"]);
   });
 
-  it("a change of one node's overlay address re-provisions only that node's agents (and its membership data)", () => {
+  it("a change of one node's overlay address re-provisions that node's agents, and only keepalived (peer list) elsewhere", () => {
     expect(changedBy((c) => (c.nodes[0].overlayAddress = "172.16.1.21"))).toEqual([
       "null_resource.node-1_consul",
+      "null_resource.node-1_keepalived",
       "null_resource.node-1_nomad",
+      "null_resource.node-2_keepalived",
       "terraform_data.node_membership",
     ]);
   });
