@@ -11,6 +11,7 @@
  * - The VRRP password is the sensitive Terraform variable `vrrp_password`, uploaded at
  *   apply time; `synth` does not need it. See docs/floating-ip.md.
  */
+import { SECRET_VARIABLES } from "./description/secrets";
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformVariable, type ITerraformDependable } from "cdktf";
 import type { Cluster, ClusterNode } from "./description/schema";
@@ -28,7 +29,7 @@ import {
 import { ProvisionedFiles } from "./provisioned-files";
 
 /** Terraform variable names (TF_VAR_<name>). */
-export const VRRP_PASSWORD_VARIABLE = "vrrp_password";
+export const VRRP_PASSWORD_VARIABLE = SECRET_VARIABLES.vrrpPassword.name;
 export const VRRP_PASSWORD_ROTATION_VARIABLE = "vrrp_password_rotation";
 
 export interface NodeKeepalivedProps {
