@@ -29,10 +29,11 @@ describe("keepalived resources", () => {
   const { stack, files } = nodes(c);
   const res = resourcesOf(stack, "null_resource");
 
-  it("one null_resource.<node>_keepalived per node, after its Nomad agent and the previous node's keepalived", () => {
+  it("one null_resource.<node>_keepalived per node, after its Consul agent and the previous node's keepalived, before its Nomad agent", () => {
     expect(Object.keys(res).sort()).toEqual(["node-1_consul", "node-1_keepalived", "node-1_nomad", "node-2_consul", "node-2_keepalived", "node-2_nomad"]);
-    expect(res["node-1_keepalived"].depends_on).toEqual(["terraform_data.node_membership", "null_resource.node-1_nomad"]);
-    expect(res["node-2_keepalived"].depends_on).toEqual(["terraform_data.node_membership", "null_resource.node-2_nomad", "null_resource.node-1_keepalived"]);
+    expect(res["node-1_keepalived"].depends_on).toEqual(["terraform_data.node_membership", "null_resource.node-1_consul"]);
+    expect(res["node-2_keepalived"].depends_on).toEqual(["terraform_data.node_membership", "null_resource.node-2_consul", "null_resource.node-1_keepalived"]);
+    expect(res["node-2_nomad"].depends_on).toContain("null_resource.node-2_keepalived");
   });
 
   it("the VRRP password is a sensitive variable without default, uploaded by content, never in triggers or files", () => {

@@ -90,6 +90,17 @@ describe("nodes stack (example cluster)", () => {
     expect(nr["node-2_nomad"].depends_on).toContain("null_resource.node-1_nomad");
     expect(nr["node-1_nomad"].depends_on).toContain("null_resource.node-1_consul");
     expect(nr["node-1_consul"].depends_on).not.toContain("null_resource.node-2_consul");
+    // keepalived between them: under maintenance the floating IP leaves before the drain
+    expect(nr["node-1_keepalived"].depends_on).toContain("null_resource.node-1_consul");
+    expect(nr["node-1_nomad"].depends_on).toContain("null_resource.node-1_keepalived");
+    expect(nr["node-1_keepalived"].depends_on).not.toContain("null_resource.node-1_nomad");
+  });
+
+  it("pins the Nomad overlay host network to the node's own address, never the floating IP", async () => {
+    const hcl = await parseHcl("nomad.hcl", files["rendered/node-1/nomad/nomad.hcl"]);
+    expect(hcl.client[0].host_network.overlay[0]).toEqual({ interface: "vxlan100", cidr: "172.16.1.11/32" });
+    expect(files["rendered/node-1/consul/install.sh"]).toContain("readonly FLOATING_IP='172.16.3.100'");
+    expect(files["rendered/node-1/consul/install.sh"]).toContain('[[ -n "$addr" && "$addr" != "$FLOATING_IP" ]] || continue');
   });
 
   it("renders a Consul client config that binds and advertises the overlay address", async () => {
@@ -219,7 +230,19 @@ describe("nodes stack options", () => {
       expect(consul).not.toHaveProperty("encrypt"); // the key itself is never synthesized
       expect(await parseHcl("x.hcl", f["rendered/node-1/consul/zz-extra.hcl"])).toEqual({ log_level: "DEBUG" });
       expect(f["rendered/node-1/consul/install.sh"]).toContain("readonly -a REQUIRED_FILES=('/etc/consul.d/gossip.hcl' '/etc/consul.d/acl-tokens.hcl' '/etc/consul.d/tls/ca.pem'");
-      expect(f["rendered/node-1/nomad/install.sh"]).toContain("readonly -a REQUIRED_FILES=('/etc/nomad.d/acl-tokens.hcl')");
+      expect(f["rendered/node-1/nomad/install.sh"]).toContain("readonly -a REQUIRED_FILES=('/etc/nomad.d/operator.token' '/etc/nomad.d/consul-token.hcl')");
+      // the CLIs on the node get the operator-managed tokens (never printed)
+      expect(f["rendered/node-1/nomad/install.sh"]).toContain("NOMAD_TOKEN=$(<'/etc/nomad.d/operator.token')\nexport NOMAD_TOKEN");
+      const consulInstall = f["rendered/node-1/consul/install.sh"];
+      const extraction = consulInstall.split("\n").find((l) => l.startsWith("CONSUL_HTTP_TOKEN=$(sed"))!;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "acl-"));
+      try {
+        fs.writeFileSync(path.join(dir, "acl-tokens.hcl"), 'acl {\n  tokens {\n    agent = "3f1c-agent-token"\n  }\n}\n');
+        const script = `${extraction.replace("/etc/consul.d/acl-tokens.hcl", path.join(dir, "acl-tokens.hcl"))}\nprintf %s "$CONSUL_HTTP_TOKEN"`;
+        expect(execFileSync("bash", ["-c", script], { encoding: "utf8" })).toBe("3f1c-agent-token");
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
       expect(f["rendered/node-1/nomad/install.sh"]).toContain("readonly -a REMOVABLE=('/etc/nomad.d/zz-extra.hcl')");
       const nomad = await parseHcl("n.hcl", f["rendered/node-1/nomad/nomad.hcl"]);
       expect(nomad.acl[0].enabled).toBe(true);

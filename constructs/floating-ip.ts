@@ -6,8 +6,8 @@
  *   stale config would claim the floating IP on its own).
  * - Each node's keepalived is a resource of its own with hash triggers: a change of the
  *   peer list re-provisions keepalived only, never Consul or Nomad.
- * - Order: a node's keepalived after that node's Nomad agent (it tracks HAProxy, a Nomad
- *   job), and after the previous node's keepalived (rolling, description order).
+ * - Order: a node's keepalived after that node's Consul agent and before its Nomad agent
+ *   (see ClusterNodesStack), and after the previous node's keepalived (rolling).
  * - The VRRP password is the sensitive Terraform variable `vrrp_password`, uploaded at
  *   apply time; `synth` does not need it. See docs/floating-ip.md.
  */
@@ -75,7 +75,7 @@ export class NodeKeepalived extends Construct {
 
 export interface FloatingIpProps {
   readonly cluster: Cluster;
-  /** Per node name: what that node's keepalived waits for (its Nomad agent). */
+  /** Per node name: what that node's keepalived waits for (its Consul agent). */
   readonly after: (node: ClusterNode) => ITerraformDependable[];
 }
 

@@ -6,7 +6,7 @@
  * the text: a rendered file must not land in state twice) and the node's SSH address.
  */
 import { Construct } from "constructs";
-import { type ITerraformDependable } from "cdktf";
+import { type ITerraformDependable, type TerraformResource } from "cdktf";
 import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
 import type { Cluster, ClusterNode } from "./description/schema";
 import { RenderedFiles, sha256 } from "./rendered-files";
@@ -75,5 +75,10 @@ export class ProvisionedFiles extends Construct {
     });
     // Addresses read like the description: null_resource.<node>_<component>
     this.resource.overrideLogicalId(`${node.name}_${component}`);
+  }
+
+  /** Orders this provisioning after `other` (ordering only: no re-provisioning). */
+  runAfter(other: TerraformResource): void {
+    this.resource.dependsOn = [...(this.resource.dependsOn ?? []), `${other.terraformResourceType}.${other.friendlyUniqueId}`];
   }
 }

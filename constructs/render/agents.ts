@@ -17,14 +17,25 @@ export const FLOATING_IP_META = "floating_ip_eligible";
 export function consulSecretFiles(c: Cluster): string[] {
   return [
     ...(c.consul.gossipEncryption ? [`${CONSUL_CONFIG_DIR}/gossip.hcl`] : []),
-    ...(c.consul.acl ? [`${CONSUL_CONFIG_DIR}/acl-tokens.hcl`] : []),
+    ...(c.consul.acl ? [CONSUL_ACL_TOKENS_FILE] : []),
     ...(c.consul.tls ? [c.consul.tls.caFile, c.consul.tls.certFile, c.consul.tls.keyFile] : []),
   ];
 }
 
+/** With Consul ACLs: Nomad's Consul token (`consul { token = "…" }`), placed by the operator. */
+export const NOMAD_CONSUL_TOKEN_FILE = `${NOMAD_CONFIG_DIR}/consul-token.hcl`;
+/**
+ * With Nomad ACLs: a bare token with node:read and node:write, used on the node by the
+ * provisioning scripts (join check, maintenance drain, decommission). Placed by the operator.
+ */
+export const NOMAD_OPERATOR_TOKEN_FILE = `${NOMAD_CONFIG_DIR}/operator.token`;
+/** With Consul ACLs: the agent token, in HCL (`acl { tokens { agent = "…" } }`). */
+export const CONSUL_ACL_TOKENS_FILE = `${CONSUL_CONFIG_DIR}/acl-tokens.hcl`;
+
 export function nomadSecretFiles(c: Cluster): string[] {
   return [
-    ...(c.nomad.acl ? [`${NOMAD_CONFIG_DIR}/acl-tokens.hcl`] : []),
+    ...(c.nomad.acl ? [NOMAD_OPERATOR_TOKEN_FILE] : []),
+    ...(c.consul.acl ? [NOMAD_CONSUL_TOKEN_FILE] : []),
     ...(c.nomad.tls ? [c.nomad.tls.caFile, c.nomad.tls.certFile, c.nomad.tls.keyFile] : []),
   ];
 }
@@ -159,6 +170,8 @@ client {
   # Jobs ask for ports on the overlay with host_network = "overlay".
   host_network "overlay" {
     interface = ${str(c.overlay.interface)}
+${when(c.overlay.addressing === "static", `    # The node's own address only: never the floating IP while this node holds it.
+    cidr      = ${str(`${n.overlayAddress}/32`)}`)}
   }
 ${when(n.nodeClass, () => `  node_class = ${str(n.nodeClass!)}`)}
   meta = {
@@ -203,7 +216,8 @@ tls {
   verify_server_hostname = true
 }`)}
 ${when(c.nomad.acl, `
-# ACLs: tokens are in ${NOMAD_CONFIG_DIR}/acl-tokens.hcl, placed on the node by the operator.
+# ACLs: the provisioning scripts use the token in ${NOMAD_CONFIG_DIR}/operator.token
+# (node:read, node:write), placed on the node by the operator.
 acl {
   enabled = true
 }`)}

@@ -4,7 +4,10 @@
  * nothing and restarts nothing. Pure: description in, script text out.
  */
 import type { Cluster, ClusterNode } from "../description/schema";
-import { CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, consulSecretFiles, nomadSecretFiles } from "./agents";
+import {
+  CONSUL_ACL_TOKENS_FILE, CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, NOMAD_OPERATOR_TOKEN_FILE,
+  consulSecretFiles, nomadSecretFiles,
+} from "./agents";
 
 /** Quotes a value for bash (single quotes; safe for any content). */
 export function sh(value: string): string {
@@ -44,6 +47,8 @@ readonly OVERLAY_IFACE=${sh(c.overlay.interface)}
 readonly OVERLAY_PREFIX=${sh(c.overlay.prefix)}
 # Empty when the agents look the address up themselves (overlay.addressing: interface).
 readonly EXPECTED_ADDRESS=${sh(expected)}
+# Never the node's own address, even while this node holds it.
+readonly FLOATING_IP=${sh(c.floatingIp.address)}
 
 log() { printf '[%s %s] %s\\n' ${sh(tag)} "$NODE_NAME" "$*"; }
 fail() { printf '[%s %s] ERROR: %s\\n' ${sh(tag)} "$NODE_NAME" "$*" >&2; exit 1; }
@@ -68,7 +73,7 @@ overlay_address() {
     fail "overlay interface $OVERLAY_IFACE does not exist on this VM (check overlay.interface)"
   fi
   while read -r addr; do
-    [[ -n "$addr" ]] || continue
+    [[ -n "$addr" && "$addr" != "$FLOATING_IP" ]] || continue
     if in_prefix "$addr" "$OVERLAY_PREFIX"; then
       if [[ -z "$EXPECTED_ADDRESS" || "$addr" == "$EXPECTED_ADDRESS" ]]; then
         echo "$addr"
@@ -90,6 +95,24 @@ overlay_address() {
  */
 function validateCommand(agent: AgentKind): string {
   return agent === "consul" ? `consul validate "$candidate"` : `nomad config validate "$candidate"`;
+}
+
+/**
+ * Tokens for the agents' CLIs on the node when ACLs are on: read from the operator-managed
+ * files, exported to the CLI only, never printed.
+ */
+function cliTokens(c: Cluster, agent: AgentKind): string {
+  if (agent === "consul" && c.consul.acl) {
+    return `# The agent token (node:write on itself) lets \`consul members\` see this node.
+CONSUL_HTTP_TOKEN=$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)
+[[ -n "$CONSUL_HTTP_TOKEN" ]] || fail "no agent token (agent = ...) in ${CONSUL_ACL_TOKENS_FILE}"
+export CONSUL_HTTP_TOKEN`;
+  }
+  if (agent === "nomad" && c.nomad.acl) {
+    return `NOMAD_TOKEN=$(<${sh(NOMAD_OPERATOR_TOKEN_FILE)})
+export NOMAD_TOKEN`;
+  }
+  return "";
 }
 
 function verifyFunction(agent: AgentKind): string {
@@ -164,6 +187,7 @@ log "overlay address $address on $OVERLAY_IFACE"
 for f in "\${REQUIRED_FILES[@]}"; do
   [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see README, Security)"
 done
+${cliTokens(c, agent)}
 
 # Validate the candidate config directory (our files + every other file already there)
 # with the real binary before touching anything.
@@ -258,6 +282,16 @@ set -euo pipefail
 
 readonly NODE_NAME=$1 ADDRESS=$2 DRAIN_DEADLINE=$3
 log() { printf '[decommission %s] %s\\n' "$NODE_NAME" "$*"; }
+
+# With ACLs, the operator-managed tokens (see README, Security); harmless without them.
+if [[ -s ${sh(NOMAD_OPERATOR_TOKEN_FILE)} ]]; then
+  NOMAD_TOKEN=$(<${sh(NOMAD_OPERATOR_TOKEN_FILE)})
+  export NOMAD_TOKEN
+fi
+if [[ -s ${sh(CONSUL_ACL_TOKENS_FILE)} ]]; then
+  CONSUL_HTTP_TOKEN=$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)
+  export CONSUL_HTTP_TOKEN
+fi
 
 if systemctl is-active --quiet keepalived; then
   log "stopping keepalived: the floating IP moves to a peer now"
