@@ -196,7 +196,6 @@ readonly STAGE_DIR
 readonly CONF=${sh(KEEPALIVED_CONF)}
 readonly SYSCTL_FILE=${sh(NONLOCAL_BIND_SYSCTL_FILE)}
 readonly SCRIPT_USER=${sh(KEEPALIVED_SCRIPT_USER)}
-readonly FLOATING_IP=${sh(c.floatingIp.address)}
 readonly FLOATING_IP_CIDR=${sh(`${c.floatingIp.address}/${prefixLength}`)}
 readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
 readonly PLACEHOLDER=${sh(VRRP_PASSWORD_PLACEHOLDER)}

@@ -56,20 +56,16 @@ export function peakInstances(c: Cluster, job: ScaledJob): number {
   return Math.max(scalingBounds(c, job).max, c.app[job].count) + CANARIES;
 }
 
-/** Nodes Nomad may schedule on (a node in maintenance is drained and ineligible). */
-export function schedulableNodes(c: Cluster): number {
-  return c.nodes.filter((n) => !n.maintenance).length;
-}
-
 /**
  * `distinct_hosts` is a hard constraint: when instances outnumber hosts the excess stays
  * pending (a canary that cannot be placed fails the deployment; a lost instance is not
  * replaced). It is used only when every instance, canaries and the largest scale included,
- * still gets its own host with one schedulable node lost or in maintenance. Otherwise the
- * soft `spread` alone keeps instances apart whenever possible.
+ * still gets its own host with one node lost or in maintenance. Otherwise the soft
+ * `spread` alone keeps instances apart whenever possible. Counted on all described nodes,
+ * not on those out of maintenance: a maintenance must not rewrite (and redeploy) every job.
  */
 export function useDistinctHosts(c: Cluster, job: ScaledJob): boolean {
-  return peakInstances(c, job) <= schedulableNodes(c) - 1;
+  return peakInstances(c, job) <= c.nodes.length - 1;
 }
 
 const DOCKER_HUB = "docker.io";
@@ -175,7 +171,7 @@ export function serviceGroupPolicies(c: Cluster, job: ScaledJob, indent: string)
   const i = indent;
   return `${i}# Instances on different nodes whenever possible (soft). distinct_hosts (hard) only
 ${i}# when ${peakInstances(c, job)} instances (scaling.max + canary) fit on the nodes minus one:
-${i}# ${distinct ? "they do here." : `they do not here (${schedulableNodes(c)} schedulable nodes), so spread alone.`}
+${i}# ${distinct ? "they do here." : `they do not here (${c.nodes.length} nodes), so spread alone.`}
 ${i}spread {
 ${i}  attribute = "\${node.unique.id}"
 ${i}  weight    = 100
