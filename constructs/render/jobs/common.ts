@@ -171,7 +171,7 @@ export function serviceGroupPolicies(c: Cluster, job: ScaledJob, indent: string)
   const i = indent;
   return `${i}# Instances on different nodes whenever possible (soft). distinct_hosts (hard) only
 ${i}# when ${peakInstances(c, job)} instances (scaling.max + canary) fit on the nodes minus one:
-${i}# ${distinct ? "they do here." : `they do not here (${c.nodes.length} nodes), so spread alone.`}
+${i}# ${distinct ? "they do here." : "they do not here, so spread alone."}
 ${i}spread {
 ${i}  attribute = "\${node.unique.id}"
 ${i}  weight    = 100
