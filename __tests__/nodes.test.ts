@@ -120,6 +120,7 @@ describe("nodes stack (example cluster)", () => {
     });
     expect(hcl.addresses[0].dns).toBe("172.16.1.11");
     expect(hcl.ports[0].dns).toBe(53);
+    expect(hcl.dns_config[0]).toMatchObject({ use_cache: true, allow_stale: true });
     expect(hcl).not.toHaveProperty("encrypt");
     const node2 = await parseHcl("consul.hcl", files["rendered/node-2/consul/consul.hcl"]);
     expect(node2.bind_addr).toBe("172.16.1.12");

@@ -84,10 +84,12 @@ ports {
   dns = 53
 }
 dns_config {
-  allow_stale = true
-  # A node's answers may be up to 5 s stale: SRV lookups keep working while the
-  # single provider-run server is briefly unreachable.
-  max_stale = "5s"
+  # Service lookups answered from the agent's cache, kept fresh by blocking queries:
+  # while the provider's single server is unreachable, lookups keep returning the last
+  # known instances ("fail static") instead of failing; HAProxy's checks still drop
+  # instances that are really down.
+  use_cache       = true
+  allow_stale     = true
   enable_truncate = true
 }
 
