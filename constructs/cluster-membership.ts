@@ -16,6 +16,7 @@ import type { Cluster } from "./description/schema";
 import { RenderedFiles } from "./rendered-files";
 import { renderDecommissionScript } from "./render/scripts";
 import { connectionInput, selfConnection } from "./ssh";
+import { dropTerraformVersionCheck } from "./terraform-version-check";
 
 export class ClusterMembership extends Construct {
   readonly resource: DataResource;
@@ -47,5 +48,7 @@ export class ClusterMembership extends Construct {
       ],
     });
     this.resource.overrideLogicalId("node_membership");
+    // synth must not need a `terraform` binary (see terraform-version-check.ts)
+    dropTerraformVersionCheck(this.resource);
   }
 }
