@@ -135,6 +135,9 @@ describe("topology picture", () => {
     const md = fs.readFileSync(path.join(REPO_ROOT, "docs", "topology.md"), "utf8");
     expect(md).toBe(renderTopologyMarkdown(example, { source: SOURCE }));
     expect(md).toContain("```mermaid\nflowchart LR\n");
+    // the README shows the same picture
+    const block = md.slice(md.indexOf("```mermaid"), md.lastIndexOf("```") + 3);
+    expect(fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8")).toContain(block);
   });
 
   describe("npm run topology", () => {
