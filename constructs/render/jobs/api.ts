@@ -7,16 +7,13 @@
 import type { Cluster } from "../../description/schema";
 import { str, tidy } from "../hcl";
 import {
-  OVERLAY_HOST_NETWORK,
   REGISTRY_PASSWORD_ENV,
   dockerAuth,
+  overlayHttpPort,
   envLines,
-  jobHeader,
-  jobPlacement,
   resourcesBlock,
   secretsTemplate,
-  serviceGroupPolicies,
-  serviceUpdateBlock,
+  serviceJobOpening,
   usesRegistryAuth,
 } from "./common";
 
@@ -49,25 +46,9 @@ export function renderApiJob(c: Cluster): string {
   const api = c.app.api;
   const image = c.app.images.api;
   return tidy(`
-${jobHeader(c, "api", "the backend (gunicorn, Flask).")}
+${serviceJobOpening(c, "api", "the backend (gunicorn, Flask).")}
 
-job "api" {
-${jobPlacement(c)}
-  type        = "service"
-
-${serviceUpdateBlock("  ")}
-
-  group "api" {
-    count = ${api.count}
-
-${serviceGroupPolicies(c, "api", "    ")}
-
-    # A dynamic port on the overlay address: HAProxy reaches it through Consul DNS (SRV).
-    network {
-      port "http" {
-        host_network = ${str(OVERLAY_HOST_NETWORK)}
-      }
-    }
+${overlayHttpPort()}
 
     task "api" {
       driver = "docker"
@@ -124,18 +105,7 @@ export function renderWorkerJob(c: Cluster): string {
   const worker = c.app.worker;
   const image = c.app.images.api;
   return tidy(`
-${jobHeader(c, "worker", "the Celery worker (thumbnails).")}
-
-job "worker" {
-${jobPlacement(c)}
-  type        = "service"
-
-${serviceUpdateBlock("  ")}
-
-  group "worker" {
-    count = ${worker.count}
-
-${serviceGroupPolicies(c, "worker", "    ")}
+${serviceJobOpening(c, "worker", "the Celery worker (thumbnails).")}
 
     # No network block: the worker only makes outgoing connections (broker, S3).
 

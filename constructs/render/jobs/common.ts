@@ -240,3 +240,33 @@ export function envLines(env: Record<string, string>, indent: string): string {
   const width = Math.max(...names.map((n) => n.length));
   return names.map((n) => `${indent}${n.padEnd(width)} = ${str(env[n])}`).join("\n");
 }
+
+/**
+ * The opening of a service job (web, api, worker) down to its group's placement and
+ * policies: header, job, update block, count. The caller writes the group's network and
+ * task, then closes the group and the job.
+ */
+export function serviceJobOpening(c: Cluster, job: ScaledJob, what: string): string {
+  return `${jobHeader(c, job, what)}
+
+job "${job}" {
+${jobPlacement(c)}
+  type        = "service"
+
+${serviceUpdateBlock("  ")}
+
+  group "${job}" {
+    count = ${c.app[job].count}
+
+${serviceGroupPolicies(c, job, "    ")}`;
+}
+
+/** A dynamic HTTP port on the overlay address, for a service HAProxy reaches. */
+export function overlayHttpPort(): string {
+  return `    # A dynamic port on the overlay address: HAProxy reaches it through Consul DNS (SRV).
+    network {
+      port "http" {
+        host_network = ${str(OVERLAY_HOST_NETWORK)}
+      }
+    }`;
+}

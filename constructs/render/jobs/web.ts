@@ -5,15 +5,12 @@
 import type { Cluster } from "../../description/schema";
 import { OMIT, str, tidy } from "../hcl";
 import {
-  OVERLAY_HOST_NETWORK,
   REGISTRY_PASSWORD_ENV,
   dockerAuth,
-  jobHeader,
-  jobPlacement,
+  overlayHttpPort,
   resourcesBlock,
   secretsTemplate,
-  serviceGroupPolicies,
-  serviceUpdateBlock,
+  serviceJobOpening,
   usesRegistryAuth,
 } from "./common";
 
@@ -21,25 +18,9 @@ export function renderWebJob(c: Cluster): string {
   const web = c.app.web;
   const image = c.app.images.web;
   return tidy(`
-${jobHeader(c, "web", "the frontend (static site).")}
+${serviceJobOpening(c, "web", "the frontend (static site).")}
 
-job "web" {
-${jobPlacement(c)}
-  type        = "service"
-
-${serviceUpdateBlock("  ")}
-
-  group "web" {
-    count = ${web.count}
-
-${serviceGroupPolicies(c, "web", "    ")}
-
-    # A dynamic port on the overlay address: HAProxy reaches it through Consul DNS (SRV).
-    network {
-      port "http" {
-        host_network = ${str(OVERLAY_HOST_NETWORK)}
-      }
-    }
+${overlayHttpPort()}
 
     task "web" {
       driver = "docker"
