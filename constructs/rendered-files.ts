@@ -58,10 +58,13 @@ export class RenderedFiles extends Construct {
 
   private writeTo(stackDir: string): void {
     fs.rmSync(path.join(stackDir, RENDERED_DIR), { recursive: true, force: true });
-    for (const [rel, text] of [...this.files].sort(([a], [b]) => a.localeCompare(b))) {
-      const target = path.join(stackDir, rel);
-      fs.mkdirSync(path.dirname(target), { recursive: true });
-      fs.writeFileSync(target, text, { mode: rel.endsWith(".sh") ? 0o755 : 0o644 });
+    const files = [...this.files].sort(([a], [b]) => a.localeCompare(b));
+    // Each directory once (a large cluster has thousands of files in hundreds of directories).
+    for (const dir of new Set(files.map(([rel]) => path.dirname(path.join(stackDir, rel))))) {
+      fs.mkdirSync(dir, { recursive: true });
+    }
+    for (const [rel, text] of files) {
+      fs.writeFileSync(path.join(stackDir, rel), text, { mode: rel.endsWith(".sh") ? 0o755 : 0o644 });
     }
   }
 }

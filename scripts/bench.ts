@@ -516,6 +516,8 @@ function bench(): BenchReport {
     const edits: { edit: string; fn: (d: any) => void }[] = [
       { edit: `nodes.${lastNode}.nodeClass = "edge"`, fn: (d) => (d.nodes[d.nodes.length - 1].nodeClass = "edge") },
       { edit: `nodes.${firstNode}.meta.rack = "r2"`, fn: (d) => (d.nodes[0].meta = { ...(d.nodes[0].meta ?? {}), rack: "r2" }) },
+      { edit: "app.images.web tag changed", fn: (d) => (d.app.images.web = String(d.app.images.web).replace(/:[^:/@]+$/, ":0a1b2c3")) },
+      // the api image runs two jobs (api and worker): a two-job edit by design
       { edit: "app.images.api tag changed", fn: (d) => (d.app.images.api = String(d.app.images.api).replace(/:[^:/@]+$/, ":0a1b2c3")) },
       {
         edit: "node appended",
@@ -557,7 +559,11 @@ function bench(): BenchReport {
     for (const b of blast) {
       const figure = `${b.changedExisting} changed, ${b.created} created, ${b.destroyed} destroyed`;
       if (b.edit === "node appended") {
-        targets.push({ target: `blast radius "${b.edit}": no existing resource changed or destroyed (created ones reported apart)`, figure, pass: b.changedExisting === 0 && b.destroyed === 0 && b.created > 0 });
+        // The peers' keepalived must learn the new peer (unicast_peer); nothing else may change.
+        const onlyPeers = b.detail.changed.every((c) => /\bnull_resource\.[a-z0-9-]+_keepalived$/.test(c.address));
+        targets.push({ target: `blast radius "${b.edit}": existing resources changed only for the peer list (keepalived); created ones reported apart`, figure, pass: onlyPeers && b.destroyed === 0 && b.created > 0 });
+      } else if (b.edit === "app.images.api tag changed" && hasJobs) {
+        targets.push({ target: `blast radius "${b.edit}": exactly the 2 jobs running that image (api, worker)`, figure, pass: b.changedExisting === 2 && b.created === 0 && b.destroyed === 0 });
       } else if (b.edit.startsWith("app.images") && !hasJobs) {
         targets.push({ target: `blast radius "${b.edit}": exactly 1 changed (the job's)`, figure: `${figure} (no nomad_job in any stack yet)`, pass: null });
       } else {
