@@ -97,6 +97,9 @@ function validateCommand(agent: AgentKind): string {
   return agent === "consul" ? `consul validate "$candidate"` : `nomad config validate "$candidate"`;
 }
 
+/** Shell: prints the agent token of the operator-managed acl-tokens.hcl (`agent = "…"`). */
+const CONSUL_AGENT_TOKEN = `$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)`;
+
 /**
  * Tokens for the agents' CLIs on the node when ACLs are on: read from the operator-managed
  * files, exported to the CLI only, never printed.
@@ -104,7 +107,7 @@ function validateCommand(agent: AgentKind): string {
 function cliTokens(c: Cluster, agent: AgentKind): string {
   if (agent === "consul" && c.consul.acl) {
     return `# The agent token (node:write on itself) lets \`consul members\` see this node.
-CONSUL_HTTP_TOKEN=$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)
+CONSUL_HTTP_TOKEN=${CONSUL_AGENT_TOKEN}
 [[ -n "$CONSUL_HTTP_TOKEN" ]] || fail "no agent token (agent = ...) in ${CONSUL_ACL_TOKENS_FILE}"
 export CONSUL_HTTP_TOKEN`;
   }
@@ -289,7 +292,7 @@ if [[ -s ${sh(NOMAD_OPERATOR_TOKEN_FILE)} ]]; then
   export NOMAD_TOKEN
 fi
 if [[ -s ${sh(CONSUL_ACL_TOKENS_FILE)} ]]; then
-  CONSUL_HTTP_TOKEN=$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)
+  CONSUL_HTTP_TOKEN=${CONSUL_AGENT_TOKEN}
   export CONSUL_HTTP_TOKEN
 fi
 
