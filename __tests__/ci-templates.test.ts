@@ -91,6 +91,20 @@ describe("GitHub Actions template", () => {
     expect(stepsText("test")).toMatch(/apt-get install[^\n]*shellcheck/);
   });
 
+  test("pull requests get the plan-review summary against the base commit on the run's summary page", () => {
+    const steps = jobs.synth.steps as any[];
+    const summary = steps.find((st) => /npm run --silent summary/.test(st.run ?? ""));
+    expect(summary).toBeDefined();
+    expect(summary.if).toBe("github.event_name == 'pull_request'");
+    expect(summary.env.BASE_SHA).toBe("${{ github.event.pull_request.base.sha }}");
+    expect(summary.run).toMatch(/--base \.\.\/plan-base\/cdktf\.out --out cdktf\.out[^\n]*>> "\$GITHUB_STEP_SUMMARY"/);
+    // after this commit's synth, before the artifact upload
+    const synth = steps.findIndex((st) => /npx cdktf synth$/m.test(st.run ?? "") && !/plan-base/.test(st.run ?? ""));
+    const upload = steps.findIndex((st) => String(st.uses ?? "").startsWith("actions/upload-artifact@"));
+    expect(synth).toBeLessThan(steps.indexOf(summary));
+    expect(steps.indexOf(summary)).toBeLessThan(upload);
+  });
+
   test("synth job needs test, synthesizes and uploads all of cdktf.out as the plan-review artifact", () => {
     expect(jobs.synth.needs).toContain("test");
     expect(stepsText("synth")).toMatch(/npx cdktf synth|npm run synth/);
@@ -194,9 +208,17 @@ describe("GitLab CI template", () => {
   test("synth job needs test and keeps all of cdktf.out as the plan-review artifact", () => {
     expect(ci.synth.needs).toContain("test");
     expect(script("synth")).toMatch(/npx cdktf synth|npm run synth/);
-    expect(ci.synth.artifacts.paths).toEqual(["cdktf.out/"]);
+    expect(ci.synth.artifacts.paths).toEqual(["cdktf.out/", "plan-summary.md"]);
     expect(ci.synth.artifacts.expose_as).toBeTruthy();
     expect(ci.synth.artifacts.name).toMatch(/plan-review/);
+  });
+
+  test("merge requests get the plan-review summary against the target branch as plan-summary.md", () => {
+    const s = script("synth");
+    expect(s).toMatch(/if \[ -n "\$\{CI_MERGE_REQUEST_DIFF_BASE_SHA:-\}" \]; then/);
+    expect(s).toMatch(/git worktree add --quiet --detach \.\.\/plan-base "\$CI_MERGE_REQUEST_DIFF_BASE_SHA"/);
+    expect(s).toMatch(/npm run --silent summary -- --base \.\.\/plan-base\/cdktf\.out --out cdktf\.out[^\n]*> plan-summary\.md/);
+    expect(s.indexOf("npx cdktf synth")).toBeLessThan(s.indexOf("summary --"));
   });
 
   test("images job runs only on tags and pushes with images/build.sh tagged with the git tag", () => {
