@@ -67,7 +67,7 @@ const resources = z.strictObject({
   /** CPU in MHz reserved for one instance. */
   cpu: z.number().int().min(20, "at least 20 (MHz)").describe("CPU in MHz reserved for one instance."),
   /** Memory in MiB reserved for one instance. */
-  memory: z.number().int().min(16, "at least 16 (MiB)"),
+  memory: z.number().int().min(16, "at least 16 (MiB)").describe("Memory in MiB reserved for one instance."),
   /** Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers). */
   memoryMax: z.number().int().min(16).optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
 });
@@ -107,15 +107,15 @@ const node = z.strictObject({
   /** Node name: Consul node_name, Nomad name, and part of every Terraform address of this node. */
   name: name("node name").describe("Node name: Consul node_name, Nomad name, and part of every Terraform address of this node."),
   /** Address the bastion reaches the VM at (SSH). */
-  address: host,
+  address: host.describe("Address the bastion reaches the VM at (SSH)."),
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
   /** Pinned SSH host key of the VM; without it the first connection is trusted. */
-  hostKey: sshHostKey.optional(),
+  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM; without it the first connection is trusted."),
   /** Nomad node_class. */
   nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
-  meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "meta keys: letters, digits, '_', '.', '-'"), z.string()).default({}),
+  meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "meta keys: letters, digits, '_', '.', '-'"), z.string()).default({}).describe("Nomad client meta."),
   /**
    * Whether this node runs HAProxy and may hold the floating IP, and its keepalived
    * priority (higher wins). Default: eligible, priority 100.
@@ -144,12 +144,12 @@ export const clusterSchema = z.strictObject({
   /** Team / cluster name: the Consul datacenter, part of stack names. */
   name: name("cluster name").describe("Team / cluster name: the Consul datacenter, part of stack names."),
   /** Nomad region of the provider's server. */
-  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global"),
+  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global").describe("Nomad region of the provider's server."),
   servers: z.strictObject({
     /** Addresses the clients retry_join (Consul) and register with (Nomad). */
     join: z.array(host).min(1, "at least one server address").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
-    consulHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:8500" }),
+    consulHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:8500" }).describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
     /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
     nomadHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:4646" }).describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
   }),
@@ -163,13 +163,13 @@ export const clusterSchema = z.strictObject({
     /** SSH user on the VMs (has sudo). */
     user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
-    privateKey: sshPrivateKey.default({ agent: true }),
+    privateKey: sshPrivateKey.default({ agent: true }).describe("Where the private key comes from: never the key itself."),
   }),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
     interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
     /** Overlay prefix: node overlay addresses and the floating IP must be inside it. */
-    prefix: cidr,
+    prefix: cidr.describe("Overlay prefix: node overlay addresses and the floating IP must be inside it."),
     /**
      * How agents find their overlay address: `static` writes the node's overlayAddress;
      * `interface` writes go-sockaddr `{{ GetInterfaceIP "<iface>" }}` so a re-addressed VM keeps working.
@@ -181,7 +181,7 @@ export const clusterSchema = z.strictObject({
     /** VRRP virtual_router_id: unique on the shared overlay. */
     virtualRouterId: z.number().int().min(1, "a VRRP router id 1-255").max(255, "a VRRP router id 1-255").describe("VRRP virtual_router_id: unique on the shared overlay."),
     /** VRRP advertisement interval in seconds. */
-    advertInterval: z.number().int().min(1).max(255).default(1),
+    advertInterval: z.number().int().min(1).max(255).default(1).describe("VRRP advertisement interval in seconds."),
   }),
   consul: z
     .strictObject({
@@ -191,16 +191,16 @@ export const clusterSchema = z.strictObject({
       /** ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
-      extraConfig: z.string().optional(),
+      extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl)."),
     })
     .default({ gossipEncryption: false, acl: false }),
   nomad: z
     .strictObject({
       tls: tlsFiles.optional(),
-      /** ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator. */
+      /** ACLs: the scripts' token (node:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
-      drainDeadline: duration.default("5m"),
+      drainDeadline: duration.default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
       extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
     })
@@ -213,15 +213,15 @@ export const clusterSchema = z.strictObject({
           /** Consul KV backend (locks during applies). */
           consul: z.strictObject({
             /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
-            address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500"),
+            address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
             scheme: z.enum(["http", "https"]).default("https"),
             /** KV prefix; each stack stores its state at <path>/<stack name>. */
-            path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example"),
+            path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
           }),
         }),
         z.strictObject({
           /** HTTP backend configured entirely by TF_HTTP_* variables at init time (e.g. GitLab-managed state). */
-          http: z.literal(true),
+          http: z.literal(true).describe("HTTP backend configured entirely by TF_HTTP_* variables at init time (e.g. GitLab-managed state)."),
         }),
       ],
       { error: "either { consul: { address, path } } or { http: true }" },
@@ -245,7 +245,7 @@ export const clusterSchema = z.strictObject({
         /** Celery worker concurrency (processes per instance). */
         concurrency: z.number().int().min(1).default(2).describe("Celery worker concurrency (processes per instance)."),
         /** How long a stopping worker may finish its running tasks (Nomad kill_timeout). */
-        killTimeout: duration.default("120s"),
+        killTimeout: duration.default("120s").describe("How long a stopping worker may finish its running tasks (Nomad kill_timeout)."),
       })
       .default({ ...withResources(jobsDefaults.worker), concurrency: 2, killTimeout: "120s" }),
     haproxy: z
@@ -254,7 +254,7 @@ export const clusterSchema = z.strictObject({
         /** Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address). */
         nodePort: port.default(8080).describe("Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address)."),
         /** Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP). */
-        floatingPort: port.default(8081),
+        floatingPort: port.default(8081).describe("Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP)."),
         /** Health and stats port, bound to the overlay address only. */
         statsPort: port.default(8404).describe("Health and stats port, bound to the overlay address only."),
       })
