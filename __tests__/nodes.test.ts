@@ -137,6 +137,9 @@ describe("nodes stack (example cluster)", () => {
     expect(client.server_join[0].retry_join).toEqual(["team-example.internal.example.org"]);
     expect(client.meta).toEqual({ floating_ip_eligible: "true" });
     expect(client).not.toHaveProperty("drain_on_shutdown");
+    // Nomad caps kill_timeout at the client's max_kill_timeout (default 30s): the worker's
+    // 120s must fit, or Celery tasks are killed mid-way.
+    expect(client.max_kill_timeout).toBe("120s");
     expect(hcl.advertise[0]).toEqual({ http: "172.16.1.12", rpc: "172.16.1.12", serf: "172.16.1.12" });
     expect(hcl.consul[0].address).toBe("127.0.0.1:8500");
     expect(hcl.plugin.docker[0].config[0].allow_privileged).toBe(false);
@@ -184,6 +187,20 @@ describe("nodes stack (example cluster)", () => {
 });
 
 describe("nodes stack options", () => {
+  it("raises the Nomad client's max_kill_timeout to the worker's kill timeout, never below Nomad's 30s", async () => {
+    for (const [killTimeout, expected] of [["5m", "300s"], ["10s", "30s"]]) {
+      const out = synthCluster(edited(exampleCluster(), (c) => (c.app.worker.killTimeout = killTimeout)));
+      try {
+        const nomad = await parseHcl("n.hcl", out.files[STACK]["rendered/node-1/nomad/nomad.hcl"]);
+        expect(nomad.client[0].max_kill_timeout).toBe(expected);
+        const worker = await parseHcl("w.hcl", out.files["team-example-jobs"]["rendered/jobs/worker.nomad.hcl"]);
+        expect(worker.job.worker[0].group.worker[0].task.worker[0].kill_timeout).toBe(killTimeout);
+      } finally {
+        cleanup(out);
+      }
+    }
+  });
+
   it("pins host keys and reads a private key file only at apply time", () => {
     const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample";
     const out = synthCluster(edited(exampleCluster(), (c) => {

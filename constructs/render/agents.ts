@@ -135,6 +135,19 @@ acl {
 `);
 }
 
+/** Seconds of a duration such as 90s, 5m, 1h or 500ms (the schema's `duration`). */
+export function durationSeconds(d: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(d);
+  if (!m) throw new Error(`not a duration: ${d}`);
+  const n = Number(m[1]);
+  return m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
+}
+
+/** The client's max_kill_timeout: the longest kill_timeout a job asks for, at least Nomad's 30s. */
+export function maxKillTimeout(c: Cluster): string {
+  return `${Math.max(30, Math.ceil(durationSeconds(c.app.worker.killTimeout)))}s`;
+}
+
 export function renderNomadConfig(c: Cluster, n: ClusterNode): string {
   const addr = overlayAddressExpr(c, n);
   // Jobs constrain on this: HAProxy runs where the floating IP may land.
@@ -179,6 +192,9 @@ ${when(n.nodeClass, () => `  node_class = ${str(n.nodeClass!)}`)}
   meta = {
 ${mapLines(meta, "    ")}
   }
+  # Nomad caps every task's kill_timeout at this (default 30s): the Celery worker needs
+  # app.worker.killTimeout to finish its tasks, or they are lost.
+  max_kill_timeout = ${str(maxKillTimeout(c))}
   # No drain_on_shutdown: with it, every systemd restart for a config change would drain
   # the node (Nomad #17093). Drains are explicit: maintenance flag and decommission.
 }

@@ -157,6 +157,7 @@ perl -MIO::Socket::UNIX -e '
   print $s "show servers state\\n";
   print while <$s>;
 ' ${rt.runDir}/haproxy.sock > "$state.new" && mv -f "$state.new" "$state" || rm -f "$state.new"
-exec kill -USR2 ${rt.masterPid}
+# The shell's built-in kill: the Debian-slim based image has no /bin/kill (procps).
+kill -USR2 ${rt.masterPid}
 `;
 }
