@@ -236,7 +236,7 @@ describe("GitLab CI template", () => {
     expect(ci.deploy.environment.name).toBe("production");
     expect(ci.deploy.resource_group).toBeTruthy();
     const s = script("deploy");
-    expect(s).toMatch(/npx cdktf deploy --skip-synth --auto-approve "\$stack"/);
+    expect(s).toMatch(/npx cdktf deploy --skip-synth --ignore-missing-stack-dependencies --auto-approve "\$stack"/);
     // one GitLab-managed state per stack, nodes before jobs
     expect(s).toMatch(/state\/\$\{TF_STATE_PREFIX\}-\$\{stack\}/);
     expect(s.indexOf("stacks/*-nodes")).toBeLessThan(s.indexOf("stacks/*-jobs"));

@@ -36,6 +36,31 @@ describe("keepalived resources", () => {
     expect(res["node-2_nomad"].depends_on).toContain("null_resource.node-2_keepalived");
   });
 
+  it("drops unicast_fault_no_peer on keepalived older than 2.2.7 (which rejects it), keeps it on newer ones", () => {
+    const install = files["rendered/node-1/keepalived/install.sh"];
+    const start = install.indexOf("version=$(keepalived --version");
+    const snippet = install.slice(start, install.indexOf("\nfi\n", start) + 4);
+    expect(start).toBeGreaterThan(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kv-"));
+    try {
+      const conf = files["rendered/node-1/keepalived/keepalived.conf"];
+      expect(conf).toMatch(/^\s+unicast_fault_no_peer$/m);
+      const run = (version: string) => {
+        const candidate = path.join(dir, `${version}.conf`);
+        fs.writeFileSync(candidate, conf);
+        const script = `candidate=${candidate}\nlog() { :; }\nkeepalived() { echo "Keepalived v${version} (01/01,2024)" >&2; }\n${snippet}`;
+        expect(spawnSync("bash", ["-c", script]).status).toBe(0);
+        return fs.readFileSync(candidate, "utf8");
+      };
+      expect(run("2.2.4")).not.toContain("unicast_fault_no_peer");
+      expect(run("2.2.4").replace(/\n/g, "")).toBe(conf.replace(/^\s+unicast_fault_no_peer\n/m, "").replace(/\n/g, ""));
+      expect(run("2.2.7")).toBe(conf);
+      expect(run("2.3.1")).toBe(conf);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("the VRRP password is a sensitive variable without default, uploaded by content, never in triggers or files", () => {
     expect(stack.variable.vrrp_password).toMatchObject({ type: "string", sensitive: true, nullable: false });
     expect(stack.variable.vrrp_password.default).toBeUndefined();

@@ -4,7 +4,7 @@
  * shellcheck-clean scripts, destroy-time decommission, blast radius and determinism.
  */
 import * as crypto from "crypto";
-import { execFileSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -155,6 +155,28 @@ describe("nodes stack (example cluster)", () => {
     for (const s of scripts) expect(files[s]).toMatch(/^#!\/usr\/bin\/env bash\n(#.*\n)*set -euo pipefail$/m);
   });
 
+  it("counts Consul as joined only with the node's overlay address AND an alive server in sight", () => {
+    const script = files["rendered/node-1/consul/install.sh"];
+    const joined = script.slice(script.indexOf("joined() {"), script.indexOf("\n}\n", script.indexOf("joined() {")) + 3);
+    const run = (members: string) =>
+      spawnSync("bash", ["-c", `NODE_NAME=node-1\nconsul() { printf '%s\\n' "$MEMBERS"; }\n${joined}\njoined 172.16.1.11`], {
+        env: { ...process.env, MEMBERS: members },
+      }).status;
+    const header = "Node Address Status Type Build Protocol DC Partition Segment";
+    const self = "node-1 172.16.1.11:8301 alive client 1.20.5 2 team-example default <default>";
+    const server = "consul-1 172.16.0.2:8301 alive server 1.20.5 2 team-example default <all>";
+    expect(run([header, server, self].join("\n"))).toBe(0);
+    expect(run([header, self].join("\n"))).toBe(1); // alone: never reached the servers
+    expect(run([header, server, self.replace("172.16.1.11", "10.0.2.15")].join("\n"))).toBe(1); // wrong address
+  });
+
+  it("decommission disables every agent whatever its state, so nothing comes back at boot", () => {
+    const d = files["rendered/decommission.sh"];
+    expect(d).toContain("systemctl disable --now --quiet keepalived nomad consul 2>/dev/null || true");
+    expect(d.indexOf("systemctl disable --now --quiet keepalived nomad consul")).toBeGreaterThan(d.indexOf("consul leave"));
+    expect(d).toContain(". '/etc/nomad.d/cli.env'");
+  });
+
   it("installs only validated configs and restarts only on change", () => {
     const script = files["rendered/node-1/consul/install.sh"];
     const validate = script.indexOf('consul validate "$candidate"');
@@ -220,6 +242,20 @@ describe("nodes stack options", () => {
     }
   });
 
+  it("with Nomad TLS, the node's CLI calls use https and the agent's certificate settings", () => {
+    const tls = { caFile: "/etc/nomad.d/tls/ca.pem", certFile: "/etc/nomad.d/tls/cli.pem", keyFile: "/etc/nomad.d/tls/cli-key.pem" };
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.nomad = { ...c.nomad, tls })));
+    try {
+      const install = out.files[STACK]["rendered/node-1/nomad/install.sh"];
+      expect(install).toContain(`printf 'NOMAD_ADDR=%s\\n' "https://$address:4646"`);
+      expect(install).toContain("printf 'NOMAD_CACERT=%s\\n' '/etc/nomad.d/tls/ca.pem'");
+      expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%s\\n' 'client.global.nomad'");
+      expect(install).not.toMatch(/-address=/);
+    } finally {
+      cleanup(out);
+    }
+  });
+
   it("uses go-sockaddr interface lookup when addressing is `interface`", async () => {
     const out = synthCluster(edited(exampleCluster(), (c) => (c.overlay.addressing = "interface")));
     try {
@@ -255,9 +291,16 @@ describe("nodes stack options", () => {
       const extraction = consulInstall.split("\n").find((l) => l.startsWith("CONSUL_HTTP_TOKEN=$(sed"))!;
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "acl-"));
       try {
-        fs.writeFileSync(path.join(dir, "acl-tokens.hcl"), 'acl {\n  tokens {\n    agent = "3f1c-agent-token"\n  }\n}\n');
         const script = `${extraction.replace("/etc/consul.d/acl-tokens.hcl", path.join(dir, "acl-tokens.hcl"))}\nprintf %s "$CONSUL_HTTP_TOKEN"`;
-        expect(execFileSync("bash", ["-c", script], { encoding: "utf8" })).toBe("3f1c-agent-token");
+        // the multi-line form, the one-line form of the README, and no agent token at all
+        for (const [hcl, token] of [
+          ['acl {\n  tokens {\n    agent = "3f1c-agent-token"\n  }\n}\n', "3f1c-agent-token"],
+          ['acl { tokens { agent = "9e2d-inline" } }\n', "9e2d-inline"],
+          ['acl { tokens { default = "x" replication = "y" } }\n', ""],
+        ]) {
+          fs.writeFileSync(path.join(dir, "acl-tokens.hcl"), hcl);
+          expect(execFileSync("bash", ["-c", script], { encoding: "utf8" })).toBe(token);
+        }
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }

@@ -41,7 +41,8 @@ export class ClusterMembership extends Construct {
         { type: "file", source: script, destination: remoteScript, when: "destroy", onFailure: "continue" } as never,
         {
           type: "remote-exec",
-          inline: [`sudo bash ${remoteScript} ${self("node")} ${self("overlay_address")} ${self("drain_deadline")}`, `rm -f ${remoteScript}`],
+          // One line: Terraform joins inline commands without `set -e`; keep the script's status.
+          inline: [`rc=0; sudo bash ${remoteScript} ${self("node")} ${self("overlay_address")} ${self("drain_deadline")} || rc=$?; rm -f ${remoteScript}; exit $rc`],
           when: "destroy",
           onFailure: "continue",
         } as never,

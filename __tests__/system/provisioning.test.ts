@@ -70,6 +70,7 @@ case \${1:-} in
   members)
     [[ -e "$STATE/active.consul" ]] || { echo "Error retrieving members: connection refused" >&2; exit 1; }
     echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
+    echo "server-1  10.213.9.9:8301  alive  server  1.20.5  2  dc  default  <all>"
     echo "${node}  ${overlayAddress}:8301  alive  client  1.20.5  2  dc  default  <default>" ;;
   leave) ;;
   *) echo "stand-in consul: $* not supported" >&2; exit 1 ;;
@@ -81,7 +82,7 @@ case "\${1:-} \${2:-}" in
     if grep -rqs -- ${MARKER} "$3"; then echo "Config validation failed: ${MARKER} in $3" >&2; exit 1; fi ;;
   "node status")
     [[ -e "$STATE/active.nomad" ]] || { echo "Error querying node: connection refused" >&2; exit 1; }
-    addr="" template=""
+    addr=\${NOMAD_ADDR#*://} template=""
     shift 2
     while (($#)); do
       case $1 in

@@ -197,7 +197,7 @@ export const clusterSchema = z.strictObject({
   nomad: z
     .strictObject({
       tls: tlsFiles.optional(),
-      /** ACLs: the scripts' token (node:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
+      /** ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
       drainDeadline: duration.default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),

@@ -25,8 +25,9 @@ export function consulSecretFiles(c: Cluster): string[] {
 /** With Consul ACLs: Nomad's Consul token (`consul { token = "…" }`), placed by the operator. */
 export const NOMAD_CONSUL_TOKEN_FILE = `${NOMAD_CONFIG_DIR}/consul-token.hcl`;
 /**
- * With Nomad ACLs: a bare token with node:read and node:write, used on the node by the
- * provisioning scripts (join check, maintenance drain, decommission). Placed by the operator.
+ * With Nomad ACLs: a bare token with agent:read (the `-self` commands resolve the local node
+ * through the agent) and node:write, used on the node by the provisioning scripts (join
+ * check, maintenance drain, decommission). Placed by the operator.
  */
 export const NOMAD_OPERATOR_TOKEN_FILE = `${NOMAD_CONFIG_DIR}/operator.token`;
 /** With Consul ACLs: the agent token, in HCL (`acl { tokens { agent = "…" } }`). */
@@ -235,7 +236,7 @@ tls {
 }`)}
 ${when(c.nomad.acl, `
 # ACLs: the provisioning scripts use the token in ${NOMAD_CONFIG_DIR}/operator.token
-# (node:read, node:write), placed on the node by the operator.
+# (agent:read, node:write), placed on the node by the operator.
 acl {
   enabled = true
 }`)}

@@ -257,6 +257,14 @@ printf '%s\\n' "\${template//"$PLACEHOLDER"/"$password"}" >"$candidate"
 # not) when script_user is not root: it checks the script as that user and then mistakes
 # its own process for an orphan. The check therefore reads a copy naming root; the user
 # itself exists (created above), and the running daemon uses the real file.
+# unicast_fault_no_peer arrived in keepalived 2.2.7; older ones (Ubuntu 22.04: 2.2.4)
+# reject the keyword. It only matters for an instance left without peers, which we never
+# render, so it is dropped there rather than failing the install.
+version=$(keepalived --version 2>&1 | sed -n 's/^Keepalived v\\([0-9][0-9.]*\\).*/\\1/p' | head -n 1)
+if [[ -n "$version" && "$(printf '%s\\n' 2.2.7 "$version" | sort -V | head -n 1)" != 2.2.7 ]]; then
+  sed -i '/^[[:space:]]*unicast_fault_no_peer$/d' "$candidate"
+  log "keepalived $version predates unicast_fault_no_peer: left out of the installed config"
+fi
 awk '$1 == "script_user" { print "  script_user root"; next } { print }' "$candidate" >"$work/check.conf"
 if ! output=$(keepalived -t -f "$work/check.conf" 2>&1); then
   fail "the new keepalived configuration does not validate; nothing was changed. \${output//"$password"/<vrrp_password>}"

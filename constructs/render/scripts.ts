@@ -97,8 +97,11 @@ function validateCommand(agent: AgentKind): string {
   return agent === "consul" ? `consul validate "$candidate"` : `nomad config validate "$candidate"`;
 }
 
-/** Shell: prints the agent token of the operator-managed acl-tokens.hcl (`agent = "…"`). */
-const CONSUL_AGENT_TOKEN = `$(sed -n 's/^[[:space:]]*agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)`;
+/**
+ * Shell: prints the agent token of the operator-managed acl-tokens.hcl (`agent = "…"`,
+ * on its own line or inline as in `acl { tokens { agent = "…" } }`).
+ */
+const CONSUL_AGENT_TOKEN = `$(sed -n 's/^\\(.*[{[:space:]]\\)\\{0,1\\}agent[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\2/p' ${sh(CONSUL_ACL_TOKENS_FILE)} | head -n 1)`;
 
 /**
  * Tokens for the agents' CLIs on the node when ACLs are on: read from the operator-managed
@@ -118,42 +121,77 @@ export NOMAD_TOKEN`;
   return "";
 }
 
+/** Where this node's scripts find the local Nomad agent's environment (read by decommission.sh). */
+export const NOMAD_CLI_ENV_FILE = `${NOMAD_CONFIG_DIR}/cli.env`;
+
+/**
+ * Shell: writes NOMAD_ADDR (and, with TLS, the CLI's certificate settings) for the local
+ * agent to ${NOMAD_CLI_ENV_FILE} and exports them. The address is known only on the node
+ * (overlay.addressing: interface); the agent's certificate names client.<region>.nomad,
+ * not the overlay address.
+ */
+function nomadCliEnv(c: Cluster): string {
+  const tls = c.nomad.tls;
+  const lines = [
+    `printf 'NOMAD_ADDR=%s\\n' "${tls ? "https" : "http"}://$address:${NOMAD_HTTP_PORT}"`,
+    ...(tls
+      ? [
+          `printf 'NOMAD_CACERT=%s\\n' ${sh(tls.caFile)}`,
+          `printf 'NOMAD_CLIENT_CERT=%s\\n' ${sh(tls.certFile)}`,
+          `printf 'NOMAD_CLIENT_KEY=%s\\n' ${sh(tls.keyFile)}`,
+          `printf 'NOMAD_TLS_SERVER_NAME=%s\\n' ${sh(`client.${c.region}.nomad`)}`,
+        ]
+      : []),
+  ];
+  return `# How the Nomad CLI reaches this node's agent (decommission.sh reads the same file).
+{
+${lines.map((l) => `  ${l}`).join("\n")}
+} >${sh(NOMAD_CLI_ENV_FILE)}.new
+mv -f ${sh(NOMAD_CLI_ENV_FILE)}.new ${sh(NOMAD_CLI_ENV_FILE)}
+set -a
+# shellcheck disable=SC1090
+. ${sh(NOMAD_CLI_ENV_FILE)}
+set +a`;
+}
+
 function verifyFunction(agent: AgentKind): string {
   if (agent === "consul") {
-    return `# Joined: this node is an alive member advertising its overlay address.
+    return `# Joined: this node is an alive member advertising its overlay address, and it sees an
+# alive server (an agent lists itself from the start, joined or not).
 joined() {
   consul members -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} -status=alive 2>/dev/null \\
-    | awk -v n="$NODE_NAME" -v a="$1:" '$1 == n && index($2, a) == 1 { found = 1 } END { exit !found }'
+    | awk -v n="$NODE_NAME" -v a="$1:" '$4 == "server" { s = 1 } $1 == n && index($2, a) == 1 { m = 1 } END { exit !(s && m) }'
 }
 describe_membership() { consul members -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} 2>&1 | head -n 20 || true; }`;
   }
   return `# Joined: the servers see this node ready, advertising its overlay address.
 joined() {
   local status
-  status=$(nomad node status -address="http://$1:${NOMAD_HTTP_PORT}" -self -t '{{ .Status }} {{ .HTTPAddr }}' 2>/dev/null) || return 1
+  status=$(nomad node status -self -t '{{ .Status }} {{ .HTTPAddr }}' 2>/dev/null) || return 1
   [[ "$status" == "ready $1:${NOMAD_HTTP_PORT}" ]]
 }
-describe_membership() { nomad node status -address="http://$1:${NOMAD_HTTP_PORT}" -self 2>&1 | head -n 20 || true; }`;
+describe_membership() { nomad node status -self 2>&1 | head -n 20 || true; }`;
 }
 
 /**
- * The Nomad maintenance step: drain with a deadline while `maintenance: true`, and undo
- * our drain (eligibility back) when the flag is cleared.
+ * The Nomad maintenance step: drain with a deadline while `maintenance: true`, and end
+ * the drain (eligibility back) when the flag is cleared.
  */
 function maintenanceStep(c: Cluster, n: ClusterNode): string {
   return `
 readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
 readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
-nomad_addr="http://$address:${NOMAD_HTTP_PORT}"
 if [[ "$MAINTENANCE" == true ]]; then
   log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
-  nomad node drain -address="$nomad_addr" -self -enable -deadline "$DRAIN_DEADLINE" -yes
+  nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
 else
-  eligibility=$(nomad node status -address="$nomad_addr" -self -t '{{ .SchedulingEligibility }}')
+  # Any drain or ineligibility is ended here, also one an operator set by hand: the
+  # description is the source of truth for a node's schedulability.
+  eligibility=$(nomad node status -self -t '{{ .SchedulingEligibility }}')
   if [[ "$eligibility" != eligible ]]; then
     log "maintenance cleared: ending the drain and making the node eligible again"
-    nomad node drain -address="$nomad_addr" -self -disable -yes >/dev/null 2>&1 || true
-    nomad node eligibility -address="$nomad_addr" -self -enable
+    nomad node drain -self -disable -yes >/dev/null 2>&1 || true
+    nomad node eligibility -self -enable
   fi
 fi`;
 }
@@ -186,6 +224,7 @@ ${verifyFunction(agent)}
 command -v "$AGENT" >/dev/null || fail "$AGENT is not installed on this VM"
 address=$(overlay_address)
 log "overlay address $address on $OVERLAY_IFACE"
+${agent === "nomad" ? nomadCliEnv(c) : ""}
 
 for f in "\${REQUIRED_FILES[@]}"; do
   [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see README, Security)"
@@ -254,22 +293,6 @@ ${agent === "nomad" ? maintenanceStep(c, n) : ""}
 }
 
 /**
- * Preflight run when a node is first added (and whenever its connection data changes):
- * SSH through the bastion works, sudo works, and the overlay interface is as described.
- */
-export function renderPreflightScript(c: Cluster, n: ClusterNode): string {
-  return `#!/usr/bin/env bash
-# Preflight for node ${n.name} (cluster ${c.name}): the overlay is as the description says.
-${preamble(c, n, "preflight")}
-address=$(overlay_address)
-for tool in consul nomad systemctl; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed on this VM"
-done
-log "ready: overlay address $address on $OVERLAY_IFACE"
-`;
-}
-
-/**
  * Decommission, run at destroy time when a node leaves the description. It is static (the
  * same for every node) because a destroy-time provisioner may read only its own resource:
  * the node name and drain deadline come as arguments from the resource's stored input.
@@ -301,9 +324,19 @@ if systemctl is-active --quiet keepalived; then
   systemctl disable --now --quiet keepalived
 fi
 
+# The local agent's address (and TLS settings) as the Nomad install wrote them.
+if [[ -r ${sh(NOMAD_CLI_ENV_FILE)} ]]; then
+  set -a
+  # shellcheck disable=SC1090
+  . ${sh(NOMAD_CLI_ENV_FILE)}
+  set +a
+else
+  export NOMAD_ADDR="http://$ADDRESS:${NOMAD_HTTP_PORT}"
+fi
+
 if systemctl is-active --quiet nomad; then
   log "draining Nomad allocations (deadline $DRAIN_DEADLINE)"
-  nomad node drain -address="http://$ADDRESS:${NOMAD_HTTP_PORT}" -self -enable -deadline "$DRAIN_DEADLINE" -yes \\
+  nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes \\
     || log "drain did not complete cleanly; continuing (allocations are rescheduled when the node goes down)"
   systemctl disable --now --quiet nomad
   log "nomad stopped and disabled"
@@ -315,6 +348,11 @@ if systemctl is-active --quiet consul; then
   systemctl disable --now --quiet consul
   log "consul stopped and disabled"
 fi
+
+# Whatever was running or not: nothing may come back at the next boot. A keepalived that
+# restarted with its stale config, no longer anyone's peer, would claim the floating IP.
+systemctl disable --now --quiet keepalived nomad consul 2>/dev/null || true
+rm -f /etc/keepalived/keepalived.conf
 log "done"
 `;
 }
