@@ -144,6 +144,7 @@ function nomadCliEnv(c: Cluster): string {
       : []),
   ];
   return `# How the Nomad CLI reaches this node's agent (decommission.sh reads the same file).
+mkdir -p "$CONFIG_DIR"
 {
 ${lines.map((l) => `  ${l}`).join("\n")}
 } >${sh(NOMAD_CLI_ENV_FILE)}.new
