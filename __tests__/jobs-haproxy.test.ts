@@ -56,12 +56,17 @@ describe("haproxy.cfg checked by the real haproxy", () => {
     expect(r.status).toBe(0);
   });
 
-  itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")("so does the Nomad template once consul-template has put the node's address in", () => {
-    const tpl = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
-    const rendered = tpl.split('{{ env "attr.unique.network.ip-address" }}').join("172.16.1.12");
-    expect(rendered).not.toContain("{{");
-    const r = checkConfig(rendered);
-    expect(r.status).toBe(0);
+  itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")("so does the file Nomad delivers to every node, with the node's address in NODE_ADDRESS", () => {
+    const file = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
+    expect(file).toContain('"${NODE_ADDRESS}:8080"');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-check-"));
+    try {
+      fs.writeFileSync(path.join(dir, "haproxy.cfg"), file);
+      const r = spawnSync("haproxy", ["-c", "-f", path.join(dir, "haproxy.cfg")], { encoding: "utf8", env: { ...process.env, NODE_ADDRESS: "172.16.1.12" } });
+      expect(r.status).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")("and a config with other ports and scale bounds", () => {
@@ -418,4 +423,59 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
     expect(ok).toBeGreaterThan(100);
     expect(failed).toEqual([]);
   }, 30000);
+});
+
+describe("the file Nomad delivers, run by the real haproxy", () => {
+  itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")(
+    "binds the node's address taken from NODE_ADDRESS, the same file serving any node",
+    async () => {
+      const node = "127.0.0.5";
+      const other = "127.0.0.6";
+      const ports = { nodePort: await freePort(node), floatingPort: await freePort("127.0.0.7"), statsPort: await freePort(node) };
+      const c = edited(exampleCluster(), (x) => (x.app.haproxy = { ...x.app.haproxy, ...ports }));
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-env-"));
+      // The production text; only the run directory and the floating IP are test values.
+      const cfg = renderHaproxyConfig(c, { ...nomadHaproxyRuntime(c), floatingAddress: "127.0.0.7", runDir: dir });
+      expect(cfg).toContain(`"\${NODE_ADDRESS}:${ports.statsPort}"`);
+      fs.writeFileSync(path.join(dir, "haproxy.cfg"), cfg);
+      const proc = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { env: { ...process.env, NODE_ADDRESS: node }, stdio: "ignore" });
+      try {
+        const health = await until("haproxy /healthz on the node address", 10000, async () => {
+          const r = await get(node, ports.statsPort, "/healthz");
+          return r.status === 200 ? r : undefined;
+        });
+        expect(health.status).toBe(200);
+        // nothing on another address: the bind really took NODE_ADDRESS
+        await expect(get(other, ports.statsPort, "/healthz", 500)).rejects.toThrow(/ECONNREFUSED/);
+      } finally {
+        if (proc.pid) process.kill(proc.pid, "SIGKILL");
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+describe("the reload script", () => {
+  itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")(
+    "does not signal the master when haproxy -c rejects the new file (the running config stays)",
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-reload-"));
+      // A stand-in master: SIGUSR2's default action would end it.
+      const master = spawn("sleep", ["30"], { stdio: "ignore" });
+      try {
+        const c = exampleCluster();
+        const rt = { ...nomadHaproxyRuntime(c), runDir: dir, masterPid: master.pid! };
+        fs.writeFileSync(path.join(dir, "haproxy.cfg"), renderHaproxyConfig(c, rt).replace("balance roundrobin", "balance no-such-algorithm"));
+        fs.writeFileSync(path.join(dir, "reload.sh"), renderHaproxyReloadScript(rt), { mode: 0o755 });
+        const r = spawnSync("/bin/sh", [path.join(dir, "reload.sh")], { encoding: "utf8", env: { ...process.env, NODE_ADDRESS: "127.0.0.5" } });
+        expect(r.status).toBe(1);
+        expect(r.stderr).toContain("does not pass haproxy -c");
+        expect(master.exitCode).toBeNull();
+        expect(() => process.kill(master.pid!, 0)).not.toThrow();
+      } finally {
+        if (master.pid) process.kill(master.pid, "SIGKILL");
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -89,7 +89,8 @@ describe("jobs stack (example cluster)", () => {
 
   it("writes the secrets into the backend's and the worker's own Nomad Variables", () => {
     const vars = resourcesOf(stack, "nomad_variable");
-    expect(Object.keys(vars).sort()).toEqual(["api", "worker"]);
+    // (haproxy's holds its config, see below)
+    expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "worker"]);
     for (const job of ["api", "worker"] as const) {
       expect(vars[job].path).toBe(variablePath(job));
       expect(Object.keys(vars[job].items).sort()).toEqual([...APP_SECRET_ENV].sort());
@@ -199,6 +200,13 @@ describe("jobs stack (example cluster)", () => {
       expect(svc.check[0]).toMatchObject({ type: "script", command: "/bin/sh", args: ["-c", WORKER_PING] });
       expect(WORKER_PING).toContain("inspect ping");
       expect(WORKER_PING).toContain("-d celery@$HOSTNAME");
+      // a broker outage fails every ping: it must not restart workers (and kill their tasks)
+      expect(svc.check_restart).toBeUndefined();
+    });
+
+    it("web and api leave Consul 5 s before they stop (HAProxy holds a DNS answer up to 5 s)", () => {
+      for (const name of ["web", "api"] as const) expect(taskOf(jobs[name].job, name).shutdown_delay).toBe("5s");
+      expect(renderHaproxyConfig(c, nomadHaproxyRuntime(c))).toContain("hold valid 5s");
     });
   });
 
@@ -216,26 +224,44 @@ describe("jobs stack (example cluster)", () => {
       expect(g.network[0].port.stats[0]).toEqual({ static: c.app.haproxy.statsPort, host_network: "overlay" });
     });
 
-    it("runs the described image in host network mode, config from a template reloaded by SIGUSR2 after saving server state", () => {
+    it("runs the described image in host network mode, config from its Nomad Variable, reloaded in place by SIGUSR2 after a check", () => {
       const t = taskOf(jobs.haproxy.job, "haproxy");
       expect(t.config[0]).toMatchObject({ image: "haproxy:3.0.5", network_mode: "host", args: ["-f", "/local/haproxy.cfg"] });
       const [script, cfg] = t.template;
       expect(script).toMatchObject({ destination: "local/reload.sh", perms: "0755", change_mode: "noop" });
       expect(script.data).toBe(renderHaproxyReloadScript(nomadHaproxyRuntime(c)));
       expect(script.data).toContain(`kill -${HAPROXY_RELOAD_SIGNAL.replace(/^SIG/, "")} 1`);
+      expect(script.data).not.toMatch(/exec kill/); // the image has no /bin/kill: the shell's own
+      expect(script.data.indexOf("haproxy -c -q -f /local/haproxy.cfg")).toBeLessThan(script.data.indexOf("kill -USR2"));
       expect(HAPROXY_RELOAD_SIGNAL).toBe("SIGUSR2");
       expect(cfg).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "script" });
       expect(cfg.change_script[0]).toMatchObject({ command: "/local/reload.sh", fail_on_error: false });
-      // The template is the renderer's text with the Nomad runtime parts.
-      expect(cfg.data).toBe(renderHaproxyConfig(c, nomadHaproxyRuntime(c)));
-      expect(out.files[STACK]["rendered/jobs/haproxy.cfg.tpl"]).toBe(cfg.data);
+      // The template only prints the variable's item: a config change re-renders it in place
+      // (a change of the jobspec's template would replace the allocations instead).
+      expect(cfg.data).toBe('{{ with nomadVar "nomad/jobs/haproxy" }}{{ .haproxy_cfg }}{{ end }}\n');
+      expect(t.env[0]).toEqual({ NODE_ADDRESS: "${attr.unique.network.ip-address}" });
       expect(t.kill_signal).toBe("SIGUSR1");
+    });
+
+    it("delivers haproxy.cfg, the same for every node, in nomad_variable.haproxy (readable in rendered/jobs/haproxy.cfg)", () => {
+      const v = resourcesOf(stack, "nomad_variable").haproxy;
+      expect(v.path).toBe("nomad/jobs/haproxy");
+      const file = out.files[STACK]["rendered/jobs/haproxy.cfg"];
+      expect(file).toBe(renderHaproxyConfig(c, nomadHaproxyRuntime(c)));
+      expect(v["//"].haproxy_cfg_file).toBe("rendered/jobs/haproxy.cfg");
+      // Terraform hands Nomad exactly the file: ${NODE_ADDRESS} (HAProxy's) escaped from Terraform.
+      expect(fromTerraformLiteral(v.items.haproxy_cfg)).toBe(file);
+      expect(v.items.haproxy_cfg).toContain('"$${NODE_ADDRESS}:8080"');
+      expect(v.items.haproxy_cfg).not.toMatch(/(^|[^$])\$\{/);
+      expect(resourcesOf(stack, "nomad_job").haproxy.depends_on).toEqual(["nomad_variable.haproxy"]);
+      // no consul-template action in it: the file is static, the node's address comes from the env
+      expect(file).not.toContain("{{");
     });
 
     it("routes /image to api, the rest to web, discovers both through Consul DNS SRV on the node", () => {
       const cfg = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
       expect(cfg).toMatch(/acl is_api path_beg \/image\n\s+use_backend api if is_api\n\s+default_backend web/);
-      expect(cfg).toContain('nameserver consul {{ env "attr.unique.network.ip-address" }}:53');
+      expect(cfg).toContain('nameserver consul "${NODE_ADDRESS}:53"');
       expect(cfg).toContain("accepted_payload_size 8192");
       expect(cfg).toContain("hold valid 5s");
       for (const b of ["api", "web"] as const) {
@@ -245,13 +271,13 @@ describe("jobs stack (example cluster)", () => {
       }
       // Slots: scaling.max (2 × count by default) + a canary.
       expect(peakInstances(c, "api")).toBe(5);
-      expect(cfg).toContain(`bind {{ env "attr.unique.network.ip-address" }}:8080 name node`);
+      expect(cfg).toContain('bind "${NODE_ADDRESS}:8080" name node');
       expect(cfg).toContain(`bind 172.16.3.100:8081 name floating`);
-      expect(cfg).toContain(`bind {{ env "attr.unique.network.ip-address" }}:8404 name stats`);
+      expect(cfg).toContain('bind "${NODE_ADDRESS}:8404" name stats');
       expect(cfg).toContain(`monitor-uri ${HEALTH_PATH}`);
       expect(cfg).toContain("stats uri /stats");
-      // consul-template sees exactly one kind of action: the node's overlay address.
-      expect(new Set(cfg.match(/\{\{.*?\}\}/g))).toEqual(new Set(['{{ env "attr.unique.network.ip-address" }}']));
+      // stats and metrics from the node itself only (the overlay is shared between teams)
+      expect(cfg).toContain('acl this_node src 127.0.0.0/8 "${NODE_ADDRESS}"\n  http-request deny deny_status 403 unless this_node');
     });
 
     it("registers a Consul service whose HTTP check is the health endpoint keepalived tracks", () => {
@@ -296,7 +322,7 @@ describe("jobspec variants", () => {
 
   it("sizes the server-template slots from scaling.max", () => {
     const c = edited(exampleCluster(), (x) => (x.app.web.scaling = { min: 2, max: 9 }));
-    expect(renderJobspecs(c).haproxy).toContain("server-template web 10 _web._tcp.service.consul");
+    expect(renderHaproxyConfig(c, nomadHaproxyRuntime(c))).toContain("server-template web 10 _web._tcp.service.consul");
   });
 
   it("memory_max reaches the jobspec when described", async () => {
@@ -319,9 +345,15 @@ describe("jobspec variants", () => {
       const stack = out.stacks[jobsStackName(c)];
       expect(stack.variable.registry_password).toMatchObject({ sensitive: true, type: "string" });
       expect(stack.variable.registry_password).not.toHaveProperty("default");
+      // values written verbatim into an env file refuse what the env-file parser cannot read
+      for (const v of ["registry_password", "s3_access_key_id", "s3_secret_access_key"]) {
+        expect(stack.variable[v].validation[0].condition).toBe(`\${can(regex("^[^&<>[:cntrl:]]+$", var.${v}))}`);
+      }
+      expect(stack.variable.rabbitmq_password.validation).toBeUndefined(); // URL-encoded first
       const vars = resourcesOf(stack, "nomad_variable");
       // haproxy:3.0.5 comes from Docker Hub: ghcr.io credentials would break its pull.
-      expect(Object.keys(vars).sort()).toEqual(["api", "web", "worker"]);
+      expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "web", "worker"]);
+      expect(vars.haproxy.items).not.toHaveProperty("REGISTRY_PASSWORD");
       expect(vars.web.items).toEqual({ REGISTRY_PASSWORD: "${var.registry_password}" });
       expect(vars.api.items.REGISTRY_PASSWORD).toBe("${var.registry_password}");
       expect(resourcesOf(stack, "nomad_job").web.depends_on).toEqual(["nomad_variable.web"]);

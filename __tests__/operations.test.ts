@@ -102,6 +102,12 @@ describe("blast radius of the operating procedures", () => {
     expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.web`] });
   });
 
+  it("a HAProxy setting (more web slots): HAProxy's Nomad Variable only, reloaded in place; no job replaced", () => {
+    const r = blast(base, edited(base, (c) => (c.app.web.scaling = { min: 2, max: 9 })));
+    // the web job's own scaling block changes too; HAProxy's jobspec does not
+    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`] });
+  });
+
   it("a new api image: the api and worker jobs (same image), nothing else", () => {
     const r = blast(base, edited(base, (c) => (c.app.images.api = "ghcr.io/example-team/image-api:4d5e6f7")));
     expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.api`, `${J}:nomad_job.worker`] });

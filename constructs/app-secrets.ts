@@ -25,12 +25,21 @@ export function brokerUrl(c: Cluster, password: string): string {
   return `amqp://${enc(b.user)}:${Fn.replace(Fn.urlencode(password), "+", "%20")}@${b.host}:${b.port}/${enc(b.vhost)}`;
 }
 
+export interface AppSecretsProps {
+  readonly cluster: Cluster;
+  /**
+   * Non-secret items that share a job's Nomad Variable, already escaped for Terraform
+   * (e.g. HAProxy's config, delivered there so that a change reloads HAProxy in place).
+   */
+  readonly extraItems?: Partial<Record<JobName, Record<string, string>>>;
+}
+
 export class AppSecrets extends Construct {
   readonly variables: Record<string, TerraformVariable> = {};
   /** The Nomad Variable of each job that has one. */
   readonly nomadVariables: Partial<Record<JobName, Variable>> = {};
 
-  constructor(scope: Construct, id: string, props: { cluster: Cluster }) {
+  constructor(scope: Construct, id: string, props: AppSecretsProps) {
     super(scope, id);
     const c = props.cluster;
     for (const v of secretVariables(c)) this.variables[v.name] = this.declare(v);
@@ -50,7 +59,8 @@ export class AppSecrets extends Construct {
       web: registry(c.app.images.web),
       haproxy: registry(c.app.images.haproxy),
     };
-    for (const [job, jobItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
+    for (const [job, secretItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
+      const jobItems = { ...props.extraItems?.[job], ...secretItems };
       if (Object.keys(jobItems).length === 0) continue;
       const nv = new Variable(this, job, { path: variablePath(job), items: jobItems });
       nv.overrideLogicalId(job);
@@ -59,11 +69,23 @@ export class AppSecrets extends Construct {
   }
 
   private declare(v: SecretVariable): TerraformVariable {
+    // Values that reach a task's env file verbatim (JSON-quoted by toJSON): Go's encoder
+    // writes &, < and > as \u0026-style escapes, which Nomad's env-file parser rejects, and
+    // the task would not start. The broker password is URL-encoded first, so any is fine.
+    const envFileSafe = v.name !== SECRET_VARIABLES.rabbitmqPassword.name;
     const tv = new TerraformVariable(this, v.name, {
       type: "string",
       description: v.description,
       sensitive: true,
       nullable: false,
+      validation: envFileSafe
+        ? [
+            {
+              condition: `\${can(regex("^[^&<>[:cntrl:]]+$", var.${v.name}))}`,
+              errorMessage: `${v.name} must be non-empty, without &, < or > nor control characters (Nomad's env-file parser cannot read them back).`,
+            },
+          ]
+        : undefined,
     });
     tv.overrideLogicalId(v.name);
     return tv;

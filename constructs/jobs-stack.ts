@@ -14,7 +14,9 @@ import { ConsulProvider } from "@cdktf/provider-consul/lib/provider";
 import type { Cluster } from "./description/schema";
 import { AppSecrets } from "./app-secrets";
 import { ConsulCatalog } from "./consul-catalog";
-import { NomadJob } from "./nomad-job";
+import { NomadJob, terraformLiteral } from "./nomad-job";
+import { RenderedFiles, sha256 } from "./rendered-files";
+import { HAPROXY_CONFIG_ITEM } from "./render/jobs/haproxy";
 import { JOB_NAMES, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
@@ -48,7 +50,15 @@ export class ClusterJobsStack extends TerraformStack {
     new NomadProvider(this, "nomad", { address: cluster.servers.nomadHttpAddress, region: cluster.region });
     new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.name });
 
-    this.secrets = new AppSecrets(this, "secrets", { cluster });
+    // haproxy.cfg travels in HAProxy's Nomad Variable (see render/jobs/haproxy.ts), readable here.
+    const haproxyCfg = renderHaproxyConfig(cluster, nomadHaproxyRuntime(cluster));
+    const haproxyCfgFile = RenderedFiles.of(this).add("jobs/haproxy.cfg", haproxyCfg);
+    this.secrets = new AppSecrets(this, "secrets", {
+      cluster,
+      extraItems: { haproxy: { [HAPROXY_CONFIG_ITEM]: terraformLiteral(haproxyCfg) } },
+    });
+    this.secrets.nomadVariables.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_file`, haproxyCfgFile);
+    this.secrets.nomadVariables.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_sha256`, sha256(haproxyCfg));
     this.consul = new ConsulCatalog(this, "consul-catalog", { cluster });
 
     const specs = renderJobspecs(cluster);
@@ -59,7 +69,6 @@ export class ClusterJobsStack extends TerraformStack {
         jobspec: specs[job],
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
-        companions: job === "haproxy" ? { "haproxy.cfg.tpl": renderHaproxyConfig(cluster, nomadHaproxyRuntime(cluster)) } : undefined,
       });
     }
 

@@ -35,12 +35,12 @@ export interface NomadJobProps {
   readonly job: JobName;
   /** The jobspec (Nomad HCL), as Nomad must receive it. */
   readonly jobspec: string;
-  /** Extra readable files next to the jobspec (e.g. haproxy.cfg.tpl), by name under rendered/jobs/. */
-  readonly companions?: Record<string, string>;
   readonly dependsOn?: ITerraformDependable[];
   /**
-   * How long Terraform waits for a deployment. Default 20m: above the jobs'
-   * progress_deadline (15m) so that Nomad, not Terraform, decides a deployment failed.
+   * How long Terraform waits for a deployment. Default 20m: above one step's
+   * progress_deadline (15m), so a stuck step is failed by Nomad (which then reverts). A
+   * rollout of many instances may take longer than 20m in total while progressing: raise
+   * it for large counts.
    */
   readonly deployTimeout?: string;
 }
@@ -54,7 +54,6 @@ export class NomadJob extends Construct {
     super(scope, id);
     const rendered = RenderedFiles.of(this);
     this.file = rendered.add(jobspecFile(props.job), props.jobspec);
-    for (const [name, text] of Object.entries(props.companions ?? {})) rendered.add(`jobs/${name}`, text);
     const timeout = props.deployTimeout ?? "20m";
 
     this.resource = new Job(this, "resource", {

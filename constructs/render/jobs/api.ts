@@ -70,6 +70,9 @@ ${secretsTemplate("api", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(api.resources, "      ")}
 
+      # Deregistered from Consul first, stopped 5 s later: HAProxy keeps a DNS answer up to
+      # its "hold valid" (5 s), so no request is sent to an instance already stopping.
+      shutdown_delay = "5s"
       # gunicorn stops gracefully on SIGTERM (finishes in-flight requests).
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
@@ -148,11 +151,10 @@ ${resourcesBlock(worker.resources, "      ")}
           interval = "30s"
           timeout  = "25s"
         }
-
-        check_restart {
-          limit = 3
-          grace = "90s"
-        }
+        # No check_restart: the ping goes through the shared broker, so a broker outage
+        # fails every worker's check; restarting them would kill running tasks and, after
+        # the restart budget, leave them backing off for minutes, while Celery reconnects
+        # by itself. The check still gates deployments (health_check = "checks").
       }
     }
   }

@@ -35,7 +35,10 @@ export const ROLLOUT = {
   maxParallel: 1,
   minHealthyTime: "15s",
   healthyDeadline: "5m",
-  /** Must exceed healthyDeadline: time for the canary plus every rolling step. */
+  /**
+   * Must exceed healthyDeadline. Nomad resets it each time an allocation becomes healthy:
+   * it bounds one step of the rollout (the canary, or one instance), not the whole of it.
+   */
   progressDeadline: "15m",
   /** System job only (no canaries there): pause between nodes. */
   stagger: "30s",

@@ -1,14 +1,16 @@
 /**
  * haproxy.cfg of the HAProxy system job. Pure. The same function renders:
- * - the consul-template text Nomad renders on each node (runtime parts are template
- *   expressions, see `nomadHaproxyRuntime`), and
+ * - the file Nomad puts on every node: it is the same everywhere, the node's own address
+ *   comes from the environment (`"\${NODE_ADDRESS}"`, HAProxy's own variable syntax, set by
+ *   the task's env block), so Terraform can deliver it in the job's Nomad Variable and a
+ *   change reloads HAProxy in place (see haproxy.ts); and
  * - a concrete config for tests (runtime parts are loopback addresses), checked with the
  *   real `haproxy -c` and run against dnsmasq.
  *
  * Routing: `/image…` → api, everything else → web (the frontend builds upload URLs as
  * `new URL("/image", endpoint)`, so the backend must sit at the root of the same origin).
  * Backends come from Consul DNS SRV records: no reload when instances come and go; a
- * reload (SIGUSR2, see the job) only when this file changes.
+ * graceful reload only when this file changes.
  */
 import type { Cluster } from "../../description/schema";
 import { peakInstances, type ScaledJob } from "./common";
@@ -30,13 +32,21 @@ export interface HaproxyRuntime {
 export const CONSUL_DNS_PORT = 53;
 
 /**
- * Runtime parts as Nomad renders them. `attr.unique.network.ip-address` is the overlay
- * address because the Nomad client fingerprints the overlay interface (agents.ts,
- * network_interface); templates read node attributes with `env`.
+ * Environment variable holding the node's overlay address in the HAProxy task: the job sets
+ * it from `attr.unique.network.ip-address`, the overlay address because the Nomad client
+ * fingerprints the overlay interface (agents.ts, network_interface).
  */
+export const NODE_ADDRESS_ENV = "NODE_ADDRESS";
+
+/** Runtime parts as HAProxy reads them on a node: its own environment variable. */
 export function nomadHaproxyRuntime(c: Cluster): HaproxyRuntime {
-  const overlay = `{{ env "attr.unique.network.ip-address" }}`;
+  const overlay = `\${${NODE_ADDRESS_ENV}}`;
   return { overlayAddress: overlay, dnsServer: `${overlay}:${CONSUL_DNS_PORT}`, floatingAddress: c.floatingIp.address, runDir: "/local", masterPid: 1 };
+}
+
+/** `host:port` as one HAProxy word; double-quoted when it holds an environment variable. */
+function hostPort(hostAndPort: string): string {
+  return hostAndPort.includes("${") ? `"${hostAndPort}"` : hostAndPort;
 }
 
 export const HEALTH_PATH = "/healthz";
@@ -58,7 +68,8 @@ function backend(c: Cluster, job: ScaledJob, healthPath: string): string {
 
 export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
   const hp = c.app.haproxy;
-  return `# HAProxy for cluster ${c.name}: rendered by Nomad from the jobspec's template on each node.
+  return `# HAProxy for cluster ${c.name}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
+# item haproxy_cfg, written by Terraform); "\${${NODE_ADDRESS_ENV}}" is the node's overlay address.
 # Runs in master-worker mode (the image's entrypoint passes -W -db); SIGUSR2 reloads it
 # gracefully: old workers finish their connections while new ones take the sockets. The
 # reload script saves the servers' state first (see renderHaproxyReloadScript).
@@ -70,7 +81,8 @@ global
   stats socket ${rt.runDir}/haproxy.sock mode 600 level admin
   server-state-file ${rt.runDir}/haproxy.state
   maxconn 4096
-  # A reload must not keep old workers forever (long uploads get this long to finish).
+  # A reload must not keep old workers forever: connections open at a reload (long
+  # uploads) get this long to finish. (A stop of the task allows its kill_timeout, 30 s.)
   hard-stop-after 60s
 
 defaults
@@ -97,7 +109,7 @@ defaults
 # Consul DNS of this node. Records are re-read every hold-valid period; a failing
 # answer keeps the last good one for a while so a Consul restart does not empty backends.
 resolvers consul
-  nameserver consul ${rt.dnsServer}
+  nameserver consul ${hostPort(rt.dnsServer)}
   accepted_payload_size 8192
   resolve_retries 3
   timeout resolve 1s
@@ -113,8 +125,8 @@ resolvers consul
 # the floating IP on a node that does not hold it needs net.ipv4.ip_nonlocal_bind=1, set
 # by the keepalived provisioning; without it HAProxy fails to start on backup nodes.
 frontend public
-  bind ${rt.overlayAddress}:${hp.nodePort} name node
-  bind ${rt.floatingAddress}:${hp.floatingPort} name floating
+  bind ${hostPort(`${rt.overlayAddress}:${hp.nodePort}`)} name node
+  bind ${hostPort(`${rt.floatingAddress}:${hp.floatingPort}`)} name floating
   # Only idempotent requests are retried after reaching a server (an upload is never sent twice).
   http-request disable-l7-retry unless METH_GET || METH_HEAD
   acl is_api path_beg /image
@@ -130,8 +142,12 @@ ${backend(c, "web", "/config.json")}
 # depend on the backends, so an application outage neither moves the floating IP around
 # nor blocks HAProxy's own rollout; backend state is on ${STATS_PATH} and in Consul.
 frontend stats
-  bind ${rt.overlayAddress}:${hp.statsPort} name stats
+  bind ${hostPort(`${rt.overlayAddress}:${hp.statsPort}`)} name stats
   monitor-uri ${HEALTH_PATH}
+  # ${STATS_PATH} and ${METRICS_PATH} from this node only (an operator comes through SSH): the
+  # overlay is shared by every team. (${HEALTH_PATH} is answered above, for anyone.)
+  acl this_node src 127.0.0.0/8 ${hostPort(rt.overlayAddress)}
+  http-request deny deny_status 403 unless this_node
   http-request use-service prometheus-exporter if { path ${METRICS_PATH} }
   stats enable
   stats uri ${STATS_PATH}
@@ -150,7 +166,12 @@ frontend stats
  */
 export function renderHaproxyReloadScript(rt: HaproxyRuntime): string {
   return `#!/bin/sh
-# Graceful HAProxy reload: save server state, then SIGUSR2 to the master (master-worker).
+# Graceful HAProxy reload: check the new file, save server state, then SIGUSR2 to the
+# master (master-worker). A file haproxy rejects is not loaded: the running one stays.
+if ! haproxy -c -q -f ${rt.runDir}/haproxy.cfg; then
+  echo "reload.sh: the new haproxy.cfg does not pass haproxy -c; HAProxy keeps running the previous one" >&2
+  exit 1
+fi
 state=${rt.runDir}/haproxy.state
 perl -MIO::Socket::UNIX -e '
   my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1;

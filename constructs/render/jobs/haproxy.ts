@@ -4,8 +4,8 @@
 import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
-import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth } from "./common";
-import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript } from "./haproxy-cfg";
+import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth, variablePath } from "./common";
+import { HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript } from "./haproxy-cfg";
 
 /**
  * The signal that reloads the official haproxy image gracefully: its entrypoint runs
@@ -16,6 +16,8 @@ export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
 export const HAPROXY_CONFIG_PATH = "/local/haproxy.cfg";
 /** The reload script Nomad runs in the task when the config changes. */
 export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
+/** Item of the job's Nomad Variable (nomad/jobs/haproxy) that holds haproxy.cfg. */
+export const HAPROXY_CONFIG_ITEM = "haproxy_cfg";
 
 export function renderHaproxyJob(c: Cluster): string {
   const hp = c.app.haproxy;
@@ -95,12 +97,23 @@ ${dockerAuth(c, image, "        ")}
         change_mode = "noop"
       }
 
+      # The node's overlay address, for haproxy.cfg ("\${${NODE_ADDRESS_ENV}}").
+      env {
+        ${NODE_ADDRESS_ENV} = "\${attr.unique.network.ip-address}"
+      }
+
+      # haproxy.cfg is the same on every node and lives in this job's Nomad Variable
+      # (written by Terraform, readable in the synth output as rendered/jobs/haproxy.cfg):
+      # a change re-renders this template on the running allocations and reloads HAProxy
+      # in place. In the jobspec itself it would be a template change, which Nomad applies
+      # by replacing the allocations (a stop and start of HAProxy on every node).
       template {
-        data        = ${heredoc(renderHaproxyConfig(c, nomadHaproxyRuntime(c)), "        ")}
+        data        = ${heredoc(`{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`, "        ")}
         destination = "local/haproxy.cfg"
-        # Graceful reload: the script saves the servers' state, then sends ${HAPROXY_RELOAD_SIGNAL}
-        # to the master, which starts new workers on the new config while old workers finish
-        # their connections. Backend changes come from DNS and need no reload.
+        # Graceful reload: the script checks the file with haproxy -c, saves the servers'
+        # state, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers on the
+        # new config while old workers finish their connections. Backend changes come from
+        # DNS and need no reload.
         change_mode = "script"
         change_script {
           command       = ${str(HAPROXY_RELOAD_SCRIPT)}

@@ -41,6 +41,10 @@ ${usesRegistryAuth(c, image) ? secretsTemplate("web", [REGISTRY_PASSWORD_ENV], "
 
 ${resourcesBlock(web.resources, "      ")}
 
+      # Deregistered from Consul first, stopped 5 s later: HAProxy keeps a DNS answer up to
+      # its "hold valid" (5 s), so no request is sent to an instance already stopping.
+      shutdown_delay = "5s"
+
       service {
         name     = "web"
         provider = "consul"
