@@ -6,7 +6,7 @@ import { execFileSync } from "child_process";
 import * as path from "path";
 import { cleanup, edited, exampleCluster, itIf, REPO_ROOT, synthCluster, type SynthOutput } from "./helpers/synth";
 import type { Cluster } from "../constructs/description/schema";
-import { jobspecDiff, jobspecSettings, renderPlanMarkdown, summarizePlan, totalLine, type PlanRow, type SynthSet } from "../constructs/plan-summary";
+import { jobspecDiff, jobspecSettings, renderPlanMarkdown, summarizePlan, totalLine, variableItemsDiff, type PlanRow, type SynthSet } from "../constructs/plan-summary";
 
 const example = exampleCluster();
 const outputs: SynthOutput[] = [];
@@ -136,6 +136,23 @@ describe("plan summary of synthesized variants", () => {
     expect([...new Set(s.rows.map((r) => `${r.groupKind}:${r.group}`))].sort()).toEqual(["job:api", "job:worker"]);
     expect(row(s.rows, "nomad_job.api")?.change).toBe("update");
     expect(row(s.rows, "nomad_job.worker")?.change).toBe("update");
+  });
+
+  it("a HAProxy setting: HAProxy's Nomad Variable, the changed config line named, reloaded in place", () => {
+    const rows = summaryOf((c) => (c.app.web.scaling = { min: 2, max: 6 })).rows;
+    const v = row(rows, "nomad_variable.haproxy");
+    expect(v).toMatchObject({ change: "update", group: "haproxy" });
+    expect(v!.why.join("; ")).toMatch(/items\.haproxy_cfg: \d+ line\(s\) changed \(\+ "server-template web 7 /);
+    expect(v!.why).toContain("re-rendered on the running allocations: HAProxy reloads in place");
+    expect(row(rows, "nomad_job.haproxy")).toBeUndefined();
+  });
+
+  it("names the variable items that changed; secrets are references, their values never appear", () => {
+    expect(variableItemsDiff({ A: "${var.a}", B: "x" }, { A: "${var.a}", B: "y" }, "nomad/jobs/api")).toEqual([
+      "items.B",
+      "re-rendered on the running allocations: their tasks restart",
+    ]);
+    expect(variableItemsDiff({ A: "1" }, { A: "1" })).toEqual([]);
   });
 
   it("npm run summary prints the table from two cdktf.out directories", () => {

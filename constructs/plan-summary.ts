@@ -355,6 +355,8 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
             why.push(`job ID ${idB ?? "?"} → ${idH ?? "?"}`);
           }
           why.push(...jobspecDiff(bb.jobspec, hb.jobspec));
+        } else if (b!.type === "nomad_variable" && k === "items") {
+          why.push(...variableItemsDiff(bb.items ?? {}, hb.items ?? {}, String(hb.path ?? "")));
         } else why.push(...mapDiff("", { [k]: bb[k] }, { [k]: hb[k] }));
       }
       if (b!.type === "nomad_job" && change === "update") why.push("new Nomad deployment (canary first)");
@@ -524,6 +526,38 @@ function imageTagChange(a: string, b: string): string | undefined {
 }
 
 /** Settings that differ between two jobspecs, most telling first. */
+/**
+ * A Nomad Variable's items: a multi-line item (a file, e.g. haproxy.cfg) names its changed
+ * lines; the running allocations re-render their templates in place.
+ */
+export function variableItemsDiff(a: Record<string, unknown>, b: Record<string, unknown>, path = ""): string[] {
+  const out: string[] = [];
+  for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+    const x = a[k];
+    const y = b[k];
+    if (x === y) continue;
+    if (typeof x === "string" && typeof y === "string" && (x.includes("\n") || y.includes("\n"))) {
+      const xs = new Set(x.split("\n").map((l) => l.trim()));
+      const ys = new Set(y.split("\n").map((l) => l.trim()));
+      // settings before comments: the sample line says what changed
+      const byMeaning = (l: string) => (l.startsWith("#") ? 1 : 0);
+      const removed = [...xs].filter((l) => l && !ys.has(l)).sort((p, q) => byMeaning(p) - byMeaning(q));
+      const added = [...ys].filter((l) => l && !xs.has(l)).sort((p, q) => byMeaning(p) - byMeaning(q));
+      const cut = (l: string) => (l.length > 60 ? `${l.slice(0, 57)}…` : l);
+      const sample = added.length ? ` (+ "${cut(added[0])}")` : removed.length ? ` (- "${cut(removed[0])}")` : "";
+      out.push(`items.${k}: ${Math.max(added.length, removed.length)} line(s) changed${sample}`);
+    } else out.push(`items.${k}`);
+  }
+  if (out.length) {
+    out.push(
+      path === "nomad/jobs/haproxy"
+        ? "re-rendered on the running allocations: HAProxy reloads in place"
+        : "re-rendered on the running allocations: their tasks restart",
+    );
+  }
+  return out;
+}
+
 export function jobspecDiff(a: string, b: string): string[] {
   const sa = jobspecSettings(a);
   const sb = jobspecSettings(b);
