@@ -4,6 +4,7 @@
  * artifact, pinned actions/images/tools, secrets only from the CI secret store.
  * Also scripts/check-remote-state.ts, which the deploy jobs run.
  */
+import { itIf } from "./helpers/synth";
 import { SECRET_VARIABLES } from "../constructs/description/secrets";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -281,13 +282,12 @@ describe("GitLab CI template", () => {
 });
 
 const hasShellcheck = spawnSync("shellcheck", ["--version"]).status === 0;
-if (!hasShellcheck) {
-  console.warn("SKIPPED: shellcheck is not on PATH, the CI shell snippets are not linted here (CI installs it).");
-}
 
 describe("shell snippets of both templates", () => {
-  (hasShellcheck ? test : test.skip)("are shellcheck-clean at -S warning (as bash)", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-sh-"));
+  let dir = "";
+  afterAll(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+  itIf(hasShellcheck, "shellcheck is not installed (apt-get install shellcheck)")("are shellcheck-clean at -S warning (as bash)", () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-sh-"));
     const files: string[] = [];
     const gh = load(GITHUB);
     for (const [name, job] of Object.entries<any>(gh.jobs)) {
@@ -314,8 +314,11 @@ describe("shell snippets of both templates", () => {
 });
 
 describe("the checks themselves catch bad templates", () => {
+  let dir = "";
+  afterAll(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
   test("a literal secret is detected", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ci-")), "bad.yml");
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-"));
+    const file = path.join(dir, "bad.yml");
     fs.writeFileSync(file, "env:\n  TF_VAR_rabbitmq_password: hunter2hunter2\n");
     const doc = load(file);
     expect(() => expectNoLiteralSecrets(file, doc, (v) => /^\$\{\{ secrets\.[A-Z_]+ \}\}$/.test(v))).toThrow();
@@ -324,15 +327,23 @@ describe("the checks themselves catch bad templates", () => {
   });
 
   test("a duplicated key makes the YAML invalid", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ci-")), "dup.yml");
-    fs.writeFileSync(file, "jobs:\n  a: 1\n  a: 2\n");
-    expect(() => load(file)).toThrow();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-"));
+    try {
+      const file = path.join(dir, "dup.yml");
+      fs.writeFileSync(file, "jobs:\n  a: 1\n  a: 2\n");
+      expect(() => load(file)).toThrow();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
 describe("scripts/check-remote-state.ts", () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
   function out(stacks: Record<string, unknown>): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cdktf-out-"));
+    dirs.push(dir);
     for (const [name, tf] of Object.entries(stacks)) {
       fs.mkdirSync(path.join(dir, "stacks", name), { recursive: true });
       fs.writeFileSync(path.join(dir, "stacks", name, "cdk.tf.json"), JSON.stringify(tf));

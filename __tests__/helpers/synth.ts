@@ -53,9 +53,17 @@ export function listFiles(dir: string, base = dir): string[] {
   });
 }
 
-/** Synthesizes the cluster into a fresh temp dir (removed by `cleanup`). */
+/** Output directories not cleaned up yet: whatever a test forgets is removed after its file. */
+const pending = new Set<string>();
+afterAll(() => {
+  for (const dir of pending) fs.rmSync(dir, { recursive: true, force: true });
+  pending.clear();
+});
+
+/** Synthesizes the cluster into a fresh temp dir (removed by `cleanup`, or after the test file). */
 export function synthCluster(cluster: Cluster): SynthOutput {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "cdktf-test-"));
+  pending.add(outdir);
   const app = new App({ outdir, skipValidation: false });
   defineCluster(app, cluster);
   app.synth();
@@ -75,6 +83,7 @@ export function synthCluster(cluster: Cluster): SynthOutput {
 
 export function cleanup(out: SynthOutput): void {
   fs.rmSync(out.outdir, { recursive: true, force: true });
+  pending.delete(out.outdir);
 }
 
 /** Resources of one type in a synthesized stack: name → body. */
