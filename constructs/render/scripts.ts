@@ -47,7 +47,7 @@ readonly OVERLAY_IFACE=${sh(c.overlay.interface)}
 readonly OVERLAY_PREFIX=${sh(c.overlay.prefix)}
 # Empty when the agents look the address up themselves (overlay.addressing: interface).
 readonly EXPECTED_ADDRESS=${sh(expected)}
-# Never the node's own address, even while this node holds it.
+# The floating IP is never this node's own address, even while the node holds it.
 readonly FLOATING_IP=${sh(c.floatingIp.address)}
 
 log() { printf '[%s %s] %s\\n' ${sh(tag)} "$NODE_NAME" "$*"; }
@@ -112,11 +112,13 @@ function cliTokens(c: Cluster, agent: AgentKind): string {
     return `# The agent token (node:write on itself) lets \`consul members\` see this node.
 CONSUL_HTTP_TOKEN=${CONSUL_AGENT_TOKEN}
 [[ -n "$CONSUL_HTTP_TOKEN" ]] || fail "no agent token (agent = ...) in ${CONSUL_ACL_TOKENS_FILE}"
-export CONSUL_HTTP_TOKEN`;
+export CONSUL_HTTP_TOKEN
+`;
   }
   if (agent === "nomad" && c.nomad.acl) {
     return `NOMAD_TOKEN=$(<${sh(NOMAD_OPERATOR_TOKEN_FILE)})
-export NOMAD_TOKEN`;
+export NOMAD_TOKEN
+`;
   }
   return "";
 }
@@ -231,7 +233,6 @@ for f in "\${REQUIRED_FILES[@]}"; do
   [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see README, Security)"
 done
 ${cliTokens(c, agent)}
-
 # Validate the candidate config directory (our files + every other file already there)
 # with the real binary before touching anything.
 candidate=$(mktemp -d)
