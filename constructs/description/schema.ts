@@ -198,7 +198,7 @@ export const clusterSchema = z.strictObject({
     .strictObject({
       tls: tlsFiles.optional(),
       /** ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
-      acl: z.boolean().default(false).describe("ACLs: the client's tokens live on the node in /etc/nomad.d/acl-tokens.hcl, placed by the operator."),
+      acl: z.boolean().default(false).describe("ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
       drainDeadline: duration.default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
