@@ -25,6 +25,8 @@ import * as os from "os";
 import * as path from "path";
 import { performance } from "perf_hooks";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import type { SynthSet } from "../constructs/plan-summary";
+import { listFiles, readSynthOutput } from "./lib/synth-output";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 const EXAMPLE_FILE = path.join(REPO_ROOT, "clusters", "example.yaml");
@@ -82,37 +84,8 @@ export function editedYaml(baseText: string, edit: (d: any) => void): string {
   return stringifyYaml(doc);
 }
 
-/** A synthesized output directory, read back: stack → cdk.tf.json, stack → (path → text). */
-export interface Snapshot {
-  stacks: Record<string, any>;
-  files: Record<string, Record<string, string>>;
-}
-
-export function listFiles(dir: string, base = dir): string[] {
-  return fs
-    .readdirSync(dir, { withFileTypes: true })
-    .flatMap((e) => {
-      const full = path.join(dir, e.name);
-      return e.isDirectory() ? listFiles(full, base) : [path.relative(base, full).split(path.sep).join("/")];
-    })
-    .sort();
-}
-
-export function readSnapshot(outdir: string): Snapshot {
-  const stacks: Snapshot["stacks"] = {};
-  const files: Snapshot["files"] = {};
-  const stacksDir = path.join(outdir, "stacks");
-  for (const name of fs.readdirSync(stacksDir).sort()) {
-    const dir = path.join(stacksDir, name);
-    stacks[name] = JSON.parse(fs.readFileSync(path.join(dir, "cdk.tf.json"), "utf8"));
-    files[name] = Object.fromEntries(
-      listFiles(dir)
-        .filter((f) => f !== "cdk.tf.json")
-        .map((f) => [f, fs.readFileSync(path.join(dir, f), "utf8")]),
-    );
-  }
-  return { stacks, files };
-}
+/** A synthesized output directory, read back (the plan summary's reader). */
+export type Snapshot = Required<SynthSet>;
 
 /** Files (relative paths) that differ between two directories, including files present in one only. */
 export function diffDirs(a: string, b: string): string[] {
@@ -507,7 +480,7 @@ function bench(): BenchReport {
       fs.writeFileSync(file, text);
       const out = path.join(tmp, "out", `edit-${name}`);
       run(appCommand, { ...env, CLUSTER_FILE: file, CDKTF_OUTDIR: out }, timeFile, false);
-      return readSnapshot(out);
+      return readSynthOutput(out);
     };
     const base = synthText("base", editedYaml(exampleText, () => {}));
     const example = parseYaml(exampleText) as any;

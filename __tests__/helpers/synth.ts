@@ -7,6 +7,9 @@ import * as os from "os";
 import * as path from "path";
 import { App } from "cdktf";
 import { defineCluster } from "../../constructs/cluster";
+import { listFiles, readSynthOutput } from "../../scripts/lib/synth-output";
+
+export { listFiles };
 import { loadDescriptionFile, loadDescriptionText } from "../../constructs/description/load";
 import type { Cluster } from "../../constructs/description/schema";
 
@@ -46,13 +49,6 @@ export interface SynthOutput {
   files: Record<string, Record<string, string>>;
 }
 
-export function listFiles(dir: string, base = dir): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    return e.isDirectory() ? listFiles(full, base) : [path.relative(base, full)];
-  });
-}
-
 /** Output directories not cleaned up yet: whatever a test forgets is removed after its file. */
 const pending = new Set<string>();
 afterAll(() => {
@@ -67,18 +63,8 @@ export function synthCluster(cluster: Cluster): SynthOutput {
   const app = new App({ outdir, skipValidation: false });
   defineCluster(app, cluster);
   app.synth();
-  const stacks: SynthOutput["stacks"] = {};
-  const files: SynthOutput["files"] = {};
-  for (const name of fs.readdirSync(path.join(outdir, "stacks"))) {
-    const dir = path.join(outdir, "stacks", name);
-    stacks[name] = JSON.parse(fs.readFileSync(path.join(dir, "cdk.tf.json"), "utf8"));
-    files[name] = Object.fromEntries(
-      listFiles(dir)
-        .filter((f) => f !== "cdk.tf.json")
-        .map((f) => [f, fs.readFileSync(path.join(dir, f), "utf8")]),
-    );
-  }
-  return { outdir, stacks, files };
+  // the same reader as `npm run summary`: cdk.tf.json and the rendered files of each stack
+  return { outdir, ...readSynthOutput(outdir) };
 }
 
 export function cleanup(out: SynthOutput): void {

@@ -9,15 +9,19 @@ import type { SynthSet } from "../../constructs/plan-summary";
 
 export const RENDERED_DIR = "rendered";
 
-function listFiles(dir: string, base: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    return e.isDirectory() ? listFiles(full, base) : [path.relative(base, full).split(path.sep).join("/")];
-  });
+/** Every file under `dir`, as sorted '/'-separated paths relative to `base`. */
+export function listFiles(dir: string, base = dir): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => {
+      const full = path.join(dir, e.name);
+      return e.isDirectory() ? listFiles(full, base) : [path.relative(base, full).split(path.sep).join("/")];
+    })
+    .sort();
 }
 
 /** Throws with a readable message when `outdir` is not a synth output. */
-export function readSynthOutput(outdir: string): SynthSet {
+export function readSynthOutput(outdir: string): Required<SynthSet> {
   const stacksDir = path.join(outdir, "stacks");
   if (!fs.existsSync(stacksDir) || !fs.statSync(stacksDir).isDirectory()) {
     throw new Error(`${outdir} is not a synth output (no stacks/ directory): run \`npm run synth\` first`);
