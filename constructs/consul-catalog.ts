@@ -42,16 +42,18 @@ export function appSettings(c: Cluster): Record<string, string> {
   };
 }
 
-export function s3HostPort(c: Cluster): { host: string; port: number } {
-  const u = new URL(c.app.s3.endpoint);
-  return { host: u.hostname, port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80 };
+/** Scheme, host and port of an http(s) URL (the scheme's default port when none is given). */
+export function urlHostPort(url: string): { scheme: string; host: string; port: number } {
+  const u = new URL(url);
+  const scheme = u.protocol.replace(/:$/, "");
+  return { scheme, host: u.hostname, port: u.port ? Number(u.port) : scheme === "https" ? 443 : 80 };
 }
 
 export class ConsulCatalog extends Construct {
   constructor(scope: Construct, id: string, props: { cluster: Cluster }) {
     super(scope, id);
     const c = props.cluster;
-    const s3 = s3HostPort(c);
+    const s3 = urlHostPort(c.app.s3.endpoint);
     const externals = [
       { name: "rabbitmq", address: c.app.broker.host, port: c.app.broker.port, tags: ["amqp", "external"] },
       { name: "s3", address: s3.host, port: s3.port, tags: ["https", "external"] },

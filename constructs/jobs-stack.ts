@@ -13,7 +13,7 @@ import { NomadProvider } from "@cdktf/provider-nomad/lib/provider";
 import { ConsulProvider } from "@cdktf/provider-consul/lib/provider";
 import type { Cluster } from "./description/schema";
 import { AppSecrets } from "./app-secrets";
-import { ConsulCatalog } from "./consul-catalog";
+import { ConsulCatalog, urlHostPort } from "./consul-catalog";
 import { NomadJob, terraformLiteral } from "./nomad-job";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { HAPROXY_CONFIG_ITEM } from "./render/jobs/haproxy";
@@ -32,9 +32,8 @@ export function jobsStackName(c: Cluster): string {
 
 /** The Consul provider wants host:port and the scheme apart. */
 export function consulProviderAddress(url: string): { address: string; scheme: string } {
-  const u = new URL(url);
-  const scheme = u.protocol.replace(/:$/, "");
-  return { address: `${u.hostname}:${u.port || (scheme === "https" ? "443" : "80")}`, scheme };
+  const { scheme, host, port } = urlHostPort(url);
+  return { address: `${host}:${port}`, scheme };
 }
 
 export class ClusterJobsStack extends TerraformStack {
