@@ -77,7 +77,10 @@ export const PROVIDER_SERVER_CONFIGS = {
   nomad: `datacenter = "team"\ndata_dir = "/opt/nomad"\nbind_addr = "0.0.0.0"\n\nserver {\n  enabled = true\n  bootstrap_expect = 1\n}\n\nclient {\n  enabled = false\n}\n`,
 };
 
-/** consul and nomad stand-ins; each appends its command line to $STATE/calls.log. */
+/**
+ * consul and nomad stand-ins; each appends its command line to $STATE/calls.log. The node
+ * advertises `overlayAddress`, or (empty) what its installed consul.hcl says (advertise_addr).
+ */
 export function agentStandIns(state: string, node: string, overlayAddress: string): Record<"consul" | "nomad", string> {
   const head = `#!/usr/bin/env bash
 set -euo pipefail
@@ -95,6 +98,7 @@ for a in "$@"; do case $a in -http-addr=*) http=\${a#-http-addr=} ;; esac; done
 local_agent() { [[ -z "$http" || "$http" == *127.0.0.1* ]]; }
 # The datacenter this VM's client agent runs in: what its installed config says.
 client_dc() { sed -n 's/^datacenter *= *"\\(.*\\)"/\\1/p' /etc/consul.d/consul.hcl 2>/dev/null | head -n 1; }
+advertised() { if [[ -n ${JSON.stringify(overlayAddress)} ]]; then echo ${JSON.stringify(overlayAddress)}; else sed -n 's/^advertise_addr *= *"\\(.*\\)"/\\1/p' /etc/consul.d/consul.hcl 2>/dev/null | head -n 1; fi; }
 # Joined: the agent runs and its datacenter is the servers' (another one is refused at join).
 joined() { active consul && [[ "$(client_dc)" == "$SERVERS_DC" ]]; }
 case \${1:-} in
@@ -115,13 +119,13 @@ case \${1:-} in
       active consul || { echo "Error retrieving members: connection refused" >&2; exit 1; }
       echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
       if joined; then echo "server-1  $SERVERS_ADDR:8301  alive  server  $CONSUL_VERSION  2  $SERVERS_DC  default  <all>"; fi
-      echo "${node}  ${overlayAddress}:8301  alive  client  $CONSUL_VERSION  2  $(client_dc)  default  <default>"
+      echo "${node}  $(advertised):8301  alive  client  $CONSUL_VERSION  2  $(client_dc)  default  <default>"
     else
       # Asked of the servers: their LAN members, -detailed prints the serf tags.
       if [[ " $* " == *" -detailed "* ]]; then
         echo "Node      Address              Status  Tags"
         echo "server-1  $SERVERS_ADDR:8301  alive   build=$CONSUL_VERSION:0000000,dc=$SERVERS_DC,id=x,port=8300,role=consul,segment=<all>,vsn=2"
-        if joined; then echo "${node}  ${overlayAddress}:8301  alive   build=$CONSUL_VERSION:0000000,dc=$SERVERS_DC,id=y,role=node,segment=<default>,vsn=2"; fi
+        if joined; then echo "${node}  $(advertised):8301  alive   build=$CONSUL_VERSION:0000000,dc=$SERVERS_DC,id=y,role=node,segment=<default>,vsn=2"; fi
       else
         echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
         echo "server-1  $SERVERS_ADDR:8301  alive  server  $CONSUL_VERSION  2  $SERVERS_DC  default  <all>"
@@ -131,7 +135,7 @@ case \${1:-} in
     [[ \${2:-} == nodes ]] || { echo "stand-in consul: catalog $2 not supported" >&2; exit 1; }
     echo "Node      ID        Address        DC"
     echo "server-1  0e4d5c11  $SERVERS_ADDR  $SERVERS_DC"
-    if joined; then echo "${node}  7a1b2c3d  ${overlayAddress}  $SERVERS_DC"; fi ;;
+    if joined; then echo "${node}  7a1b2c3d  $(advertised)  $SERVERS_DC"; fi ;;
   leave) ;;
   *) echo "stand-in consul: $* not supported" >&2; exit 1 ;;
 esac
@@ -139,7 +143,8 @@ esac
     nomad: `${head}
 addr=\${NOMAD_ADDR:-http://127.0.0.1:4646}
 for a in "$@"; do case $a in -address=*) addr=\${a#-address=} ;; esac; done
-local_agent() { [[ "$addr" == *127.0.0.1* || "$addr" == *${overlayAddress}* ]]; }
+# The local agent: loopback, or the address its CLI environment names (cli.env's NOMAD_ADDR).
+local_agent() { [[ "$addr" == *127.0.0.1* || "$addr" == "\${NOMAD_ADDR:-}" ]]; }
 # Nomad 1.2 has no config validation command; its agent refuses a config it cannot load by exiting.
 agent_running() { active nomad && ! grep -rqs -- ${INVALID_MARKER} /etc/nomad.d; }
 client_dc() { sed -n 's/^datacenter *= *"\\(.*\\)"/\\1/p' /etc/nomad.d/nomad.hcl 2>/dev/null | head -n 1; }
@@ -183,6 +188,57 @@ case "\${1:-} \${2:-}" in
   "node drain" | "node eligibility") ;;
   *) echo "stand-in nomad: $* not supported" >&2; exit 1 ;;
 esac
+`,
+  };
+}
+
+/**
+ * sudo, systemctl, journalctl and apt-get on the VM. systemctl keeps unit state as files
+ * in $STATE (active.<unit>, enabled.<unit>) and answers is-active/is-enabled as systemd
+ * does (exit 3 / 1 when not); reload of an inactive unit fails as systemd's does.
+ */
+export function systemStandIns(state: string): Record<string, string> {
+  const head = `#!/usr/bin/env bash
+set -euo pipefail
+readonly STATE=${JSON.stringify(state)}
+echo "$(basename "$0") $*" >>"$STATE/calls.log"
+`;
+  return {
+    sudo: `#!/bin/sh
+# Stand-in: the test logs in as root; drop sudo's options and run the command.
+while [ "\${1#-}" != "$1" ]; do shift; done
+exec "$@"
+`,
+    systemctl: `${head}
+units=(); verb=""; now=false
+for a in "$@"; do
+  case $a in
+    --now) now=true ;;
+    -*) ;;
+    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
+  esac
+done
+for u in "\${units[@]}"; do
+  case $verb in
+    enable) touch "$STATE/enabled.$u"; if $now; then touch "$STATE/active.$u"; fi ;;
+    disable) rm -f "$STATE/enabled.$u"; if $now; then rm -f "$STATE/active.$u"; fi ;;
+    start | restart) touch "$STATE/active.$u" ;;
+    stop) rm -f "$STATE/active.$u" ;;
+    reload) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
+    is-active) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
+    is-enabled) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
+    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
+  esac
+done
+[[ -n $verb ]] || exit 1
+`,
+    // The VM's journal is this test's, not the machine's: nothing of the host leaks into output.
+    journalctl: `${head}
+echo "-- No entries --"
+`,
+    "apt-get": `${head}
+echo "stand-in apt-get: no package installs in this test" >&2
+exit 100
 `,
   };
 }

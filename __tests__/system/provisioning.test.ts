@@ -17,7 +17,7 @@ import type { Cluster } from "../../constructs/description/schema";
 import { nodesStackName } from "../../constructs/nodes-stack";
 import { Sandbox, systemTestPrerequisites, waitFor } from "./sandbox";
 import { applyProvisioners, ssh, sshConfigFromConnection, type Operator } from "./terraform-like";
-import { INVALID_MARKER, agentStandIns, generationProfile, writeProfile } from "./provider-standins";
+import { INVALID_MARKER, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
 
 const pre = systemTestPrerequisites(["ip", "unshare", "ssh", "scp", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd"]);
 
@@ -27,48 +27,9 @@ const VIP = "10.213.0.100";
 
 jest.setTimeout(60000);
 
-/** Stand-in programs on the VM; each appends its command line to $STATE/calls.log. */
+/** Stand-in programs on the VM (shared fixtures); each appends its command line to $STATE/calls.log. */
 function standIns(state: string, node: string, overlayAddress: string): Record<string, string> {
-  const head = `#!/usr/bin/env bash
-set -euo pipefail
-readonly STATE=${JSON.stringify(state)}
-echo "$(basename "$0") $*" >>"$STATE/calls.log"
-`;
-  return {
-    sudo: `#!/bin/sh
-# Stand-in: the test logs in as root; drop sudo's options and run the command.
-while [ "\${1#-}" != "$1" ]; do shift; done
-exec "$@"
-`,
-    systemctl: `${head}
-units=(); verb=""; now=false
-for a in "$@"; do
-  case $a in
-    --now) now=true ;;
-    -*) ;;
-    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
-  esac
-done
-for u in "\${units[@]}"; do
-  case $verb in
-    enable) touch "$STATE/enabled.$u"; if $now; then touch "$STATE/active.$u"; fi ;;
-    disable) rm -f "$STATE/enabled.$u"; if $now; then rm -f "$STATE/active.$u"; fi ;;
-    start | restart) touch "$STATE/active.$u" ;;
-    stop) rm -f "$STATE/active.$u" ;;
-    reload) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
-    is-active) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
-    is-enabled) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
-    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
-  esac
-done
-[[ -n $verb ]] || exit 1
-`,
-    ...agentStandIns(state, node, overlayAddress),
-    "apt-get": `${head}
-echo "stand-in apt-get: no package installs in this test" >&2
-exit 100
-`,
-  };
+  return { ...systemStandIns(state), ...agentStandIns(state, node, overlayAddress) };
 }
 
 describe("provisioning over SSH through a bastion (synthesized provisioners, real sshd)", () => {
