@@ -23,11 +23,14 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { findEngine } from "./helpers/engine";
 import { hasCommand, itIf } from "./helpers/synth";
 
 const ROOT = path.resolve(__dirname, "..");
-const TERRAFORM = process.env.TERRAFORM ?? "terraform";
-const hasEngine = hasCommand(TERRAFORM) && hasCommand("git") && hasCommand("openssl");
+// Terraform or OpenTofu (helpers/engine.ts); the scripts take it from TERRAFORM.
+const ENGINE = findEngine();
+const TERRAFORM = ENGINE?.path ?? "terraform";
+const hasEngine = ENGINE !== undefined && hasCommand("git") && hasCommand("openssl");
 const STACK = "team-test-nodes";
 
 interface Repo {
@@ -126,7 +129,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     return r;
   };
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("applies exactly the reviewed plan, with the plan's variable values", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("applies exactly the reviewed plan, with the plan's variable values", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n", "node-2": "node-2 v1\n" });
     const plan = repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET);
@@ -163,7 +166,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     expect(apply.stdout + apply.stderr).not.toContain("another-value");
   });
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("refuses a description changed between plan and apply, naming the file, applying nothing", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("refuses a description changed between plan and apply, naming the file, applying nothing", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n" });
     expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET).status).toBe(0);
@@ -177,7 +180,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     expect(fs.existsSync(path.join(repo.dir, "uploaded"))).toBe(false);
   });
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("refuses a stale plan (the state changed since): Terraform's own check, nothing applied", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("refuses a stale plan (the state changed since): Terraform's own check, nothing applied", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n" });
     expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET).status).toBe(0);
@@ -196,7 +199,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     expect(repo.state()).toEqual(before);
   });
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("refuses plans made for another commit", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("refuses plans made for another commit", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n" });
     expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET).status).toBe(0);
@@ -208,7 +211,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     expect(repo.state()).toEqual([]);
   });
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("plan-bundle.sh: plans travel encrypted and open only with the key and the recorded SHA-256", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("plan-bundle.sh: plans travel encrypted and open only with the key and the recorded SHA-256", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n" });
     expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET).status).toBe(0);
@@ -232,7 +235,7 @@ describe("plan.sh / apply.sh with the real engine", () => {
     expect(repo.state()).toEqual(["terraform_data.node-1_consul"]);
   });
 
-  itIf(hasEngine, `${TERRAFORM}, git or openssl is not installed`)("a stack without its committed lock file is refused before init", () => {
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a stack without its committed lock file is refused before init", () => {
     const repo = newRepo();
     synthesize(repo, { "node-1": "node-1 v1\n" });
     fs.rmSync(path.join(repo.dir, "terraform-locks", "nodes.terraform.lock.hcl"));

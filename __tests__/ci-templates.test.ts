@@ -199,7 +199,7 @@ describe("GitHub Actions template", () => {
 
   test("the plan and our summary are posted on the merged pull request and on the run page", () => {
     const text = stepsText("plan");
-    expect(text).toContain('scripts/ci/summary.sh "$(git rev-parse HEAD^1)" plan/summary.md');
+    expect(text).toContain('scripts/ci/summary.sh "$(git rev-parse HEAD^1)" plan/summary.md plan > /dev/null');
     expect(text).toContain('cat plan/plan.md plan/summary.md >> "$GITHUB_STEP_SUMMARY"');
     expect(text).toContain("npx tsx scripts/ci/post-comment.ts github plan/plan.md plan/summary.md");
     expect(jobs.plan.permissions).toEqual({ contents: "read", "pull-requests": "write" });
@@ -363,7 +363,7 @@ describe("GitLab CI template", () => {
 
   test("the plan and our summary are posted on the merged merge request", () => {
     const p = script("plan");
-    expect(p).toContain('scripts/ci/summary.sh "$(git rev-parse HEAD^1)" plan/summary.md');
+    expect(p).toContain('scripts/ci/summary.sh "$(git rev-parse HEAD^1)" plan/summary.md plan > /dev/null');
     expect(p).toContain("npx tsx scripts/ci/post-comment.ts gitlab plan/plan.md plan/summary.md");
     expect(Number(ci.plan.variables.GIT_DEPTH)).toBeGreaterThanOrEqual(2);
   });
