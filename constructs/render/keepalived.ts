@@ -279,7 +279,7 @@ if [[ -e "$RELOAD_PENDING" ]]; then
   changed=true
 fi
 if ! cmp -s "$candidate" "$CONF"; then
-  mkdir -p -m 0700 "$(dirname "$RELOAD_PENDING")"
+  mkdir -p "$(dirname "$RELOAD_PENDING")"
   touch "$RELOAD_PENDING"
   install -D -m 0600 -o root -g root "$candidate" "$CONF"
   log "installed $CONF"

@@ -416,7 +416,7 @@ fi
 for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
   src="$STAGE_DIR/\${MANAGED[i]}" target=\${MANAGED[i + 1]} mode=\${MANAGED[i + 2]}
   if ! cmp -s "$src" "$target"; then
-    mkdir -p -m 0700 "$(dirname "$RESTART_PENDING")"
+    mkdir -p "$(dirname "$RESTART_PENDING")"
     touch "$RESTART_PENDING"
     install -D -m "$mode" -o root -g "$(stat -c %G "$(dirname "$target")" 2>/dev/null || echo root)" "$src" "$target"
     log "installed $target"
@@ -425,7 +425,7 @@ for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
 done
 for target in "\${REMOVABLE[@]}"; do
   if [[ -e "$target" ]]; then
-    mkdir -p -m 0700 "$(dirname "$RESTART_PENDING")"
+    mkdir -p "$(dirname "$RESTART_PENDING")"
     touch "$RESTART_PENDING"
     rm -f "$target"
     log "removed $target"
