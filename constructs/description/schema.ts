@@ -239,7 +239,14 @@ export const clusterSchema = z.strictObject({
     /** Registry credentials for private images: the password is the Terraform variable registry_password. */
     registry: z.strictObject({ server: host, username: z.string().min(1) }).optional().describe("Registry credentials for private images: the password is the Terraform variable registry_password."),
     web: service(jobsDefaults.web).default(withResources(jobsDefaults.web)),
-    api: service(jobsDefaults.api).default(withResources(jobsDefaults.api)),
+    api: service(jobsDefaults.api)
+      .extend({
+        /** gunicorn worker processes per instance (each loads the whole app: memory grows with it). */
+        workers: z.number().int().min(1).max(16).default(2).describe("gunicorn worker processes per instance (each loads the whole app: memory grows with it)."),
+        /** Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one. */
+        threads: z.number().int().min(1).max(64).default(8).describe("Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one."),
+      })
+      .default({ ...withResources(jobsDefaults.api), workers: 2, threads: 8 }),
     worker: service(jobsDefaults.worker)
       .extend({
         /** Celery worker concurrency (processes per instance). */

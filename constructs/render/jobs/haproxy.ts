@@ -5,17 +5,21 @@ import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
 import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth, variablePath } from "./common";
-import { HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript } from "./haproxy-cfg";
+import { HAPROXY_CFG, HAPROXY_CFG_CANDIDATE, HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript, renderHaproxyStartScript } from "./haproxy-cfg";
 
 /**
  * The signal that reloads the official haproxy image gracefully: its entrypoint runs
  * `haproxy -W -db` (master-worker), whose master re-reads the config on SIGUSR2.
  */
 export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
-/** Where the rendered config lives inside the container (the task's local/ directory). */
-export const HAPROXY_CONFIG_PATH = "/local/haproxy.cfg";
+/** Where the config HAProxy runs lives inside the container (the task's local/ directory). */
+export const HAPROXY_CONFIG_PATH = `/local/${HAPROXY_CFG}`;
+/** Where Nomad's template writes the delivered config; installed only after `haproxy -c`. */
+export const HAPROXY_CANDIDATE_PATH = `/local/${HAPROXY_CFG_CANDIDATE}`;
 /** The reload script Nomad runs in the task when the config changes. */
 export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
+/** The task's command: installs the checked candidate, then execs haproxy -W -db. */
+export const HAPROXY_START_SCRIPT = "/local/start.sh";
 /** Item of the job's Nomad Variable (nomad/jobs/haproxy) that holds haproxy.cfg. */
 export const HAPROXY_CONFIG_ITEM = "haproxy_cfg";
 
@@ -80,8 +84,11 @@ ${jobPlacement(c)}
       config {
         image        = ${str(image)}
         network_mode = "host"
-        # The entrypoint turns "-f FILE" into "haproxy -W -db -f FILE" (master-worker).
-        args = ["-f", ${str(HAPROXY_CONFIG_PATH)}]
+        # start.sh installs the delivered config only if haproxy -c accepts it (else keeps the
+        # last accepted one), then execs "haproxy -W -db -f ${HAPROXY_CONFIG_PATH}" as the image's
+        # entrypoint would (master-worker; the master stays PID 1).
+        command = "/bin/sh"
+        args    = [${str(HAPROXY_START_SCRIPT)}]
 ${dockerAuth(c, image, "        ")}
       }
 
@@ -89,7 +96,13 @@ ${dockerAuth(c, image, "        ")}
       kill_signal  = "SIGUSR1"
       kill_timeout = "30s"
 
-      # Rendered first: the config template's change script.
+      # Rendered first: the task's command and the config template's change script.
+      template {
+        data        = ${heredoc(renderHaproxyStartScript(nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/start.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
       template {
         data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
         destination = "local/reload.sh"
@@ -109,11 +122,13 @@ ${dockerAuth(c, image, "        ")}
       # by replacing the allocations (a stop and start of HAProxy on every node).
       template {
         data        = ${heredoc(`{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`, "        ")}
-        destination = "local/haproxy.cfg"
-        # Graceful reload: the script checks the file with haproxy -c, saves the servers'
-        # state, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers on the
-        # new config while old workers finish their connections. Backend changes come from
-        # DNS and need no reload.
+        # A candidate, never the running file: a config haproxy -c rejects is not installed,
+        # so it cannot break the next restart either.
+        destination = ${str(HAPROXY_CANDIDATE_PATH.slice(1))}
+        # Graceful reload: the script checks the candidate with haproxy -c, saves the servers'
+        # state, installs it, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers
+        # on the new config while old workers finish their connections. Backend changes come
+        # from DNS and need no reload.
         change_mode = "script"
         change_script {
           command       = ${str(HAPROXY_RELOAD_SCRIPT)}
