@@ -112,3 +112,17 @@ describe("cluster description", () => {
     expect(r.ok).toBe(false);
   });
 });
+
+describe("HAProxy memory holds its derived maxconn", () => {
+  it("refuses app.haproxy.resources.memory below the least that gives maxconn 100, naming the field", () => {
+    const { crossFieldViolations } = require("../constructs/description/rules");
+    const { exampleCluster, edited } = require("./helpers/synth");
+    const { HAPROXY_MIN_MEMORY_MIB, haproxyMaxconn } = require("../constructs/render/jobs/haproxy-cfg");
+    const small = edited(exampleCluster(), (x: any) => (x.app.haproxy.resources = { cpu: 200, memory: HAPROXY_MIN_MEMORY_MIB - 1 }));
+    const v = crossFieldViolations(small);
+    expect(v.map((x: any) => x.path.join("."))).toEqual(["app.haproxy.resources.memory"]);
+    expect(v[0].message).toContain(`expected at least ${HAPROXY_MIN_MEMORY_MIB} MiB`);
+    expect(haproxyMaxconn(HAPROXY_MIN_MEMORY_MIB)).toBeGreaterThanOrEqual(100);
+    expect(() => haproxyMaxconn(HAPROXY_MIN_MEMORY_MIB - 2)).toThrow();
+  });
+});

@@ -3,6 +3,7 @@
  * violation it finds, so an operator fixes them all in one go.
  */
 import type { Cluster, ClusterNode } from "./schema";
+import { HAPROXY_MIN_MEMORY_MIB } from "../render/jobs/haproxy-cfg";
 
 /**
  * What the rules see: each top-level section (and each node) is present only when it
@@ -109,6 +110,9 @@ function appRules(app: Cluster["app"], v: Violation[]) {
     }
   }
   const hp = app.haproxy;
+  if (hp.resources.memory < HAPROXY_MIN_MEMORY_MIB) {
+    v.push({ path: ["app", "haproxy", "resources", "memory"], message: `expected at least ${HAPROXY_MIN_MEMORY_MIB} MiB (HAProxy's maxconn is derived from it: room for 100 connections), got ${hp.resources.memory}` });
+  }
   const ports = [["nodePort", hp.nodePort], ["floatingPort", hp.floatingPort], ["statsPort", hp.statsPort]] as const;
   for (const [key, idx] of duplicates([...ports], ([, p]) => String(p))) {
     for (const i of idx.slice(1)) v.push({ path: ["app", "haproxy", ports[i][0]], message: `expected a port different from app.haproxy.${ports[idx[0]][0]} (${key})` });

@@ -13,7 +13,6 @@
  * graceful reload only when this file changes.
  */
 import type { Cluster } from "../../description/schema";
-import { floatingIpCandidates } from "../keepalived";
 import { peakInstances, type ScaledJob } from "./common";
 
 export interface HaproxyRuntime {
@@ -131,7 +130,8 @@ export const HAPROXY_MIN_MEMORY_MIB = Math.ceil(HAPROXY_MEMORY.baseMiB + (100 * 
  * so the instance's capacity is divided between them.
  */
 export function apiServerMaxconn(c: Cluster): number {
-  const haproxies = Math.max(1, floatingIpCandidates(c).length);
+  // One HAProxy per floating-IP-eligible node (the system job's constraint).
+  const haproxies = Math.max(1, c.nodes.filter((n) => n.floatingIp.eligible).length);
   const slots = c.app.api.workers * c.app.api.threads;
   const reservedForChecks = haproxies + 1;
   return Math.max(1, Math.floor((slots - reservedForChecks) / haproxies));
