@@ -126,3 +126,16 @@ describe("HAProxy memory holds its derived maxconn", () => {
     expect(() => haproxyMaxconn(HAPROXY_MIN_MEMORY_MIB - 2)).toThrow();
   });
 });
+
+describe("api memory holds its gunicorn processes", () => {
+  it("refuses app.api.resources.memory below ~48 MiB per gunicorn process, naming the field", () => {
+    const { crossFieldViolations } = require("../constructs/description/rules");
+    const { exampleCluster, edited } = require("./helpers/synth");
+    const ok = edited(exampleCluster(), (x: any) => (x.app.api = { ...x.app.api, workers: 4, resources: { cpu: 300, memory: 240 } }));
+    expect(crossFieldViolations(ok)).toEqual([]);
+    const tight = edited(exampleCluster(), (x: any) => (x.app.api = { ...x.app.api, workers: 6, resources: { cpu: 300, memory: 300 } }));
+    const v = crossFieldViolations(tight);
+    expect(v.map((x: any) => x.path.join("."))).toEqual(["app.api.resources.memory"]);
+    expect(v[0].message).toBe("expected at least 336 MiB for 6 gunicorn workers (~48 MiB per process, master included), got 300");
+  });
+});

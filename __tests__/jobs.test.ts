@@ -234,11 +234,15 @@ describe("jobs stack (example cluster)", () => {
       const otherApi = (await parseHcl("api.nomad.hcl", renderJobspecs(other).api)).job.api[0];
       expect(taskOf(otherApi, "api").config[0].args).toEqual(expect.arrayContaining(["--workers", "3", "--threads", "4"]));
       for (const cl of [c, other]) {
-        const maxconn = Number(renderHaproxyConfig(cl, nomadHaproxyRuntime(cl)).match(/server-template api \d+ .* maxconn (\d+)$/m)![1]);
+        // Both api backends (reads, uploads) of every HAProxy together stay below the threads.
+        const cfg = renderHaproxyConfig(cl, nomadHaproxyRuntime(cl));
+        const limits = [...cfg.matchAll(/^\s*server-template api \d+ .* maxconn (\d+)$/gm)].map((m) => Number(m[1]));
+        expect(limits).toHaveLength(2);
+        for (const l of limits) expect(l).toBeGreaterThan(0);
         const haproxies = cl.nodes.filter((n) => n.floatingIp.eligible).length;
-        expect(maxconn).toBeGreaterThan(0);
-        expect(maxconn * haproxies).toBeLessThan(cl.app.api.workers * cl.app.api.threads - haproxies);
+        expect((limits[0] + limits[1]) * haproxies).toBeLessThan(cl.app.api.workers * cl.app.api.threads - haproxies);
       }
+      expect(renderHaproxyConfig(c, nomadHaproxyRuntime(c))).toMatch(/use_backend api_uploads if is_api METH_POST\n\s*use_backend api if is_api/);
     });
   });
 
@@ -296,7 +300,7 @@ describe("jobs stack (example cluster)", () => {
 
     it("routes /image to api, the rest to web, discovers both through Consul DNS SRV on the node", () => {
       const cfg = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
-      expect(cfg).toMatch(/acl is_api path_beg \/image\n\s+use_backend api if is_api\n\s+default_backend web/);
+      expect(cfg).toMatch(/acl is_api path_beg \/image\n(\s+#.*\n)*\s+use_backend api_uploads if is_api METH_POST\n\s+use_backend api if is_api\n\s+default_backend web/);
       expect(cfg).toContain('nameserver consul "${NODE_ADDRESS}:53"');
       expect(cfg).toContain("accepted_payload_size 8192");
       expect(cfg).toContain("hold valid 5s");
@@ -364,7 +368,7 @@ describe("jobspec variants", () => {
   it("memory_max reaches the jobspec when described", async () => {
     const c = edited(exampleCluster(), (x) => (x.app.api.resources.memoryMax = 1024));
     const api = (await parseHcl("api", renderJobspecs(c).api)).job.api[0];
-    expect(taskOf(api, "api").resources[0]).toEqual({ cpu: 300, memory: 512, memory_max: 1024 });
+    expect(taskOf(api, "api").resources[0]).toEqual({ cpu: c.app.api.resources.cpu, memory: c.app.api.resources.memory, memory_max: 1024 });
   });
 
   describe("with a private registry (app.registry)", () => {

@@ -4,6 +4,7 @@
  */
 import type { Cluster, ClusterNode } from "./schema";
 import { HAPROXY_MIN_MEMORY_MIB } from "../render/jobs/haproxy-cfg";
+import { apiMinimumMemoryMiB } from "../render/jobs/api";
 
 /**
  * What the rules see: each top-level section (and each node) is present only when it
@@ -108,6 +109,10 @@ function appRules(app: Cluster["app"], v: Violation[]) {
     if (r.memoryMax !== undefined && r.memoryMax < r.memory) {
       v.push({ path: ["app", job, "resources", "memoryMax"], message: `expected at least resources.memory (${r.memory}), got ${r.memoryMax}` });
     }
+  }
+  const apiMin = apiMinimumMemoryMiB(app.api.workers);
+  if (app.api.resources.memory < apiMin) {
+    v.push({ path: ["app", "api", "resources", "memory"], message: `expected at least ${apiMin} MiB for ${app.api.workers} gunicorn workers (~48 MiB per process, master included), got ${app.api.resources.memory}` });
   }
   const hp = app.haproxy;
   if (hp.resources.memory < HAPROXY_MIN_MEMORY_MIB) {

@@ -135,7 +135,10 @@ const node = z.strictObject({
 
 const jobsDefaults = {
   web: { count: 2, cpu: 100, memory: 128 },
-  api: { count: 2, cpu: 300, memory: 512 },
+  // Measured (docs/jobs.md, "The api under load"): 2 gthread workers of the real api peak at
+  // ~170 MiB under 12 concurrent 4 MiB uploads; + opentelemetry (not measurable here) and
+  // upload buffers (up to 8 MiB per upload in flight) → 320 MiB.
+  api: { count: 2, cpu: 300, memory: 320 },
   worker: { count: 2, cpu: 300, memory: 512 },
   haproxy: { count: 1, cpu: 200, memory: 128 },
 };
@@ -263,9 +266,9 @@ export const clusterSchema = z.strictObject({
         /** gunicorn worker processes per instance (each loads the whole app: memory grows with it). */
         workers: z.number().int().min(1).max(16).default(2).describe("gunicorn worker processes per instance (each loads the whole app: memory grows with it)."),
         /** Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one. */
-        threads: z.number().int().min(1).max(64).default(8).describe("Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one."),
+        threads: z.number().int().min(1).max(64).default(12).describe("Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one."),
       })
-      .default({ ...withResources(jobsDefaults.api), workers: 2, threads: 8 }),
+      .default({ ...withResources(jobsDefaults.api), workers: 2, threads: 12 }),
     worker: service(jobsDefaults.worker)
       .extend({
         /** Celery worker concurrency (processes per instance). */

@@ -43,6 +43,17 @@ export const WORKER_COMMAND = "celery";
 export const WORKER_APP = "image_api.worker.app";
 export const WORKER_PING = `celery --app ${WORKER_APP} inspect ping --timeout 10 -d celery@$HOSTNAME`;
 
+/**
+ * Least memory of an api instance: every gunicorn process (the master and each worker)
+ * loads the whole application; measured ~45 MiB PSS each at rest with the real api code
+ * (docs/jobs.md, "The api under load"). A description below this is refused; the default
+ * (320 MiB for 2 workers) adds room for uploads in flight.
+ */
+export const API_MEMORY_PER_PROCESS_MIB = 48;
+export function apiMinimumMemoryMiB(workers: number): number {
+  return API_MEMORY_PER_PROCESS_MIB * (workers + 1);
+}
+
 /** gunicorn settings that are policy, not description (seconds). */
 export const GUNICORN = {
   /** gthread: the worker's heartbeat, not a request limit (sync workers: a request limit). */

@@ -121,36 +121,39 @@ export function haproxyMaxconn(memoryMiB: number): number {
 export const HAPROXY_MIN_MEMORY_MIB = Math.ceil(HAPROXY_MEMORY.baseMiB + (100 * 2 * HAPROXY_MEMORY.perConnectionKiB) / 1024);
 
 /**
- * Concurrent requests one api instance serves (gunicorn gthread: workers × threads).
- * HAProxy sends each instance at most its share of them, minus the slots kept free for
- * health checks (one per HAProxy plus Consul's check; HAProxy's checks do not count
- * against maxconn): slow uploads can then never starve /health, and the excess waits in
- * HAProxy's queue (`timeout queue`) instead of inside gunicorn. Every eligible node runs
- * a HAProxy that may route to the same instance (the floating IP and the per-VM tunnels),
- * so the instance's capacity is divided between them.
+ * Concurrent requests one api instance gets from one HAProxy, split between uploads and
+ * everything else (reads). gunicorn gthread serves workers × threads requests at once;
+ * every eligible node runs a HAProxy that may route to the same instance (the floating IP
+ * and the per-VM tunnels), so the instance's threads are shared between them, after
+ * keeping one per health check that may run at once (each HAProxy checks an instance from
+ * both api backends, plus Consul's check). Slow uploads can then never take the thread
+ * /health needs, and, in a backend of their own, never the threads reads need: the excess
+ * waits in HAProxy's queue (`timeout queue`) instead of inside gunicorn.
  */
-export function apiServerMaxconn(c: Cluster): number {
+export function apiServerMaxconn(c: Cluster): { reads: number; uploads: number } {
   // One HAProxy per floating-IP-eligible node (the system job's constraint).
   const haproxies = Math.max(1, c.nodes.filter((n) => n.floatingIp.eligible).length);
   const slots = c.app.api.workers * c.app.api.threads;
-  const reservedForChecks = haproxies + 1;
-  return Math.max(1, Math.floor((slots - reservedForChecks) / haproxies));
+  const reservedForChecks = 2 * haproxies + 1;
+  const share = Math.max(2, Math.floor((slots - reservedForChecks) / haproxies));
+  const uploads = Math.max(1, Math.floor(share / 2));
+  return { reads: share - uploads, uploads };
 }
 
-function backend(c: Cluster, job: ScaledJob, healthPath: string): string {
-  const maxconn = job === "api" ? ` maxconn ${apiServerMaxconn(c)}` : "";
-  const why =
-    job === "api"
-      ? `\n  # maxconn ${apiServerMaxconn(c)} per instance: its share of ${c.app.api.workers} workers × ${c.app.api.threads} threads, minus the
-  # slots kept free for health checks (apiServerMaxconn); beyond it requests queue here.`
-      : "";
-  return `backend ${job}
+function backend(c: Cluster, name: string, job: ScaledJob, healthPath: string): string {
+  const limits = job === "api" ? apiServerMaxconn(c) : undefined;
+  const maxconn = limits ? (name === "api" ? limits.reads : limits.uploads) : undefined;
+  const why = limits
+    ? `\n  # maxconn ${maxconn}: this HAProxy's share of an instance's ${c.app.api.workers} workers × ${c.app.api.threads} threads for
+  # ${name === "api" ? "reads" : "uploads"} (${limits.reads} reads + ${limits.uploads} uploads; apiServerMaxconn), beyond it requests queue here.`
+    : "";
+  return `backend ${name}
   balance roundrobin
   option httpchk GET ${healthPath}
   http-check expect status 200
   # ${peakInstances(c, job)} slots = largest scale (scaling.max) + one canary; unused slots stay in MAINT.
   # init-addr last: a reloaded worker starts from the saved state instead of empty slots.${why}
-  server-template ${job} ${peakInstances(c, job)} _${job}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check${maxconn}`;
+  server-template ${job} ${peakInstances(c, job)} _${job}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check${maxconn !== undefined ? ` maxconn ${maxconn}` : ""}`;
 }
 
 export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
@@ -224,12 +227,16 @@ frontend public
   # Only idempotent requests are retried after reaching a server (an upload is never sent twice).
   http-request disable-l7-retry unless METH_GET || METH_HEAD
   acl is_api path_beg /image
+  # Uploads in a backend of their own: slow uploads never hold the api threads reads need.
+  use_backend api_uploads if is_api METH_POST
   use_backend api if is_api
   default_backend web
 
-${backend(c, "api", "/health")}
+${backend(c, "api", "api", "/health")}
 
-${backend(c, "web", "/config.json")}
+${backend(c, "api_uploads", "api", "/health")}
+
+${backend(c, "web", "web", "/config.json")}
 
 # Health and statistics, on the overlay address only. ${HEALTH_PATH} says "this HAProxy is
 # up": keepalived tracks it to place the floating IP and Nomad's check uses it. It does not
