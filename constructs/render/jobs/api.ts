@@ -14,6 +14,7 @@ import {
   envLines,
   resourcesBlock,
   secretsTemplate,
+  serviceProviderLine,
   serviceJobOpening,
   usesRegistryAuth,
 } from "./common";
@@ -113,7 +114,7 @@ ${dockerAuth(c, image, "        ")}
 ${envLines(appSettingsEnv(c), "        ")}
       }
 
-${secretsTemplate("api", secretKeys(c, image), "restart", "      ")}
+${secretsTemplate(c, "api", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(api.resources, "      ")}
 
@@ -128,7 +129,7 @@ ${resourcesBlock(api.resources, "      ")}
 
       service {
         name     = "api"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         port     = "http"
         tags     = ["http"]
 
@@ -175,7 +176,7 @@ ${dockerAuth(c, image, "        ")}
 ${envLines(appSettingsEnv(c), "        ")}
       }
 
-${secretsTemplate("worker", secretKeys(c, image), "restart", "      ")}
+${secretsTemplate(c, "worker", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(worker.resources, "      ")}
 
@@ -189,7 +190,7 @@ ${resourcesBlock(worker.resources, "      ")}
       # needs a service). Consul shows the worker's health next to the others.
       service {
         name     = "worker"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         tags     = ["celery"]
 
         check {

@@ -4,7 +4,8 @@
 import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
-import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth, variablePath } from "./common";
+import { supports } from "../../versions";
+import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, consulSecretsPrefix, secretsInNomadVariables, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine, usesRegistryAuth, variablePath } from "./common";
 import { HAPROXY_CFG, HAPROXY_CFG_CANDIDATE, HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript, renderHaproxyStartScript } from "./haproxy-cfg";
 
 /**
@@ -12,18 +13,24 @@ import { HAPROXY_CFG, HAPROXY_CFG_CANDIDATE, HEALTH_PATH, NODE_ADDRESS_ENV, noma
  * `haproxy -W -db` (master-worker), whose master re-reads the config on SIGUSR2.
  */
 export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
-/** Where the config HAProxy runs lives inside the container (the task's local/ directory). */
+/** Where the rendered config lives inside the container (the task's local/ directory). */
 export const HAPROXY_CONFIG_PATH = `/local/${HAPROXY_CFG}`;
-/** Where Nomad's template writes the delivered config; installed only after `haproxy -c`. */
+/**
+ * Where Nomad's template writes the delivered config when the reload script can install it
+ * (change_script, Nomad >= 1.4): a candidate, installed only after `haproxy -c`.
+ */
 export const HAPROXY_CANDIDATE_PATH = `/local/${HAPROXY_CFG_CANDIDATE}`;
+/** The task's command (with a candidate): installs the checked candidate, then execs haproxy -W -db. */
+export const HAPROXY_START_SCRIPT = "/local/start.sh";
 /** The reload script Nomad runs in the task when the config changes. */
 export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
-/** The task's command: installs the checked candidate, then execs haproxy -W -db. */
-export const HAPROXY_START_SCRIPT = "/local/start.sh";
 /** Item of the job's Nomad Variable (nomad/jobs/haproxy) that holds haproxy.cfg. */
 export const HAPROXY_CONFIG_ITEM = "haproxy_cfg";
 
 export function renderHaproxyJob(c: Cluster): string {
+  // With change_script (Nomad >= 1.4) the template writes a candidate that only start.sh and
+  // reload.sh install, after haproxy -c; before that, straight to the running file.
+  const candidate = supports(c.versions, "templateChangeScript");
   const hp = c.app.haproxy;
   const image = c.app.images.haproxy;
   return tidy(`
@@ -84,11 +91,16 @@ ${jobPlacement(c)}
       config {
         image        = ${str(image)}
         network_mode = "host"
-        # start.sh installs the delivered config only if haproxy -c accepts it (else keeps the
+${
+  candidate
+    ? `        # start.sh installs the delivered config only if haproxy -c accepts it (else keeps the
         # last accepted one), then execs "haproxy -W -db -f ${HAPROXY_CONFIG_PATH}" as the image's
         # entrypoint would (master-worker; the master stays PID 1).
         command = "/bin/sh"
-        args    = [${str(HAPROXY_START_SCRIPT)}]
+        args    = [${str(HAPROXY_START_SCRIPT)}]`
+    : `        # The entrypoint turns "-f FILE" into "haproxy -W -db -f FILE" (master-worker).
+        args = ["-f", ${str(HAPROXY_CONFIG_PATH)}]`
+}
 ${dockerAuth(c, image, "        ")}
       }
 
@@ -96,13 +108,17 @@ ${dockerAuth(c, image, "        ")}
       kill_signal  = "SIGUSR1"
       kill_timeout = "30s"
 
-      # Rendered first: the task's command and the config template's change script.
+${
+  candidate
+    ? `      # Rendered first: the task's command and the config template's change script.
       template {
         data        = ${heredoc(renderHaproxyStartScript(nomadHaproxyRuntime(c)), "        ")}
         destination = "local/start.sh"
         perms       = "0755"
         change_mode = "noop"
-      }
+      }`
+    : `      # Rendered first: the config template's change script.`
+}
       template {
         data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
         destination = "local/reload.sh"
@@ -121,30 +137,47 @@ ${dockerAuth(c, image, "        ")}
       # in place. In the jobspec itself it would be a template change, which Nomad applies
       # by replacing the allocations (a stop and start of HAProxy on every node).
       template {
-        data        = ${heredoc(`{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`, "        ")}
-        # A candidate, never the running file: a config haproxy -c rejects is not installed,
+        data        = ${heredoc(
+          secretsInNomadVariables(c)
+            ? `{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`
+            : `{{ key "${consulSecretsPrefix("haproxy")}${HAPROXY_CONFIG_ITEM}" }}\n`,
+          "        ",
+        )}
+${
+  candidate
+    ? `        # A candidate, never the running file: a config haproxy -c rejects is not installed,
         # so it cannot break the next restart either.
         destination = ${str(HAPROXY_CANDIDATE_PATH.slice(1))}
         # Graceful reload: the script checks the candidate with haproxy -c, saves the servers'
         # state, installs it, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers
         # on the new config while old workers finish their connections. Backend changes come
-        # from DNS and need no reload.
-        change_mode = "script"
+        # from DNS and need no reload.`
+    : `        destination = ${str(HAPROXY_CONFIG_PATH.slice(1))}`
+}
+${
+  supports(c.versions, "templateChangeScript")
+    ? `        change_mode = "script"
         change_script {
           command       = ${str(HAPROXY_RELOAD_SCRIPT)}
           timeout       = "20s"
           fail_on_error = false
-        }
+        }`
+    : `        # Nomad ${c.versions.nomad} has no change_script (1.4): the signal goes straight to the
+        # master, without the haproxy -c check first. A config the master cannot load leaves
+        # the old workers serving (master-worker keeps them), and the reload fails in the logs.
+        change_mode   = "signal"
+        change_signal = ${str(HAPROXY_RELOAD_SIGNAL)}`
+}
         splay = "5s"
       }
-${usesRegistryAuth(c, image) ? secretsTemplate("haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
+${usesRegistryAuth(c, image) ? secretsTemplate(c, "haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
 
 ${resourcesBlock(hp.resources, "      ")}
 
       # The health endpoint keepalived tracks: http://<overlay address>:${hp.statsPort}${HEALTH_PATH}.
       service {
         name     = "haproxy"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         port     = "stats"
         tags     = ["lb"]
 
