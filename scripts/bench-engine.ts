@@ -1,0 +1,149 @@
+/**
+ * Engine benchmark (issue 10): the real engine applying the synthesized nodes stack to
+ * namespace VMs behind a real sshd bastion (the system tests' lab: real sshd and
+ * keepalived, stand-ins for Consul and Nomad that answer at once, so the figures are the
+ * cost of Terraform, SSH through the bastion and our install scripts, not of the agents).
+ *
+ *   sudo npm run bench:engine                 # Markdown report on stdout, progress on stderr
+ *   sudo npm run bench:engine -- --json       # the figures as JSON
+ *
+ * Environment: BENCH_ENGINE (terraform | tofu, default terraform), BENCH_ENGINE_SIZES
+ * (VM counts, default "2,8,16"), BENCH_ENGINE_BATCHES (rollout.batchSize values, default
+ * "1,25%"), BENCH_PARALLELISM (Terraform's -parallelism, default 10: Terraform's own
+ * default, stated so that the figures say what limited them).
+ *
+ * Per VM count and batch size, on a fresh lab: `init`; the apply of a fresh cluster; a
+ * no-op `plan`; the apply of a one-node change (node-1's Nomad meta: one resource); the
+ * apply of an every-node change (a Consul setting: one Consul resource per node, rolled
+ * batch by batch: the serial rollout's cost). One run each (it is heavy: 16 VMs, two
+ * cores); wall times around the engine process. It needs root (network namespaces) and
+ * `npm run engines`. It is a report, not a test: it exits 0 whatever the figures, non-zero
+ * only when an engine command fails.
+ */
+import * as os from "os";
+import type { Cluster } from "../constructs/description/schema";
+
+// The lab module is shared with the jest system tests, whose helpers register cleanup
+// hooks with jest's `afterAll` at import time; outside jest, cleanup is explicit (below).
+(globalThis as any).afterAll ??= () => undefined;
+
+interface Figures {
+  vms: number;
+  batchSize: number | string;
+  parallelism: number;
+  initMs: number;
+  freshApplyMs: number;
+  noopPlanMs: number;
+  oneNodeApplyMs: number;
+  everyNodeApplyMs: number;
+}
+
+function env(name: string, fallback: string): string {
+  return process.env[name] && process.env[name]!.trim() !== "" ? process.env[name]!.trim() : fallback;
+}
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+async function main(): Promise<number> {
+  const json = process.argv.includes("--json");
+  if (process.getuid && process.getuid() !== 0) {
+    process.stderr.write("bench:engine needs root (it builds network namespaces): sudo npm run bench:engine\n");
+    return 2;
+  }
+  const { buildLab } = await import("../__tests__/system/lab");
+  const { Workspace, enginePrerequisites } = await import("../__tests__/system/engine");
+  const pre = enginePrerequisites();
+  if (!pre.ok) {
+    process.stderr.write(`bench:engine: ${pre.reason}\n`);
+    return 2;
+  }
+  const engine = env("BENCH_ENGINE", "terraform") as "terraform" | "tofu";
+  const sizes = env("BENCH_ENGINE_SIZES", "2,8,16").split(",").map((s) => Number(s.trim()));
+  const batches = env("BENCH_ENGINE_BATCHES", "1,25%").split(",").map((s) => (/^\d+$/.test(s.trim()) ? Number(s.trim()) : s.trim()));
+  const parallelism = Number(env("BENCH_PARALLELISM", "10"));
+  const figures: Figures[] = [];
+  const started = new Date();
+
+  for (const vms of sizes) {
+    for (const batchSize of batches) {
+      const log = (what: string) => process.stderr.write(`[bench:engine ${vms} VMs, batch ${batchSize}] ${what}\n`);
+      log("building the lab");
+      const lab = await buildLab({ vms, tag: `be${vms}` });
+      try {
+        const ws = new Workspace(lab, engine, { vrrp_password: "Bn7.pw-q" });
+        const cluster = (edit?: (c: Cluster) => void) =>
+          lab.cluster((c) => {
+            // PROTO(a2): main's ssh.ts predates a1's host-key fix for the bastion hop
+            delete (c.bastion as any).hostKey;
+            c.nodes.forEach((n) => delete (n as any).hostKey);
+            c.rollout = { batchSize };
+            edit?.(c);
+          });
+        const must = async (what: string, run: Promise<{ ok: boolean; status: number | null; output: string; ms: number }>, expectStatus = 0) => {
+          const r = await run;
+          if (r.status !== expectStatus) throw new Error(`${what}: exit ${r.status}\n${r.output.slice(-4000)}`);
+          log(`${what}: ${secs(r.ms)}`);
+          return r.ms;
+        };
+        ws.synth(cluster());
+        const p = [`-parallelism=${parallelism}`];
+        const initMs = await must("init", ws.init());
+        const freshApplyMs = await must("fresh apply", ws.apply({ args: p, timeoutMs: 1800000 }));
+        const noopPlanMs = await must("no-op plan", ws.plan({ detailedExitcode: true, args: p }));
+        ws.synth(cluster((c) => (c.nodes[0].meta = { bench: "one-node" })));
+        const oneNodeApplyMs = await must("one-node change apply", ws.apply({ args: p }));
+        ws.synth(cluster((c) => {
+          c.nodes[0].meta = { bench: "one-node" };
+          c.consul.extraConfig = 'log_level = "DEBUG"\n';
+        }));
+        const everyNodeApplyMs = await must("every-node change apply", ws.apply({ args: p, timeoutMs: 1800000 }));
+        figures.push({ vms, batchSize, parallelism, initMs, freshApplyMs, noopPlanMs, oneNodeApplyMs, everyNodeApplyMs });
+      } finally {
+        lab.cleanup();
+      }
+    }
+  }
+
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ started: started.toISOString(), engine, cpus: os.cpus().length, figures }, null, 2)}\n`);
+    return 0;
+  }
+  const out: string[] = [];
+  out.push(`### \`npm run bench:engine\` (${engine}) — ${started.toISOString()}`, "");
+  out.push(`${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; -parallelism=${parallelism}; one run per case.`, "");
+  out.push("| VMs | batch | init | fresh apply | no-op plan | one-node change | every-node change (Consul) |", "|---:|---|---:|---:|---:|---:|---:|");
+  for (const f of figures) out.push(`| ${f.vms} | ${f.batchSize} | ${secs(f.initMs)} | ${secs(f.freshApplyMs)} | ${secs(f.noopPlanMs)} | ${secs(f.oneNodeApplyMs)} | ${secs(f.everyNodeApplyMs)} |`);
+  out.push("");
+  const find = (vms: number, b: number | string) => figures.find((f) => f.vms === vms && String(f.batchSize) === String(b));
+  const small = Math.min(...sizes);
+  const large = Math.max(...sizes);
+  const rows: string[] = [];
+  const target = (name: string, value: number | undefined, limit: string, pass: boolean | undefined) =>
+    rows.push(`| ${name} | ${value === undefined || Number.isNaN(value) ? "n/a" : value.toFixed(2)} | ${limit} | ${pass === undefined ? "n/a" : pass ? "PASS" : "**missed**"} |`);
+  const fresh25 = find(large, "25%");
+  const fresh2 = find(small, "25%") ?? find(small, 1);
+  if (fresh25 && fresh2) {
+    const r = fresh25.freshApplyMs / fresh2.freshApplyMs;
+    target(`fresh apply, ${large} VMs with 25% batches ÷ ${small} VMs`, r, "≤ 3×", r <= 3);
+  }
+  for (const b of batches) {
+    const l = find(large, b);
+    const s = find(small, b);
+    if (l && s) {
+      const r = l.oneNodeApplyMs / s.oneNodeApplyMs;
+      target(`one-node change, ${large} ÷ ${small} VMs (batch ${b})`, r, "≤ 1.5×", r <= 1.5);
+    }
+  }
+  for (const f of figures.filter((x) => x.vms === large)) target(`no-op plan, ${large} VMs (batch ${f.batchSize}), seconds`, f.noopPlanMs / 1000, "< 2 s", f.noopPlanMs < 2000);
+  out.push("| target | value | limit | result |", "|---|---:|---|---|", ...rows, "");
+  process.stdout.write(`${out.join("\n")}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (e) => {
+    process.stderr.write(`bench:engine failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);
