@@ -73,9 +73,8 @@ async function main(): Promise<number> {
         const ws = new Workspace(lab, engine, { vrrp_password: "Bn7.pw-q" });
         const cluster = (edit?: (c: Cluster) => void) =>
           lab.cluster((c) => {
-            // PROTO(a2): main's ssh.ts predates a1's host-key fix for the bastion hop
-            delete (c.bastion as any).hostKey;
-            c.nodes.forEach((n) => delete (n as any).hostKey);
+            // distinct valid VRRP priorities for any VM count (the lab's 150 - 10 i reaches 0 at 16)
+            c.nodes.forEach((n, i) => (n.floatingIp = { eligible: true, priority: 200 - i }));
             c.rollout = { batchSize };
             edit?.(c);
           });
