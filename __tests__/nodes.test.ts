@@ -112,7 +112,7 @@ describe("nodes stack (example cluster)", () => {
       data_dir: "/opt/consul",
       bind_addr: "172.16.1.11",
       advertise_addr: "172.16.1.11",
-      client_addr: "127.0.0.1 172.16.1.11",
+      client_addr: "127.0.0.1", // loopback only unless consul.httpOnOverlay
       retry_join: ["team-example.internal.example.org"],
       leave_on_terminate: false,
       rejoin_after_leave: true,
@@ -247,9 +247,9 @@ describe("nodes stack options", () => {
     const out = synthCluster(edited(exampleCluster(), (c) => (c.nomad = { ...c.nomad, tls })));
     try {
       const install = out.files[STACK]["rendered/node-1/nomad/install.sh"];
-      expect(install).toContain(`printf 'NOMAD_ADDR=%s\\n' "https://$address:4646"`);
-      expect(install).toContain("printf 'NOMAD_CACERT=%s\\n' '/etc/nomad.d/tls/ca.pem'");
-      expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%s\\n' 'client.global.nomad'");
+      expect(install).toContain(`printf 'NOMAD_ADDR=%q\\n' "https://$address:4646"`);
+      expect(install).toContain("printf 'NOMAD_CACERT=%q\\n' '/etc/nomad.d/tls/ca.pem'");
+      expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%q\\n' 'client.global.nomad'");
       expect(install).not.toMatch(/-address=/);
     } finally {
       cleanup(out);

@@ -16,6 +16,7 @@ import type { Cluster } from "./description/schema";
 import { RenderedFiles } from "./rendered-files";
 import { renderDecommissionScript } from "./render/scripts";
 import { connectionInput, selfConnection } from "./ssh";
+import { terraformLiteral } from "./escape";
 import { dropTerraformVersionCheck } from "./terraform-version-check";
 
 export class ClusterMembership extends Construct {
@@ -27,7 +28,7 @@ export class ClusterMembership extends Construct {
     const script = RenderedFiles.of(this).add("decommission.sh", renderDecommissionScript());
     const remoteScript = `/tmp/decommission-${cluster.name}.sh`;
     const input = Object.fromEntries(
-      cluster.nodes.map((n) => [n.name, { ...connectionInput(cluster, n), drain_deadline: cluster.nomad.drainDeadline }]),
+      cluster.nodes.map((n) => [terraformLiteral(n.name), { ...connectionInput(cluster, n), drain_deadline: terraformLiteral(cluster.nomad.drainDeadline) }]),
     );
     const each = TerraformIterator.fromMap(input);
     const self = (k: string) => TerraformSelf.getString(`input.${k}`);

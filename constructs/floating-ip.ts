@@ -12,6 +12,7 @@
  *   apply time; `synth` does not need it. See docs/floating-ip.md.
  */
 import { SECRET_VARIABLES } from "./description/secrets";
+import { terraformLiterals } from "./escape";
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformVariable, type ITerraformDependable } from "cdktf";
 import type { Cluster, ClusterNode } from "./description/schema";
@@ -113,9 +114,11 @@ export class FloatingIp extends Construct {
     });
     this.rotation.overrideLogicalId(VRRP_PASSWORD_ROTATION_VARIABLE);
 
+    // Node names as construct ids, in a scope of their own (a node named `candidates` is fine).
+    const perNode = new Construct(this, "nodes");
     let previous: NodeKeepalived | undefined;
     for (const node of cluster.nodes) {
-      previous = this.keepalived[node.name] = new NodeKeepalived(this, node.name, {
+      previous = this.keepalived[node.name] = new NodeKeepalived(perNode, node.name, {
         cluster,
         node,
         password: this.password.stringValue,
@@ -126,11 +129,13 @@ export class FloatingIp extends Construct {
 
     new TerraformOutput(this, "candidates", {
       description: "Nodes that may hold the floating IP, with the VRRP priority they run with (1 under maintenance)",
-      value: Object.fromEntries(
-        floatingIpCandidates(cluster).map((n) => [
-          n.name,
-          { overlay_address: n.overlayAddress, priority: effectivePriority(n), maintenance: n.maintenance },
-        ]),
+      value: terraformLiterals(
+        Object.fromEntries(
+          floatingIpCandidates(cluster).map((n) => [
+            n.name,
+            { overlay_address: n.overlayAddress, priority: effectivePriority(n), maintenance: n.maintenance },
+          ]),
+        ),
       ),
     }).overrideLogicalId("floating_ip_candidates");
   }

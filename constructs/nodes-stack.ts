@@ -11,6 +11,7 @@ import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
 import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
+import { terraformLiteral, terraformLiterals } from "./escape";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
@@ -32,9 +33,12 @@ export class ClusterNodesStack extends TerraformStack {
     new NullProvider(this, "null");
 
     this.membership = new ClusterMembership(this, "membership", { cluster });
+    // Node names are construct ids: in a scope of their own, no name (`membership`,
+    // `nodes`, ...) can collide with another construct of the stack.
+    const agentsScope = new Construct(this, "node-agents");
     let previous: NodeAgents | undefined;
     for (const node of cluster.nodes) {
-      previous = this.agents[node.name] = new NodeAgents(this, node.name, {
+      previous = this.agents[node.name] = new NodeAgents(agentsScope, node.name, {
         cluster,
         node,
         after: previous,
@@ -55,13 +59,13 @@ export class ClusterNodesStack extends TerraformStack {
 
     new TerraformOutput(this, "nodes", {
       description: "Nodes of the cluster: SSH address (behind the bastion), overlay address, maintenance flag",
-      value: Object.fromEntries(
-        cluster.nodes.map((n) => [n.name, { address: n.address, overlay_address: n.overlayAddress, maintenance: n.maintenance }]),
+      value: terraformLiterals(
+        Object.fromEntries(cluster.nodes.map((n) => [n.name, { address: n.address, overlay_address: n.overlayAddress, maintenance: n.maintenance }])),
       ),
     });
-    new TerraformOutput(this, "consul_ui", { value: `${cluster.servers.consulHttpAddress.replace(/\/$/, "")}/ui/` });
-    new TerraformOutput(this, "nomad_ui", { value: `${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/` });
-    new TerraformOutput(this, "floating_ip", { value: cluster.floatingIp.address });
-    new TerraformOutput(this, "public_url", { value: cluster.app.publicUrl });
+    new TerraformOutput(this, "consul_ui", { value: terraformLiteral(`${cluster.servers.consulHttpAddress.replace(/\/$/, "")}/ui/`) });
+    new TerraformOutput(this, "nomad_ui", { value: terraformLiteral(`${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/`) });
+    new TerraformOutput(this, "floating_ip", { value: terraformLiteral(cluster.floatingIp.address) });
+    new TerraformOutput(this, "public_url", { value: terraformLiteral(cluster.app.publicUrl) });
   }
 }

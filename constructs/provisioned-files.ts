@@ -11,6 +11,7 @@ import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
 import type { Cluster, ClusterNode } from "./description/schema";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { nodeConnection } from "./ssh";
+import { terraformLiteral, terraformLiterals } from "./escape";
 
 export interface ProvisionedFilesProps {
   readonly cluster: Cluster;
@@ -53,9 +54,12 @@ export class ProvisionedFiles extends Construct {
 
     this.resource = new NullResource(this, "resource", {
       triggers: {
-        node: node.name,
-        host: node.address,
-        ...Object.fromEntries(names.map((f) => [`sha256_${f.replace(/[^A-Za-z0-9]/g, "_")}`, sha256(props.files[f])])),
+        ...terraformLiterals({
+          node: node.name,
+          host: node.address,
+          ...Object.fromEntries(names.map((f) => [`sha256_${f.replace(/[^A-Za-z0-9]/g, "_")}`, sha256(props.files[f])])),
+        }),
+        // Terraform expressions of ours (e.g. the rotation variable): not description text.
         ...props.extraTriggers,
       },
       dependsOn: props.dependsOn,
@@ -63,7 +67,7 @@ export class ProvisionedFiles extends Construct {
       provisioners: [
         // A fresh private staging directory (a stale or planted one is replaced).
         { type: "remote-exec", inline: [`rm -rf ${stage} && mkdir -p -m 0700 ${stage}`] },
-        ...names.map((f) => ({ type: "file" as const, source: this.renderedPaths[f], destination: `${stage}/${f}` })),
+        ...names.map((f) => ({ type: "file" as const, source: terraformLiteral(this.renderedPaths[f]), destination: `${stage}/${f}` })),
         ...Object.keys(props.secretFiles ?? {})
           .sort()
           .map((f) => ({ type: "file" as const, content: props.secretFiles![f], destination: `${stage}/${f}` })),

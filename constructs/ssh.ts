@@ -3,12 +3,14 @@
  * when the description gives them, the private key from the ssh-agent or a file path read
  * by Terraform at apply time (never synthesized).
  */
-import { Fn, TerraformSelf, type SSHProvisionerConnection } from "cdktf";
+import { TerraformSelf, type SSHProvisionerConnection } from "cdktf";
+import { terraformLiteral, terraformLiterals, terraformQuoted } from "./escape";
 import type { Cluster, ClusterNode } from "./description/schema";
 
 /** Connection data a destroy-time provisioner needs, kept in its own resource (`self`). */
 export function connectionInput(c: Cluster, n: ClusterNode): Record<string, string> {
-  return {
+  // Description text: a Terraform literal, never a template.
+  return terraformLiterals({
     node: n.name,
     host: n.address,
     overlay_address: n.overlayAddress,
@@ -19,27 +21,30 @@ export function connectionInput(c: Cluster, n: ClusterNode): Record<string, stri
     bastion_user: c.bastion.user,
     bastion_host_key: c.bastion.hostKey ?? "",
     private_key_file: "file" in c.ssh.privateKey ? c.ssh.privateKey.file : "",
-  };
+  });
 }
 
-function privateKey(c: Cluster, keyFile: string): Partial<SSHProvisionerConnection> {
+/** `keyFileExpr`: a Terraform expression of the key file's path (a quoted literal or `self.input...`). */
+function privateKey(c: Cluster, keyFileExpr: string): Partial<SSHProvisionerConnection> {
   // Terraform reads the file at apply time; the key never enters the synthesized JSON.
-  return "file" in c.ssh.privateKey ? { privateKey: Fn.file(Fn.pathexpand(keyFile)), agent: "false" } : { agent: "true" };
+  return "file" in c.ssh.privateKey ? { privateKey: `\${file(pathexpand(${keyFileExpr}))}`, agent: "false" } : { agent: "true" };
 }
 
 /** Connection for create-time provisioners of one node. */
 export function nodeConnection(c: Cluster, n: ClusterNode): SSHProvisionerConnection {
   return {
     type: "ssh",
-    host: n.address,
-    user: c.ssh.user,
-    timeout: "3m",
-    ...(n.hostKey ? { hostKey: n.hostKey } : {}),
-    bastionHost: c.bastion.host,
+    ...terraformLiterals({
+      host: n.address,
+      user: c.ssh.user,
+      timeout: "3m",
+      ...(n.hostKey ? { hostKey: n.hostKey } : {}),
+      bastionHost: c.bastion.host,
+    }),
     bastionPort: c.bastion.port,
-    bastionUser: c.bastion.user,
-    ...(c.bastion.hostKey ? { bastionHostKey: c.bastion.hostKey } : {}),
-    ...privateKey(c, "file" in c.ssh.privateKey ? c.ssh.privateKey.file : ""),
+    bastionUser: terraformLiteral(c.bastion.user),
+    ...(c.bastion.hostKey ? { bastionHostKey: terraformLiteral(c.bastion.hostKey) } : {}),
+    ...privateKey(c, terraformQuoted("file" in c.ssh.privateKey ? c.ssh.privateKey.file : "")),
   };
 }
 
@@ -60,6 +65,6 @@ export function selfConnection(c: Cluster): SSHProvisionerConnection {
     bastionPort: `\${tonumber(self.input.bastion_port)}` as unknown as number,
     bastionUser: self("bastion_user"),
     bastionHostKey: empty("bastion_host_key"),
-    ...privateKey(c, self("private_key_file")),
+    ...privateKey(c, "self.input.private_key_file"),
   };
 }

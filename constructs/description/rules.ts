@@ -2,6 +2,7 @@
  * Rules that relate several fields of a (shape-valid) description. Each returns every
  * violation it finds, so an operator fixes them all in one go.
  */
+import { extraConfigProblems } from "./hcl1-check";
 import type { Cluster, ClusterNode } from "./schema";
 
 /**
@@ -14,6 +15,8 @@ export interface PartialCluster {
   floatingIp?: Cluster["floatingIp"];
   nodes?: (ClusterNode | undefined)[];
   app?: Cluster["app"];
+  consul?: Cluster["consul"];
+  nomad?: Cluster["nomad"];
 }
 
 export interface Violation {
@@ -38,6 +41,16 @@ export function inPrefix(ip: string, cidr: string): boolean {
   return ((ipToInt(ip) & mask) >>> 0) === ((network & mask) >>> 0);
 }
 
+/** Network and broadcast addresses of a prefix (as dotted quads). */
+export function reservedAddresses(cidr: string): { network: string; broadcast: string } {
+  const { network, bits } = parseCidr(cidr);
+  const mask = bits === 0 ? 0 : bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+  const net = (network & mask) >>> 0;
+  const bc = (net | (~mask >>> 0)) >>> 0;
+  const dotted = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
+  return { network: dotted(net), broadcast: dotted(bc) };
+}
+
 function duplicates<T>(items: T[], key: (t: T) => string): Map<string, number[]> {
   const seen = new Map<string, number[]>();
   items.forEach((item, i) => seen.set(key(item), [...(seen.get(key(item)) ?? []), i]));
@@ -58,6 +71,13 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
   if (c.overlay) overlayRules(c.overlay.prefix, c.floatingIp, nodes, v);
   if (c.nodes && nodes.length === c.nodes.length) floatingIpRules(nodes.map((x) => x.n), v);
   if (c.app) appRules(c.app, v);
+  for (const agent of ["consul", "nomad"] as const) {
+    const extra = c[agent]?.extraConfig;
+    if (extra === undefined) continue;
+    for (const p of extraConfigProblems(agent, extra)) {
+      v.push({ path: [agent, "extraConfig"], message: `${p.message} (line ${p.line} of the HCL)` });
+    }
+  }
   return v;
 }
 
@@ -68,7 +88,12 @@ function overlayRules(prefix: string, floatingIp: Cluster["floatingIp"] | undefi
     v.push({ path: ["overlay", "prefix"], message: `expected a network address (host bits zero), got ${prefix}` });
   }
 
+  const reserved = reservedAddresses(prefix);
+  const reservedMessage = (ip: string) =>
+    ip === reserved.network ? `expected a host address, not the network address of ${prefix}` : ip === reserved.broadcast ? `expected a host address, not the broadcast address of ${prefix}` : undefined;
+  if (floatingIp && reservedMessage(floatingIp.address)) v.push({ path: ["floatingIp", "address"], message: reservedMessage(floatingIp.address)! });
   for (const { n, i } of nodes) {
+    if (reservedMessage(n.overlayAddress)) v.push({ path: ["nodes", i, "overlayAddress"], message: reservedMessage(n.overlayAddress)! });
     if (!inPrefix(n.overlayAddress, prefix)) {
       v.push({ path: ["nodes", i, "overlayAddress"], message: `expected an address inside overlay.prefix ${prefix}, got ${n.overlayAddress}` });
     }
@@ -85,6 +110,9 @@ function floatingIpRules(allNodes: ClusterNode[], v: Violation[]) {
   const eligible = allNodes.filter((n) => n.floatingIp.eligible);
   if (eligible.length === 0) {
     v.push({ path: ["nodes"], message: "expected at least one node with floatingIp.eligible: true (HAProxy and the floating IP need a home)" });
+  } else if (!eligible.some((n) => !n.maintenance)) {
+    // Every eligible node drained at once: no HAProxy anywhere, the site is down.
+    v.push({ path: ["nodes"], message: "expected at least one node with floatingIp.eligible: true and maintenance: false (with all of them in maintenance the site has no HAProxy: a full outage)" });
   }
   // Equal priorities make the VIP holder depend on timing; the operator should say who is preferred.
   for (const [key, idx] of duplicates(eligible, (n) => String(n.floatingIp.priority))) {

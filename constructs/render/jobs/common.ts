@@ -2,6 +2,7 @@
  * Pieces shared by the Nomad jobspecs of the application. Pure: description in, HCL text
  * out. Every policy number lives here, once, with the reason for it.
  */
+import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 
@@ -147,8 +148,8 @@ export function secretsTemplate(job: JobName, keys: readonly string[], changeMod
 
 export function jobHeader(c: Cluster, job: JobName, what: string): string {
   return [
-    `# Nomad job "${job}" of cluster ${c.name}: ${what}`,
-    `# Rendered from the cluster description by the jobs stack (${c.name}-jobs); registered by`,
+    `# Nomad job "${job}" of cluster ${commentText(c.name)}: ${what}`,
+    `# Rendered from the cluster description by the jobs stack (${commentText(c.name)}-jobs); registered by`,
     `# Terraform (nomad_job.${job}). Edit the description, not this file.`,
   ].join("\n");
 }
