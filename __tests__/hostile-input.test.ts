@@ -197,6 +197,7 @@ function terraformEvaluates(strings: string[]): string[] {
 /** Stub commands for an unprivileged run of a provisioning script: each logs and succeeds. */
 function stubBin(): string {
   const bin = fs.mkdtempSync(path.join(SANDBOX, "bin-"));
+  fs.chmodSync(bin, 0o755);
   for (const cmd of ["ip", "consul", "nomad", "systemctl", "keepalived", "sysctl", "useradd", "getent", "install", "chown", "curl", "haproxy"]) {
     fs.writeFileSync(path.join(bin, cmd), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
   }
@@ -216,8 +217,10 @@ function runUnprivileged(script: string, args: string[] = []): void {
   const file = path.join(dir, "script.sh");
   fs.writeFileSync(file, script, { mode: 0o755 });
   const env = { PATH: stubBin(), HOME: dir, JOIN_TIMEOUT_SECONDS: "0" };
-  const cmd = isRoot ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", file, ...args] : ["bash", file, ...args];
-  spawnSync(cmd[0], cmd.slice(1), { cwd: dir, env, encoding: "utf8", timeout: 20000 });
+  const bash = ["/usr/bin/bash", "/bin/bash"].find((p) => fs.existsSync(p))!;
+  const cmd = isRoot ? ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bash, file, ...args] : [bash, file, ...args];
+  const r = spawnSync(cmd[0], cmd.slice(1), { cwd: dir, env, encoding: "utf8", timeout: 20000 });
+  if (r.error) throw r.error;
 }
 
 /**
