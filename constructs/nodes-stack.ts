@@ -12,6 +12,7 @@ import { NodeAgents } from "./node-agents";
 import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
 import { terraformLiteral, terraformLiterals } from "./escape";
+import { nodeBatches } from "./description/rollout";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
@@ -36,14 +37,19 @@ export class ClusterNodesStack extends TerraformStack {
     // Node names are construct ids: in a scope of their own, no name (`membership`,
     // `nodes`, ...) can collide with another construct of the stack.
     const agentsScope = new Construct(this, "node-agents");
-    let previous: NodeAgents | undefined;
-    for (const node of cluster.nodes) {
-      previous = this.agents[node.name] = new NodeAgents(agentsScope, node.name, {
-        cluster,
-        node,
-        after: previous,
-        dependsOn: [this.membership.resource],
-      });
+    // Rolling: batch k+1 of an agent kind after batch k of that kind (rollout.batchSize).
+    const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
+    let previous: NodeAgents[] = [];
+    for (const batch of nodeBatches(cluster)) {
+      previous = batch.map(
+        (name) =>
+          (this.agents[name] = new NodeAgents(agentsScope, name, {
+            cluster,
+            node: byName.get(name)!,
+            after: previous,
+            dependsOn: [this.membership.resource],
+          })),
+      );
     }
     // Per node: Consul, then keepalived, then Nomad. keepalived goes before Nomad so that
     // under `maintenance: true` the floating IP is handed over cleanly (priority drops,
