@@ -99,3 +99,59 @@ describe("main.ts on failure", () => {
     expect(fs.existsSync(outdir)).toBe(false);
   });
 });
+
+describe("staging on the node", () => {
+  const out = () => synthCluster(exampleCluster());
+
+  it("stages in the SSH user's home, private (umask 077), never under a shared /tmp path", () => {
+    const o = out();
+    try {
+      const stack = o.stacks["team-example-nodes"];
+      const all = [...Object.values<any>(stack.resource.null_resource), stack.resource.terraform_data.node_membership];
+      const provisioners = all.flatMap((r) => r.provisioner.map((p: any) => Object.values(p)[0] as any));
+      expect(JSON.stringify(provisioners)).not.toMatch(/\/tmp\//);
+      for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+\/[A-Za-z0-9_.-]+$/);
+      const first = (r: any) => (Object.values(r.provisioner[0])[0] as any).inline[0];
+      for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '\.nomad-cluster-deploy\/team-example\/[a-z]+' && mkdir -p /);
+    } finally {
+      cleanup(o);
+    }
+  });
+
+  it("decommission: fails by default (the node stays in state), and runs the script only when it arrived intact", () => {
+    const o = out();
+    try {
+      const m = o.stacks["team-example-nodes"].resource.terraform_data.node_membership;
+      const steps = m.provisioner.map((p: any) => Object.values(p)[0] as any);
+      expect(steps.map((s: any) => s.when)).toEqual(["destroy", "destroy", "destroy"]);
+      // No on_failure = continue: Terraform's default (fail) keeps the instance for a retry.
+      expect(steps.map((s: any) => s.on_failure)).toEqual([undefined, undefined, undefined]);
+
+      // The last step, run by bash in a fake home with a stub sudo that records its call.
+      const run = steps[2].inline[0].replace(/\$\{self\.input\.([a-z_]+)\}/g, (_: string, k: string) => ({ node: "node-2", overlay_address: "172.16.1.12", drain_deadline: "5m" })[k]);
+      const home = fs.mkdtempSync(path.join(tmp, "home-"));
+      const bin = path.join(home, "bin");
+      fs.mkdirSync(bin);
+      fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\n`, { mode: 0o755 });
+      const staged = path.join(home, ".nomad-cluster-deploy", "team-example", "decommission");
+      fs.mkdirSync(staged, { recursive: true });
+      const exec = () => spawnSync("bash", ["-c", run], { cwd: home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8" });
+
+      // A stale or planted file (the upload failed or was raced): not run, the step fails.
+      fs.writeFileSync(path.join(staged, "decommission.sh"), "#!/bin/sh\necho planted\n");
+      const bad = exec();
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/not uploaded intact; not running it/);
+      expect(fs.existsSync(path.join(home, "sudo-called"))).toBe(false);
+
+      // The synthesized script: run with the node's arguments, staging removed.
+      fs.writeFileSync(path.join(staged, "decommission.sh"), o.files["team-example-nodes"]["rendered/decommission.sh"]);
+      const good = exec();
+      expect(good.status).toBe(0);
+      expect(fs.readFileSync(path.join(home, "sudo-called"), "utf8").trim()).toBe("bash .nomad-cluster-deploy/team-example/decommission/decommission.sh node-2 172.16.1.12 5m");
+      expect(fs.existsSync(staged)).toBe(false);
+    } finally {
+      cleanup(o);
+    }
+  });
+});

@@ -195,7 +195,7 @@ describe("nodes stack (example cluster)", () => {
     expect(Object.keys(m.for_each)).toEqual(["node-1", "node-2"]);
     expect(m.input).toBe("${each.value}");
     const destroySteps = m.provisioner.filter((p: any) => (p.file ?? p["remote-exec"]).when === "destroy");
-    expect(destroySteps).toHaveLength(2);
+    expect(destroySteps).toHaveLength(3);
     const refs = JSON.stringify([m.connection, m.provisioner]).match(/\$\{[^}]*\}/g) ?? [];
     expect(refs.length).toBeGreaterThan(3);
     for (const r of refs) expect(r).toMatch(/^\$\{(tonumber\()?self\.input\./);

@@ -10,6 +10,7 @@
  * record their calls. keepalived (-t), ip, sysctl (per network namespace), useradd run
  * for real inside that isolation.
  */
+import { STAGING_ROOT } from "../../constructs/provisioned-files";
 import * as fs from "fs";
 import * as path from "path";
 import { cleanup as cleanupSynth, edited, exampleCluster, itIf, synthCluster, type SynthOutput } from "../helpers/synth";
@@ -226,7 +227,13 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.213.2.2")}`;
   afterAll(() => {
     for (const s of synths) cleanupSynth(s);
     if (!sb) return;
-    fs.rmSync(`/tmp/provision-sys-${sb.id}`, { recursive: true, force: true });
+    // The staging directory lives in the SSH user's home (root here).
+    fs.rmSync(path.join("/root", STAGING_ROOT, `sys-${sb.id}`), { recursive: true, force: true });
+    try {
+      fs.rmdirSync(path.join("/root", STAGING_ROOT)); // only when empty (another run may use it)
+    } catch {
+      // not empty or absent: left as it is
+    }
     sb.cleanup();
     expect(sb.leftoverNamespaces()).toEqual([]);
     // The CI machine itself is untouched.
@@ -249,7 +256,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.213.2.2")}`;
     expect(calls().filter((c) => /^(consul validate|nomad config validate) /.test(c))).toHaveLength(2);
     expect(onVm("stat -c %a /etc/systemd/system/consul.service.d/10-dns-port.conf").stdout.trim()).toBe("644");
     // The staging directories are gone.
-    expect(onVm(`ls /tmp/provision-${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
+    expect(onVm(`ls ~/${STAGING_ROOT}/${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
 
     clearCalls();
     for (const agent of ["consul", "nomad"]) {
@@ -276,7 +283,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.213.2.2")}`;
     expect(onVm("ls /etc/consul.d").stdout.split("\n")).not.toContain("zz-extra.hcl");
     expect(calls().filter((c) => c.startsWith("systemctl"))).toEqual([]);
     // Terraform's staging dir is removed on failure too.
-    expect(onVm(`ls /tmp/provision-${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
+    expect(onVm(`ls ~/${STAGING_ROOT}/${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
   });
 
   itIf(pre.ok, pre.reason)("keepalived: installs the config with the secret, the sysctl and the script user; idempotent; reloads on a peer change", () => {
@@ -299,7 +306,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.213.2.2")}`;
     expect(calls()).toEqual(expect.arrayContaining(["systemctl enable --quiet keepalived", "systemctl start keepalived"]));
     expect(calls().filter((c) => c.startsWith("apt-get"))).toEqual([]);
     // The password file does not outlive the run.
-    expect(onVm(`ls /tmp/provision-${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
+    expect(onVm(`ls ~/${STAGING_ROOT}/${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
 
     clearCalls();
     const again = apply(base, "keepalived");
