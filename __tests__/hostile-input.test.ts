@@ -4,8 +4,8 @@
  * JSON Schema, so a new field is covered without editing this file). For each, the
  * description is either refused with that field's path, or synthesized, and then nothing
  * evaluates:
- * - every string of cdk.tf.json that carries the payload goes through the real Terraform
- *   engine (`terraform apply` of a config made of outputs with the exact JSON strings; no
+ * - every string of cdk.tf.json that carries the payload goes through the real engine
+ *   (Terraform or OpenTofu, helpers/engine.ts: `apply` of a config made of outputs with the exact JSON strings; no
  *   provider needed) and comes back verbatim;
  * - every jobspec carrying it parses with HashiCorp's HCL parser and keeps the payload in
  *   an escaped (literal) template sequence;
@@ -20,7 +20,11 @@ import { parse, stringify } from "yaml";
 import { clusterJsonSchema } from "../constructs/description/json-schema";
 import { loadDescriptionText } from "../constructs/description/load";
 import { fromTerraformLiteral, hcl2String } from "../constructs/escape";
-import { cleanup, exampleText, hasCommand, itIf, parseHcl, synthCluster } from "./helpers/synth";
+import { findEngine } from "./helpers/engine";
+import { cleanup, exampleText, itIf, parseHcl, synthCluster } from "./helpers/synth";
+
+/** Terraform, or OpenTofu from `npm run engines` (helpers/engine.ts). */
+const ENGINE = findEngine();
 
 type Raw = any;
 type PathKey = string | number | { key: true };
@@ -178,7 +182,7 @@ function terraformEvaluates(strings: string[]): string[] {
     fs.writeFileSync(path.join(dir, "main.tf.json"), JSON.stringify({ ...(vars.size ? { variable } : {}), output: outputs }));
     const env = { ...process.env, TF_IN_AUTOMATION: "1", CHECKPOINT_DISABLE: "1", TF_CLI_ARGS: "-no-color" };
     for (const args of [["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]]) {
-      const r = spawnSync("terraform", args, { cwd: dir, env, encoding: "utf8" });
+      const r = spawnSync(ENGINE!.path, args, { cwd: dir, env, encoding: "utf8" });
       if (r.status !== 0) {
         // Name the offending strings (short), not the whole config.
         const bad = [...new Set([...r.stderr.matchAll(/in output\.s(\d+)/g)].map((m) => Number(m[1])))];
@@ -186,7 +190,7 @@ function terraformEvaluates(strings: string[]): string[] {
         throw new Error(`terraform ${args[0]} failed:\n${errors}\n${bad.map((i) => `s${i}: ${JSON.stringify(strings[i]).slice(0, 300)}`).join("\n")}`);
       }
     }
-    const r = spawnSync("terraform", ["output", "-json"], { cwd: dir, env, encoding: "utf8" });
+    const r = spawnSync(ENGINE!.path, ["output", "-json"], { cwd: dir, env, encoding: "utf8" });
     const out = JSON.parse(r.stdout);
     return strings.map((_, i) => out[`s${i}`].value);
   } finally {
@@ -283,7 +287,7 @@ describe("hostile input in every free-text field", () => {
     fs.rmSync(PWNED);
   });
 
-  itIf(hasCommand("terraform"), "needs the terraform binary on PATH")(
+  itIf(ENGINE !== undefined, "needs terraform on PATH or OpenTofu from `npm run engines`")(
     "types: each payload in each field is refused naming that field and its line, or reaches every target as plain text",
     async () => {
       const accepted: string[] = [];
@@ -316,7 +320,7 @@ describe("hostile input in every free-text field", () => {
     600_000,
   );
 
-  itIf(hasCommand("terraform"), "needs the terraform binary on PATH")(
+  itIf(ENGINE !== undefined, "needs terraform on PATH or OpenTofu from `npm run engines`")(
     "escaping by construction: with the types bypassed, a payload in any field synthesizes inert (or is refused by the escaping helper)",
     async () => {
       const tfStrings = new Map<string, string>();

@@ -228,9 +228,9 @@ export const FORBIDDEN_EXTRA_KEYS = {
   ],
   nomad: [
     { path: ["server"], why: "the provider's single server must not gain peers: this agent stays a client" },
-    { path: ["client", "enabled"], why: "this agent is a client; disabling it would take the node out of the cluster" },
+    { path: ["client", "enabled"], why: "this agent is a client; disabling it would take the node out of the cluster", unless: true },
   ],
-} as const;
+} as const satisfies Record<"consul" | "nomad", readonly { path: readonly string[]; why: string; unless?: boolean }[]>;
 
 /** Problems of an agent's extraConfig: not HCL, or a refused key. Each with its line in the HCL. */
 export function extraConfigProblems(agent: "consul" | "nomad", text: string): { line: number; message: string }[] {
@@ -243,7 +243,8 @@ export function extraConfigProblems(agent: "consul" | "nomad", text: string): { 
   }
   const problems: { line: number; message: string }[] = [];
   for (const f of FORBIDDEN_EXTRA_KEYS[agent]) {
-    const hit = items.find((it) => f.path.every((k, i) => it.path[i] === k) && it.path.length >= f.path.length);
+    const unless = "unless" in f ? f.unless : undefined;
+    const hit = items.find((it) => f.path.every((k, i) => it.path[i] === k) && it.path.length >= f.path.length && (unless === undefined || it.value !== unless));
     if (hit) problems.push({ line: hit.line, message: `expected no '${f.path.join(".")}' here: ${f.why}` });
   }
   return problems;
