@@ -334,7 +334,8 @@ export const clusterSchema = z.strictObject({
       { error: "either { consul: { address, path } } or { http: true }" },
     )
     .optional(),
-  nodes: z.array(node).min(1, "at least one node").max(100, "at most 100 nodes"),
+  // 1000: far above any team's VMs (the benchmark synthesizes up to 762), far below what floods a plan.
+  nodes: z.array(node).min(1, "at least one node").max(1000, "at most 1000 nodes"),
   app: z.strictObject({
     /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
     publicUrl: httpUrl("https://team.example.org", { httpsOnly: true }).describe("Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP)."),
