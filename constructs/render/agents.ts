@@ -7,6 +7,7 @@ import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
 // HCL1 quoting: Consul and Nomad read their agent configs with the HCL1 parser.
 import { hcl1MapLines as mapLines, hcl1Str as str, hcl1StrList as strList, tidy, when } from "./hcl";
+import { supports } from "../versions";
 
 export const CONSUL_CONFIG_DIR = "/etc/consul.d";
 export const NOMAD_CONFIG_DIR = "/etc/nomad.d";
@@ -59,12 +60,24 @@ function header(c: Cluster, n: ClusterNode, what: string, extraFile: string): st
   ].join("\n");
 }
 
+/** Why the agent serves DNS on the overlay address, as the provider's link routes it. */
+function dnsComment(c: Cluster): string {
+  return c.overlay.linkDns === "agent"
+    ? `# DNS on the overlay address, port 53: the provider's systemd-networkd sends *.consul AND
+# the internal domain there (Domains=~consul internal.<domain>, DNS=<this address>), and
+# HAProxy's resolvers use it for service discovery.`
+    : `# DNS on the overlay address, port 53, for HAProxy's resolvers. The provider's link has no
+# DNS server (Domains=internal.<domain> only): the host keeps resolving through its uplink,
+# and *.consul is not resolvable by host programs.`;
+}
+
 export function renderConsulConfig(c: Cluster, n: ClusterNode): string {
   const addr = overlayAddressExpr(c, n);
   return tidy(`
 ${header(c, n, "Consul client agent", `${CONSUL_CONFIG_DIR}/zz-extra.hcl`)}
 
-datacenter = ${str(c.name)}
+# The servers' datacenter (servers.datacenter): Consul refuses a client of another one.
+datacenter = ${str(c.servers.datacenter)}
 node_name  = ${str(n.name)}
 data_dir   = "/opt/consul"
 server     = false
@@ -83,8 +96,7 @@ client_addr = ${str(`127.0.0.1 ${addr}`)}`
 # other teams (consul.httpOnOverlay: true opens it there).
 client_addr = "127.0.0.1"`}
 
-# DNS on the overlay address, port 53: systemd-networkd sends *.consul queries there,
-# and HAProxy's resolvers use it for service discovery.
+${dnsComment(c)}
 addresses {
   dns = ${str(addr)}
 }
@@ -100,6 +112,9 @@ dns_config {
   allow_stale     = true
   enable_truncate = true
 }
+${when(c.consul.recursors.length > 0, () => `# Names this agent does not own (the provider's internal domain, the Internet) are
+# forwarded upstream, as the provider's own servers do.
+recursors = ${strList(c.consul.recursors)}`)}
 
 retry_join     = ${strList(c.servers.join)}
 retry_interval = "15s"
@@ -121,7 +136,14 @@ ${when(c.consul.gossipEncryption, `
 # Gossip encryption: the key is in ${CONSUL_CONFIG_DIR}/gossip.hcl, placed on the node by the operator.
 encrypt_verify_incoming = true
 encrypt_verify_outgoing = true`)}
-${when(c.consul.tls, () => `
+${when(c.consul.tls && !supports(c.versions, "consulTlsBlock"), () => `
+# Consul ${c.versions.consul} predates the tls block (1.12): the top-level keys it reads.
+ca_file                = ${str(c.consul.tls!.caFile)}
+cert_file              = ${str(c.consul.tls!.certFile)}
+key_file               = ${str(c.consul.tls!.keyFile)}
+verify_outgoing        = true
+verify_server_hostname = true`)}
+${when(c.consul.tls && supports(c.versions, "consulTlsBlock"), () => `
 tls {
   defaults {
     ca_file         = ${str(c.consul.tls!.caFile)}
@@ -163,7 +185,7 @@ export function renderNomadConfig(c: Cluster, n: ClusterNode): string {
   return tidy(`
 ${header(c, n, "Nomad client agent", `${NOMAD_CONFIG_DIR}/zz-extra.hcl`)}
 
-datacenter = ${str(c.name)}
+datacenter = ${str(c.servers.datacenter)}
 region     = ${str(c.region)}
 name       = ${str(n.name)}
 data_dir   = "/opt/nomad"
