@@ -19,7 +19,7 @@ import * as path from "path";
 import { parse, stringify } from "yaml";
 import { clusterJsonSchema } from "../constructs/description/json-schema";
 import { loadDescriptionText } from "../constructs/description/load";
-import { fromTerraformLiteral, hcl2String } from "../constructs/escape";
+import { commentText, fromTerraformLiteral, hcl2String, terraformLiteral } from "../constructs/escape";
 import { findEngine } from "./helpers/engine";
 import { cleanup, exampleText, itIf, parseHcl, synthCluster } from "./helpers/synth";
 
@@ -263,8 +263,11 @@ function expectTerraformLiterals(tfStrings: Map<string, string>): void {
     // Plain description text: Terraform hands the provider exactly the text, minus our escapes.
     if (!ownExpression) expect({ json: s, evaluated: evaluated[i] }).toEqual({ json: s, evaluated: fromTerraformLiteral(s) });
     // The payload comes out verbatim, or in its target's own quoting: URL-encoded in the
-    // broker URL, an HCL2 string in a jobspec (whose parse is checked above).
-    const verbatim = [payload, encodeURIComponent(payload), hcl2String(payload).slice(1, -1)].some((form) => evaluated[i].includes(form));
+    // broker URL, an HCL2 string in a jobspec (whose parse is checked above)
+    // (in a jobspec also an HCL2 heredoc, whose template escapes are the same doubled markers,
+    // or a comment, whose control characters commentText shows as \uNNNN)
+    const forms = [payload, encodeURIComponent(payload), hcl2String(payload).slice(1, -1), terraformLiteral(payload), commentText(payload)];
+    const verbatim = forms.some((form) => evaluated[i].includes(form));
     expect({ json: s.slice(0, 200), verbatim }).toEqual({ json: s.slice(0, 200), verbatim: true });
   });
 }
@@ -343,6 +346,8 @@ describe("hostile input in every free-text field", () => {
           }
           try {
             await checkOutput(out, payload, tfStrings);
+          } catch (e) {
+            throw new Error(`${fieldName(field)}: ${String(e)}`);
           } finally {
             cleanup(out);
           }

@@ -137,7 +137,7 @@ ${when(c.consul.gossipEncryption, `
 encrypt_verify_incoming = true
 encrypt_verify_outgoing = true`)}
 ${when(c.consul.tls && !supports(c.versions, "consulTlsBlock"), () => `
-# Consul ${c.versions.consul} predates the tls block (1.12): the top-level keys it reads.
+# Consul ${commentText(c.versions.consul)} predates the tls block (1.12): the top-level keys it reads.
 ca_file                = ${str(c.consul.tls!.caFile)}
 cert_file              = ${str(c.consul.tls!.certFile)}
 key_file               = ${str(c.consul.tls!.keyFile)}

@@ -123,7 +123,7 @@ export function serversHttpUrl(c: Cluster, agent: AgentKind): string {
  */
 function binaryVersionCheck(c: Cluster, agent: AgentKind): string {
   const described = agent === "consul" ? c.versions.consul : c.versions.nomad;
-  return `# The output was written for ${agent} ${described} (versions.${agent}); an older binary may lack some of it.
+  return `# The output was written for ${agent} ${commentText(described)} (versions.${agent}); an older binary may lack some of it.
 readonly DESCRIBED_VERSION=${sh(described)}
 # First line of \`${agent} version\`: "${agent === "consul" ? "Consul" : "Nomad"} v<version>…".
 installed_version=$("$AGENT" version 2>/dev/null | awk 'NR == 1 { sub(/^v/, "", $2); print $2 }')
@@ -374,7 +374,7 @@ ${
     ? `if ! output=$(${validateCommand(agent)} 2>&1); then
   fail "the new $AGENT configuration does not validate; nothing was changed. $output"
 fi`
-    : `# Nomad ${c.versions.nomad} has no \`nomad config validate\` (1.3.0): the agent itself checks the
+    : `# Nomad ${commentText(c.versions.nomad)} has no \`nomad config validate\` (1.3.0): the agent itself checks the
 # new files at the restart below, and the previous ones come back if it does not come up.
 backup=$(mktemp -d)
 trap 'rm -rf "$candidate" "$backup"' EXIT

@@ -161,7 +161,7 @@ export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[
     : [...keys.map((k) => `${k}={{ key ${JSON.stringify(consulSecretsPrefix(job) + k)} | toJSON }}`), ""].join("\n");
   const origin = inVariables
     ? `the Nomad Variable ${variablePath(job)}`
-    : `Consul KV ${consulSecretsPrefix(job)} (Nomad ${c.versions.nomad} has no Variables)`;
+    : `Consul KV ${consulSecretsPrefix(job)} (Nomad ${commentText(c.versions.nomad)} has no Variables)`;
   return [
     `${indent}template {`,
     `${indent}  # Secrets from ${origin} (written by Terraform); the file`,
