@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { loadDescriptionFile, loadDescriptionText } from "../constructs/description/load";
 import type { Cluster } from "../constructs/description/schema";
+import { renderTopologyMermaid } from "../constructs/render/topology";
 import { cleanup, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 
 const CLUSTERS = path.join(REPO_ROOT, "clusters");
@@ -85,6 +86,10 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       // the install asks the servers on the server VM's advertised overlay address
       expect(nodes[`rendered/${c.nodes[0].name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${c.servers.vm.overlayAddress}:8500'`);
     }
+    // the topology picture shows where the servers are: the server VM, or the provider's host
+    const servers = renderTopologyMermaid(c).split("\n").find((l) => l.includes("servers[("))!;
+    expect(servers).toContain(`datacenter ${facts.datacenter}, region global`);
+    expect(servers).toContain(c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join[0]);
     const jobspec = await parseHcl("web.hcl", jobs["rendered/jobs/web.nomad.hcl"]);
     expect(jobspec.job.web[0].datacenters).toEqual([facts.datacenter]);
   });
