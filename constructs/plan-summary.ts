@@ -22,6 +22,8 @@
  * naming that job (`nomad_variable` at `nomad/jobs/<job>`), the rest under "cluster".
  */
 
+import { changedProvisionedFiles, fileChangeDetails, reprovisionMeaning } from "./plan-node-changes";
+
 export type Change = "create" | "update" | "replace" | "destroy";
 export const CHANGES: readonly Change[] = ["create", "update", "replace", "destroy"];
 
@@ -71,6 +73,8 @@ interface Instance {
   readonly key?: string;
   readonly address: string;
   readonly body: Record<string, any>;
+  /** The stack's rendered files (relative path → text), for explaining re-provisioning. */
+  readonly files: Record<string, string>;
 }
 
 /** Arguments Terraform does not plan (meta-arguments, provisioning details). */
@@ -117,7 +121,7 @@ export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: 
       continue;
     }
     const { groupKind, group } = groupOf(inst, nodes, jobs);
-    rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: limit(res.why, maxWhy) });
+    rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: [...limit(res.why, maxWhy), ...(res.always ?? [])] });
   }
   const kindOrder: Record<GroupKind, number> = { node: 0, job: 1, cluster: 2 };
   const groupOrder = (r: PlanRow) => (r.groupKind === "node" ? nodes.indexOf(r.group) : r.groupKind === "job" ? jobs.indexOf(r.group) : 0);
@@ -187,21 +191,21 @@ function instances(set: SynthSet): Map<string, Instance> {
         if (forEach && typeof forEach === "object" && !Array.isArray(forEach)) {
           for (const [key, value] of Object.entries(forEach)) {
             const address = `${type}.${name}[${JSON.stringify(key)}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, value) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, files, body: substituteEach(body, key, value) as Record<string, any> });
           }
         } else if (Array.isArray(forEach) && forEach.every((v) => typeof v === "string")) {
           for (const key of forEach as string[]) {
             const address = `${type}.${name}[${JSON.stringify(key)}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, key) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, files, body: substituteEach(body, key, key) as Record<string, any> });
           }
         } else if (typeof body.count === "number") {
           for (let i = 0; i < body.count; i++) {
             const address = `${type}.${name}[${i}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, address, body: substituteCount(body, i) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, address, files, body: substituteCount(body, i) as Record<string, any> });
           }
         } else {
           const address = `${type}.${name}`;
-          out.set(`${stack}\u0000${address}`, { stack, type, name, address, body });
+          out.set(`${stack}\u0000${address}`, { stack, type, name, address, files, body });
         }
       }
     }
@@ -309,7 +313,7 @@ function hasCreateProvisioner(body: Record<string, any>): boolean {
 
 const COSMETIC = "comments/formatting only";
 
-function classify(b: Instance | undefined, h: Instance | undefined): { change: Change; why: string[] } | { note: string } | undefined {
+function classify(b: Instance | undefined, h: Instance | undefined): { change: Change; why: string[]; always?: string[] } | { note: string } | undefined {
   if (!b && h) {
     const why = ["new"];
     if (h.type === "nomad_job") why.push(jobIdentity(h.body.jobspec) ? `registers job ${jobIdentity(h.body.jobspec)}` : "registers the job");
@@ -327,7 +331,8 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
   switch (b!.type) {
     case "null_resource": {
       const why = mapDiff("", bb.triggers ?? {}, hb.triggers ?? {});
-      return why.length ? { change: "replace", why: ["re-provision", ...why] } : undefined;
+      if (!why.length) return undefined;
+      return { change: "replace", why: ["re-provision", ...reprovisionWords(b!, h!, why)] };
     }
     case "terraform_data": {
       const replace = mapDiff("triggers_replace.", bb.triggers_replace ?? {}, hb.triggers_replace ?? {});
@@ -360,9 +365,34 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
         } else why.push(...mapDiff("", { [k]: bb[k] }, { [k]: hb[k] }));
       }
       if (b!.type === "nomad_job" && change === "update") why.push("new Nomad deployment (canary first)");
-      return { change, why };
+      // after the "+N more" cut: a reviewer must always see it
+      const always = b!.type === "nomad_job" && typeof hb.jobspec === "string" ? countResetNote(hb.jobspec) : [];
+      return { change, why, always };
     }
   }
+}
+
+/**
+ * A re-provisioning in words, from the rendered files behind the changed `sha256_*`
+ * triggers (see plan-node-changes.ts); the bare trigger names when the texts are absent.
+ */
+function reprovisionWords(b: Instance, h: Instance, triggerWhy: string[]): string[] {
+  const { files, otherTriggers } = changedProvisionedFiles(b, h);
+  if (!files.length) return triggerWhy;
+  const node = typeof h.body.triggers?.node === "string" ? h.body.triggers.node : h.name;
+  const component = h.name.slice(h.name.lastIndexOf("_") + 1);
+  const others = triggerWhy.filter((w) => otherTriggers.some((k) => w === k || w.startsWith(`${k}:`) || w === `+${k}` || w === `-${k}`));
+  return [...reprovisionMeaning(node, component, files), ...files.flatMap(fileChangeDetails), ...others];
+}
+
+/**
+ * Registering a jobspec sets every group's count to the jobspec's: the Nomad provider has
+ * no PreserveCounts (terraform-provider-nomad #420), so a count an operator changed in
+ * Nomad (UI, `nomad job scale`) since the last deploy is reset. Said on every job row.
+ */
+export function countResetNote(jobspec: string): string[] {
+  const counts = [...jobspecSettings(jobspec)].filter(([k]) => /(^|\/)group\.[^/]+\/count$/.test(k)).map(([k, v]) => `${/group\.([^/]+)\/count$/.exec(k)![1]} = ${v}`);
+  return counts.length ? [`count reset to the description's (${counts.join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`] : [];
 }
 
 function argumentDiff(a: Record<string, any>, b: Record<string, any>): string[] {
