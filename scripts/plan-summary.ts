@@ -1,5 +1,5 @@
 /**
- * `npm run summary [-- --base-ref REF | --base DIR] [--out DIR] [--title TEXT] [--json]`
+ * `npm run summary [-- --base-ref REF | --base DIR] [--out DIR] [--plan STACK=FILE]... [--title TEXT] [--json]`
  *
  * Prints, as Markdown (for a CI comment), what a change would do per node and per job,
  * and a one-line total (see docs/plan-review.md). Compares two synth outputs:
@@ -9,6 +9,9 @@
  *   neither: no baseline, everything is new;
  * - the change: `--out DIR` (default ./cdktf.out), or, with `--base-ref` and no `--out`,
  *   a fresh synth of the working tree (so it cannot be stale).
+ * With `--plan nodes=plan.json` (the output of `terraform show -json PLANFILE` for that
+ * stack; STACK is the stack name or its suffix after the cluster name) the rows of that
+ * stack are Terraform's real plan instead.
  * The description (CLUSTER_FILE, default the example) and its stacks are named on stderr;
  * stdout holds only the summary.
  */
@@ -17,11 +20,20 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ANNOUNCED_ENV, loadSelectedDescription, type SelectedDescription } from "../constructs/description/selection";
-import { renderPlanMarkdown, summarizePlan } from "../constructs/plan-summary";
+import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../constructs/plan-summary";
 import { readSynthOutput } from "./lib/synth-output";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
-const USAGE = "usage: npm run summary -- [--base-ref REF | --base DIR] [--out DIR (default cdktf.out)] [--title TEXT] [--json]";
+const USAGE =
+  "usage: npm run summary -- [--base-ref REF | --base DIR] [--out DIR (default cdktf.out)] [--plan STACK=FILE (terraform show -json PLANFILE; repeatable)] [--title TEXT] [--json]";
+
+/** "nodes" → the one stack named "<cluster>-nodes"; a full stack name as is. */
+function resolveStack(name: string, stacks: string[]): string {
+  if (stacks.includes(name)) return name;
+  const bySuffix = stacks.filter((s) => s.endsWith(`-${name}`));
+  if (bySuffix.length === 1) return bySuffix[0];
+  throw new Error(`--plan ${name}=…: no single synthesized stack named ${name} or *-${name} (stacks: ${stacks.join(", ")})\n${USAGE}`);
+}
 
 /** Synthesizes `description` with the code in `repo` into `outdir`; the app's error output when it fails. */
 function synthAt(repo: string, description: string, outdir: string): string | undefined {
@@ -75,6 +87,7 @@ function main(argv: string[]): number {
   let baseRef: string | undefined;
   let title: string | undefined;
   let json = false;
+  const planFiles: [string, string][] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -87,6 +100,12 @@ function main(argv: string[]): number {
     else if (a === "--base-ref") baseRef = value();
     else if (a === "--title") title = value();
     else if (a === "--json") json = true;
+    else if (a === "--plan") {
+      const v = value();
+      const eq = v.indexOf("=");
+      if (eq <= 0 || eq === v.length - 1) throw new Error(`--plan needs STACK=FILE, got ${v}\n${USAGE}`);
+      planFiles.push([v.slice(0, eq), v.slice(eq + 1)]);
+    }
     else if (a === "-h" || a === "--help") {
       process.stdout.write(`${USAGE}\n`);
       return 0;
@@ -124,7 +143,19 @@ function main(argv: string[]): number {
       const failed = synthAt(REPO_ROOT, loaded.selection.absolutePath, outDir);
       if (failed) throw new Error(`the working tree does not synthesize: ${failed}`);
     }
-    const summary = summarizePlan(baseDir === undefined ? undefined : readSynthOutput(baseDir), readSynthOutput(outDir));
+    const head = readSynthOutput(outDir);
+    const plans: Record<string, TerraformPlanJson> = {};
+    for (const [name, file] of planFiles) {
+      const stack = resolveStack(name, Object.keys(head.stacks));
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(fs.readFileSync(file, "utf8"));
+      } catch (e) {
+        throw new Error(`--plan ${name}=${file}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      plans[stack] = parsePlanJson(parsed, file);
+    }
+    const summary = summarizePlan(baseDir === undefined ? undefined : readSynthOutput(baseDir), head, { plans });
     const withNotes = { ...summary, notes: [...notes.filter((n) => !summary.notes.includes(n)), ...summary.notes] };
     const heading = title ?? (baseRef !== undefined ? `Plan review against ${baseRef}` : "Plan review");
     process.stdout.write(json ? `${JSON.stringify(withNotes, null, 2)}\n` : renderPlanMarkdown(withNotes, heading));

@@ -208,6 +208,25 @@ export const clusterSchema = z.strictObject({
       extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
+  // --- rollout (rolling re-provisioning of the node agents) ---
+  /**
+   * How many nodes each agent kind (Consul, keepalived, Nomad) re-provisions at once: a
+   * node count, or a percentage of the nodes such as "25%" (rounded down, at least 1, like
+   * Ansible's `serial`). Default 1: one node at a time. keepalived never takes every
+   * floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
+   */
+  rollout: z
+    .strictObject({
+      batchSize: z
+        .union([z.number().int().min(1, "a node count >= 1"), z.string().regex(/^([1-9][0-9]?|100)%$/, 'a percentage "1%" to "100%"')], {
+          error: 'a node count >= 1 or a percentage "1%" to "100%"',
+        })
+        .default(1)
+        .describe('Nodes re-provisioned at once per agent kind: a count (>= 1) or a percentage such as "25%" (rounded down, at least 1). Default 1.'),
+    })
+    .default({ batchSize: 1 })
+    .describe("Rolling re-provisioning of the node agents (Consul, keepalived, Nomad), batch by batch in description order."),
+  // --- end rollout ---
   /** Shared Terraform state (default: local files on the operator's machine). */
   state: z
     .union(
