@@ -17,94 +17,19 @@ import type { Cluster } from "../../constructs/description/schema";
 import { nodesStackName } from "../../constructs/nodes-stack";
 import { Sandbox, systemTestPrerequisites, waitFor } from "./sandbox";
 import { applyProvisioners, ssh, sshConfigFromConnection, type Operator } from "./terraform-like";
+import { INVALID_MARKER, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
 
 const pre = systemTestPrerequisites(["ip", "unshare", "ssh", "scp", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd"]);
 
-const MARKER = "STANDIN_VALIDATION_FAILS";
+const MARKER = INVALID_MARKER;
 const PASSWORD = "t3st-pw";
 const VIP = "10.213.0.100";
 
 jest.setTimeout(60000);
 
-/** Stand-in programs on the VM; each appends its command line to $STATE/calls.log. */
+/** Stand-in programs on the VM (shared fixtures); each appends its command line to $STATE/calls.log. */
 function standIns(state: string, node: string, overlayAddress: string): Record<string, string> {
-  const head = `#!/usr/bin/env bash
-set -euo pipefail
-readonly STATE=${JSON.stringify(state)}
-echo "$(basename "$0") $*" >>"$STATE/calls.log"
-`;
-  return {
-    sudo: `#!/bin/sh
-# Stand-in: the test logs in as root; drop sudo's options and run the command.
-while [ "\${1#-}" != "$1" ]; do shift; done
-exec "$@"
-`,
-    systemctl: `${head}
-units=(); verb=""; now=false
-for a in "$@"; do
-  case $a in
-    --now) now=true ;;
-    -*) ;;
-    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
-  esac
-done
-for u in "\${units[@]}"; do
-  case $verb in
-    enable) touch "$STATE/enabled.$u"; if $now; then touch "$STATE/active.$u"; fi ;;
-    disable) rm -f "$STATE/enabled.$u"; if $now; then rm -f "$STATE/active.$u"; fi ;;
-    start | restart) touch "$STATE/active.$u" ;;
-    stop) rm -f "$STATE/active.$u" ;;
-    reload) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
-    is-active) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
-    is-enabled) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
-    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
-  esac
-done
-[[ -n $verb ]] || exit 1
-`,
-    consul: `${head}
-case \${1:-} in
-  validate)
-    if grep -rqs -- ${MARKER} "$2"; then echo "Config validation failed: ${MARKER} in $2" >&2; exit 1; fi
-    echo "Configuration is valid!" ;;
-  members)
-    [[ -e "$STATE/active.consul" ]] || { echo "Error retrieving members: connection refused" >&2; exit 1; }
-    echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
-    echo "server-1  10.213.9.9:8301  alive  server  1.20.5  2  dc  default  <all>"
-    echo "${node}  ${overlayAddress}:8301  alive  client  1.20.5  2  dc  default  <default>" ;;
-  leave) ;;
-  *) echo "stand-in consul: $* not supported" >&2; exit 1 ;;
-esac
-`,
-    nomad: `${head}
-case "\${1:-} \${2:-}" in
-  "config validate")
-    if grep -rqs -- ${MARKER} "$3"; then echo "Config validation failed: ${MARKER} in $3" >&2; exit 1; fi ;;
-  "node status")
-    [[ -e "$STATE/active.nomad" ]] || { echo "Error querying node: connection refused" >&2; exit 1; }
-    addr=\${NOMAD_ADDR#*://} template=""
-    shift 2
-    while (($#)); do
-      case $1 in
-        -address=*) addr=\${1#-address=http://} ;;
-        -t) template=$2; shift ;;
-      esac
-      shift
-    done
-    case $template in
-      *SchedulingEligibility*) echo eligible ;;
-      *Status*) echo "ready $addr" ;;
-      *) echo "ID  Name  Status"; echo "x  ${node}  ready" ;;
-    esac ;;
-  "node drain" | "node eligibility") ;;
-  *) echo "stand-in nomad: $* not supported" >&2; exit 1 ;;
-esac
-`,
-    "apt-get": `${head}
-echo "stand-in apt-get: no package installs in this test" >&2
-exit 100
-`,
-  };
+  return { ...systemStandIns(state), ...agentStandIns(state, node, overlayAddress) };
 }
 
 describe("provisioning over SSH through a bastion (synthesized provisioners, real sshd)", () => {
@@ -140,6 +65,8 @@ describe("provisioning over SSH through a bastion (synthesized provisioners, rea
     const d = sb.dir;
     state = path.join(d, "vm-state");
     fs.mkdirSync(state);
+    // The example's servers: the newest generation's versions, datacenter dc1.
+    writeProfile(state, { ...generationProfile("2025", "10.213.9.9", "unused"), serversDatacenter: "dc1" });
     const opNs = sb.netns("op");
     const bastionNs = sb.netns("bastion");
     const vmNs = sb.netns("vm");
@@ -204,7 +131,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.213.2.2")}`;
       c.name = `sys-${sb.id}`;
       c.bastion = { host: "10.213.1.2", port: 22, user: "root", hostKey: pub("bastion_host") };
       c.ssh = { user: "root", privateKey: { file: path.join(d, "operator") } };
-      c.overlay = { interface: "ovl213", prefix: "10.213.0.0/24", addressing: "static" };
+      c.overlay = { interface: "ovl213", prefix: "10.213.0.0/24", addressing: "static", linkDns: "none" };
       c.floatingIp = { address: VIP, virtualRouterId: 213, advertInterval: 1 };
       c.nodes[0] = { ...c.nodes[0], address: "10.213.2.2", overlayAddress: "10.213.0.1", hostKey: pub("vm_host") };
       c.nodes[1] = { ...c.nodes[1], address: "10.213.2.3", overlayAddress: "10.213.0.2" };
