@@ -104,6 +104,15 @@ describe("npm run synth / diff / deploy (scripts/cdktf.ts around cdktf)", () => 
     expect(r.all).not.toContain("running: cdktf");
     expect(r.all).not.toContain("Could not find stack");
   });
+
+  it("diff and deploy refuse to run on the example when CLUSTER_FILE is not set", () => {
+    for (const command of ["deploy", "diff"]) {
+      const r = npmRun(command, [], { CLUSTER_FILE: "" });
+      expect({ command, status: r.status }).toEqual({ command, status: 1 });
+      expect(r.stderr).toContain(`error: refusing to ${command} without CLUSTER_FILE: that would be the example cluster. Set CLUSTER_FILE=clusters/<team>.yaml`);
+      expect(r.all).not.toContain("running: cdktf");
+    }
+  });
 });
 
 describe("main.ts says which description it loaded", () => {

@@ -6,7 +6,8 @@
  *    problem is printed once and cdktf is not started (cdktf would echo the app's stderr a
  *    second time, inside its own error block).
  * 2. Says which description it loaded and its stack names (stderr), loudly for the example.
- * 3. diff/deploy: every stack pattern must match a stack of that description, else it stops
+ * 3. diff/deploy: refused without CLUSTER_FILE (the example is placeholders); every stack
+ *    pattern must match a stack of that description, else it stops
  *    and names the description (instead of cdktf's bare "Could not find stack"). Without a
  *    pattern: every stack of the description (diff runs once per stack: `cdktf diff` takes
  *    one). Deploying a subset adds --ignore-missing-stack-dependencies (the jobs stack
@@ -84,6 +85,14 @@ function main(argv: string[]): number {
       process.stderr.write(
         `error: ${unmatched.map((p) => `'${p}'`).join(", ")} matches no stack of ${loaded.selection.file} (its stacks: ${loaded.stacks.join(", ")}).\n` +
           (loaded.selection.fromEnv ? "Check the name, or CLUSTER_FILE.\n" : "CLUSTER_FILE is not set, so the example was loaded: set CLUSTER_FILE=clusters/<team>.yaml.\n"),
+      );
+      return 1;
+    }
+    // The example is placeholders (example.org): a diff or deploy of it is never what an operator means.
+    if (!loaded.selection.fromEnv) {
+      process.stderr.write(
+        `error: refusing to ${command} without CLUSTER_FILE: that would be the example cluster. ` +
+          `Set CLUSTER_FILE=clusters/<team>.yaml (or CLUSTER_FILE=${loaded.selection.file} if you do mean the example).\n`,
       );
       return 1;
     }
