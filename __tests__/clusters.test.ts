@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { loadDescriptionFile, loadDescriptionText } from "../constructs/description/load";
 import type { Cluster } from "../constructs/description/schema";
+import { renderTopologyMermaid } from "../constructs/render/topology";
 import { cleanup, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 
 const CLUSTERS = path.join(REPO_ROOT, "clusters");
@@ -85,6 +86,10 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       // the install asks the servers on the server VM's advertised overlay address
       expect(nodes[`rendered/${c.nodes[0].name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${c.servers.vm.overlayAddress}:8500'`);
     }
+    // the topology picture shows where the servers are: the server VM, or the provider's host
+    const servers = renderTopologyMermaid(c).split("\n").find((l) => l.includes("servers[("))!;
+    expect(servers).toContain(`datacenter ${facts.datacenter}, region global`);
+    expect(servers).toContain(c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join[0]);
     const jobspec = await parseHcl("web.hcl", jobs["rendered/jobs/web.nomad.hcl"]);
     expect(jobspec.job.web[0].datacenters).toEqual([facts.datacenter]);
   });
@@ -103,7 +108,9 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
     const api = jobs["rendered/jobs/api.nomad.hcl"];
     const haproxy = await parseHcl("h.hcl", jobs["rendered/jobs/haproxy.nomad.hcl"]);
     const haproxyTask = haproxy.job.haproxy[0].group.haproxy[0].task.haproxy[0];
-    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg");
+    // From Nomad 1.4 (change_script) the template writes a candidate that start.sh/reload.sh
+    // install after haproxy -c; before, the running file itself.
+    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg" || t.destination === "local/haproxy.cfg.next");
     const jobsStack = out.stacks[`${c.name}-jobs`];
     if (year === "2022") {
       expect(install).not.toContain('nomad config validate "$candidate"');
@@ -112,7 +119,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(api).toContain('AWS_SECRET_ACCESS_KEY={{ key "nomad-secrets/api/AWS_SECRET_ACCESS_KEY" | toJSON }}');
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable"))).toEqual([]);
       expect(resourcesOf(jobsStack, "consul_keys").api.key.map((k: any) => k.path)).toContain("nomad-secrets/api/AWS_SECRET_ACCESS_KEY");
-      expect(cfgTemplate).toMatchObject({ change_mode: "signal", change_signal: "SIGUSR2" });
+      expect(cfgTemplate).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "signal", change_signal: "SIGUSR2" });
       expect(haproxyTask.service[0]).not.toHaveProperty("provider");
     } else {
       expect(install).toContain('nomad config validate "$candidate"');
@@ -121,6 +128,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "worker"]);
       expect(cfgTemplate.change_mode).toBe("script");
+      expect(cfgTemplate.destination).toBe("local/haproxy.cfg.next");
       expect(haproxyTask.service[0].provider).toBe("consul");
     }
     // in either form the secret is an apply-time reference to a sensitive variable, never a value
