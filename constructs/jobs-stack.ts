@@ -22,14 +22,13 @@ import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-
 import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
 import { terraformLiteral, terraformLiterals } from "./escape";
+import { jobsStackName } from "./stack-names";
 
 export interface ClusterJobsStackProps {
   readonly cluster: Cluster;
 }
 
-export function jobsStackName(c: Cluster): string {
-  return `${c.name}-jobs`;
-}
+export { jobsStackName };
 
 /** The Consul provider wants host:port and the scheme apart. */
 export function consulProviderAddress(url: string): { address: string; scheme: string } {

@@ -273,7 +273,10 @@ export const clusterSchema = z.strictObject({
     user: unixUser.default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
     privateKey: sshPrivateKey.default({ agent: true }).describe("Where the private key comes from: never the key itself."),
-  }),
+  })
+    // Optional as a whole: without it, user ubuntu and the ssh-agent (the defaults above).
+    .prefault({})
+    .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
     interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
