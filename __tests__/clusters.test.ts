@@ -1,67 +1,160 @@
 /**
- * Every description shipped in clusters/ is valid and synthesizes; the later-year example
- * exercises what the default one does not (another overlay, interface addressing, a node
- * that never holds the floating IP, shared state).
+ * Every description shipped in clusters/ is valid and synthesizes; each provider
+ * generation's description produces what that generation needs (facts from the provider's
+ * playbook/, see /work/shared/docs/infrastructure.md and README "Supported provider
+ * generations"), read back from the real synth output with HashiCorp's HCL parser.
  */
 import * as fs from "fs";
 import * as path from "path";
-import { loadDescriptionFile } from "../constructs/description/load";
+import { loadDescriptionFile, loadDescriptionText } from "../constructs/description/load";
+import type { Cluster } from "../constructs/description/schema";
 import { cleanup, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 
 const CLUSTERS = path.join(REPO_ROOT, "clusters");
 const descriptions = fs.readdirSync(CLUSTERS).filter((f) => f.endsWith(".yaml"));
+const GENERATIONS = ["2022", "2023", "2024", "2025"] as const;
+
+function load(file: string): Cluster {
+  const r = loadDescriptionFile(path.join(CLUSTERS, file));
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.cluster;
+}
 
 describe("shipped cluster descriptions", () => {
-  it("there are at least two", () => expect(descriptions.length).toBeGreaterThanOrEqual(2));
+  it("there is one per provider generation, plus the example", () => {
+    expect(descriptions.sort()).toEqual(["example.yaml", ...GENERATIONS.map((g) => `provider-${g}.yaml`)]);
+  });
 
   it.each(descriptions)("%s is valid and synthesizes both stacks", (f) => {
-    const r = loadDescriptionFile(path.join(CLUSTERS, f));
-    if (!r.ok) throw new Error(JSON.stringify(r.problems));
-    const out = synthCluster(r.cluster);
+    const c = load(f);
+    const out = synthCluster(c);
     try {
-      expect(Object.keys(out.stacks).sort()).toEqual([`${r.cluster.name}-jobs`, `${r.cluster.name}-nodes`]);
+      expect(Object.keys(out.stacks).sort()).toEqual([`${c.name}-jobs`, `${c.name}-nodes`]);
     } finally {
       cleanup(out);
     }
   });
 });
 
-describe("clusters/example-later-year.yaml", () => {
+/** What each generation's provisioning code sets (playbook/ at that year's commit). */
+const FACTS = {
+  "2022": { consul: "1.11.5", nomad: "1.2.6", datacenter: "dc1", serverVm: false, iface: "vxlan100", linkDns: "none", nodes: 2 },
+  "2023": { consul: "1.15.2", nomad: "1.5.3", datacenter: "team-2023", serverVm: true, iface: "vxlan100", linkDns: "agent", nodes: 2 },
+  "2024": { consul: "1.18.1", nomad: "1.7.7", datacenter: "team-2024", serverVm: true, iface: "vxlan4", linkDns: "agent", nodes: 2 },
+  "2025": { consul: "1.20.5", nomad: "1.9.7", datacenter: "team-2025", serverVm: true, iface: "vxlan5", linkDns: "agent", nodes: 2 },
+} as const;
+
+describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
+  const facts = FACTS[year];
+  let c: Cluster;
   let out: SynthOutput;
-  let files: Record<string, string>;
-  let nodes: any;
+  let nodes: Record<string, string>;
+  let jobs: Record<string, string>;
   beforeAll(() => {
-    const r = loadDescriptionFile(path.join(CLUSTERS, "example-later-year.yaml"));
-    if (!r.ok) throw new Error(JSON.stringify(r.problems));
-    out = synthCluster(r.cluster);
-    files = out.files["team-blue-nodes"];
-    nodes = out.stacks["team-blue-nodes"];
+    c = load(`provider-${year}.yaml`);
+    out = synthCluster(c);
+    nodes = out.files[`${c.name}-nodes`];
+    jobs = out.files[`${c.name}-jobs`];
   });
   afterAll(() => cleanup(out));
 
-  it("agents look their overlay address up on vxlan42", async () => {
-    const consul = await parseHcl("c.hcl", files["rendered/blue-1/consul/consul.hcl"]);
-    expect(consul.bind_addr).toBe('{{ GetInterfaceIP "vxlan42" }}');
-    // the provider's servers have no gossip key: a client with one could never join
-    expect(consul).not.toHaveProperty("encrypt_verify_incoming");
-    const nomad = await parseHcl("n.hcl", files["rendered/blue-3/nomad/nomad.hcl"]);
-    expect(nomad.client[0].network_interface).toBe("vxlan42");
-    expect(nomad.client[0].node_class).toBe("batch");
-    expect(nomad.client[0].meta).toEqual({ disk: "ssd", floating_ip_eligible: "false" });
+  it("describes that year's shape: versions, datacenter, overlay, link DNS, server placement, VM count", () => {
+    expect(c.versions).toEqual({ consul: facts.consul, nomad: facts.nomad });
+    expect(c.servers.datacenter).toBe(facts.datacenter);
+    expect(c.region).toBe("global");
+    expect(c.overlay.interface).toBe(facts.iface);
+    expect(c.overlay.linkDns).toBe(facts.linkDns);
+    expect(c.servers.vm !== undefined).toBe(facts.serverVm);
+    // 2023+: three VMs = the server VM + two client nodes; 2022: two client nodes.
+    expect(c.nodes.length + (c.servers.vm ? 1 : 0)).toBe(facts.serverVm ? 3 : 2);
   });
 
-  it("the non-eligible node gets keepalived removed; the others peer only with each other", () => {
-    expect(files["rendered/blue-3/keepalived/keepalived.conf"]).toBeUndefined();
-    expect(Object.keys(files).filter((f) => f.startsWith("rendered/blue-3/keepalived/"))).not.toHaveLength(0);
-    const conf = files["rendered/blue-1/keepalived/keepalived.conf"];
-    expect(conf).toMatch(/unicast_peer \{\n\s+172\.16\.42\.22\s/);
-    expect(conf).not.toContain("172.16.42.23");
-    expect(conf).toContain("172.16.42.110/24 dev vxlan42");
-    expect(conf).toContain("virtual_router_id 142");
+  it("clients join the servers' datacenter and region, and never provision the server VM", async () => {
+    for (const n of c.nodes) {
+      const consul = await parseHcl("c.hcl", nodes[`rendered/${n.name}/consul/consul.hcl`]);
+      expect(consul).toMatchObject({ datacenter: facts.datacenter, server: false });
+      const nomad = await parseHcl("n.hcl", nodes[`rendered/${n.name}/nomad/nomad.hcl`]);
+      expect(nomad).toMatchObject({ datacenter: facts.datacenter, region: "global" });
+      expect(nomad.server[0].enabled).toBe(false);
+      expect(nodes[`rendered/${n.name}/consul/install.sh`]).toContain(`readonly SERVERS_DATACENTER='${facts.datacenter}'`);
+    }
+    if (c.servers.vm) {
+      const vm = c.servers.vm.name;
+      expect(Object.keys(nodes).filter((f) => f.startsWith(`rendered/${vm}/`))).toEqual([]);
+      expect(Object.keys(resourcesOf(out.stacks[`${c.name}-nodes`], "null_resource")).filter((r) => r.startsWith(`${vm}_`))).toEqual([]);
+      // the install asks the servers on the server VM's advertised overlay address
+      expect(nodes[`rendered/${c.nodes[0].name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${c.servers.vm.overlayAddress}:8500'`);
+    }
+    const jobspec = await parseHcl("web.hcl", jobs["rendered/jobs/web.nomad.hcl"]);
+    expect(jobspec.job.web[0].datacenters).toEqual([facts.datacenter]);
   });
 
-  it("reads the key from a file at apply time and keeps state in a TLS Consul", () => {
-    expect(resourcesOf(nodes, "null_resource")["blue-1_consul"].connection.private_key).toBe('${file(pathexpand("~/.ssh/team_blue_ed25519"))}');
-    expect(nodes.terraform.backend.consul).toMatchObject({ scheme: "https", path: "terraform/team-blue/team-blue-nodes", lock: true });
+  it("client DNS fits the link: recursors where the link sends the internal domain to the agent, none where it does not", async () => {
+    const consul = await parseHcl("c.hcl", nodes[`rendered/${c.nodes[0].name}/consul/consul.hcl`]);
+    // the agent serves DNS on the overlay address, port 53, in every generation (HAProxy's resolvers)
+    expect(consul.addresses[0].dns).toBe(c.nodes[0].overlayAddress);
+    expect(consul.ports[0].dns).toBe(53);
+    if (facts.linkDns === "agent") expect(consul.recursors).toEqual(["1.1.1.1", "1.0.0.1"]);
+    else expect(consul).not.toHaveProperty("recursors");
+  });
+
+  it("uses only what that year's Nomad offers: Variables and config validate from 1.4/1.3, Consul KV and a restart check before", async () => {
+    const install = nodes[`rendered/${c.nodes[0].name}/nomad/install.sh`];
+    const api = jobs["rendered/jobs/api.nomad.hcl"];
+    const haproxy = await parseHcl("h.hcl", jobs["rendered/jobs/haproxy.nomad.hcl"]);
+    const haproxyTask = haproxy.job.haproxy[0].group.haproxy[0].task.haproxy[0];
+    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg");
+    const jobsStack = out.stacks[`${c.name}-jobs`];
+    if (year === "2022") {
+      expect(install).not.toContain('nomad config validate "$candidate"');
+      expect(install).toContain("restore_previous");
+      expect(api).not.toContain("nomadVar");
+      expect(api).toContain('AWS_SECRET_ACCESS_KEY={{ key "nomad-secrets/api/AWS_SECRET_ACCESS_KEY" | toJSON }}');
+      expect(Object.keys(resourcesOf(jobsStack, "nomad_variable"))).toEqual([]);
+      expect(resourcesOf(jobsStack, "consul_keys").api.key.map((k: any) => k.path)).toContain("nomad-secrets/api/AWS_SECRET_ACCESS_KEY");
+      expect(cfgTemplate).toMatchObject({ change_mode: "signal", change_signal: "SIGUSR2" });
+      expect(haproxyTask.service[0]).not.toHaveProperty("provider");
+    } else {
+      expect(install).toContain('nomad config validate "$candidate"');
+      expect(install).not.toContain("restore_previous");
+      expect(api).toContain('{{ with nomadVar "nomad/jobs/api" -}}');
+      expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
+      expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "worker"]);
+      expect(cfgTemplate.change_mode).toBe("script");
+      expect(haproxyTask.service[0].provider).toBe("consul");
+    }
+    // in either form the secret is an apply-time reference to a sensitive variable, never a value
+    const items = year === "2022" ? Object.fromEntries(resourcesOf(jobsStack, "consul_keys").api.key.map((k: any) => [k.path.split("/").pop(), k.value])) : resourcesOf(jobsStack, "nomad_variable").api.items;
+    expect(items.AWS_SECRET_ACCESS_KEY).toBe("${var.s3_secret_access_key}");
+    expect(jobsStack.variable.s3_secret_access_key).toMatchObject({ sensitive: true });
+    expect(jobsStack.variable.s3_secret_access_key).not.toHaveProperty("default");
+  });
+});
+
+describe("descriptions the generations' facts rule out", () => {
+  const text = fs.readFileSync(path.join(CLUSTERS, "provider-2024.yaml"), "utf8");
+  const problems = (t: string) => {
+    const r = loadDescriptionText(t);
+    return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+  };
+
+  it("the server VM listed as a node is refused, with the field", () => {
+    const t = text.replace("overlayAddress: 172.16.4.101", "overlayAddress: 172.16.4.100");
+    expect(problems(t)).toEqual([expect.stringMatching(/^nodes\[0\]\.overlayAddress: expected a node other than the server VM \(servers\.vm\.overlayAddress is 172\.16\.4\.100\)/)]);
+  });
+
+  it("a link that sends DNS to the agent needs recursors", () => {
+    const t = text.replace("  recursors: [1.1.1.1, 1.0.0.1] # as the provider's servers\n", "  recursors: []\n");
+    expect(problems(t)).toEqual([expect.stringMatching(/^consul\.recursors: expected at least one upstream DNS server/)]);
+  });
+
+  it("a version older than the oldest supported names the field, the version and the minimum", () => {
+    const t = text.replace("nomad: 1.7.7", "nomad: 1.1.4");
+    expect(problems(t)).toEqual(["versions.nomad: expected nomad 1.2.0 or newer (the oldest the output is checked against), got string \"1.1.4\""]);
+  });
+
+  it("the datacenter is required: no default could be right for every generation", () => {
+    const t = text.replace("  datacenter: team-2024           # the provider's servers: datacenter = the group name\n", "");
+    expect(problems(t)).toEqual([expect.stringMatching(/^servers\.datacenter: /)]);
   });
 });

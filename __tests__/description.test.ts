@@ -75,7 +75,7 @@ describe("cluster description", () => {
     expect(r.cluster.nomad.drainDeadline).toBe("5m");
     expect(r.cluster.nodes[0].maintenance).toBe(false);
     expect(r.cluster.nodes[0].floatingIp).toEqual({ eligible: true, priority: 150 });
-    expect(r.cluster.consul).toEqual({ gossipEncryption: false, acl: false });
+    expect(r.cluster.consul).toEqual({ gossipEncryption: false, acl: false, recursors: [] });
   });
 
   it("has a corpus of at least 15 broken descriptions", () => {

@@ -47,7 +47,7 @@ describe("jobs stack (example cluster)", () => {
 
   it("configures the Nomad and Consul providers from the servers' HTTP APIs", () => {
     expect(stack.provider.nomad).toEqual([{ address: "http://team-example.internal.example.org:4646", region: "global" }]);
-    expect(stack.provider.consul).toEqual([{ address: "team-example.internal.example.org:8500", scheme: "http", datacenter: "team-example" }]);
+    expect(stack.provider.consul).toEqual([{ address: "team-example.internal.example.org:8500", scheme: "http", datacenter: "dc1" }]);
   });
 
   it("registers the four jobs at readable addresses, waiting for their deployments", () => {
@@ -128,7 +128,7 @@ describe("jobs stack (example cluster)", () => {
     it.each(SERVICE_JOBS)("%s: type, placement, canary rollout with auto-promote and auto-revert", (name) => {
       const job = jobs[name].job;
       expect(job.type).toBe("service");
-      expect(job.datacenters).toEqual(["team-example"]);
+      expect(job.datacenters).toEqual(["dc1"]);
       expect(job.region).toBe("global");
       expect(job.update[0]).toEqual({
         max_parallel: 1,

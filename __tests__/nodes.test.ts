@@ -107,7 +107,7 @@ describe("nodes stack (example cluster)", () => {
   it("renders a Consul client config that binds and advertises the overlay address", async () => {
     const hcl = await parseHcl("consul.hcl", files["rendered/node-1/consul/consul.hcl"]);
     expect(hcl).toMatchObject({
-      datacenter: "team-example",
+      datacenter: "dc1",
       node_name: "node-1",
       server: false,
       data_dir: "/opt/consul",
@@ -129,7 +129,7 @@ describe("nodes stack (example cluster)", () => {
 
   it("renders a Nomad client config: client only, overlay host network, no drain_on_shutdown", async () => {
     const hcl = await parseHcl("nomad.hcl", files["rendered/node-2/nomad/nomad.hcl"]);
-    expect(hcl).toMatchObject({ datacenter: "team-example", region: "global", name: "node-2", bind_addr: "172.16.1.12", leave_on_terminate: false });
+    expect(hcl).toMatchObject({ datacenter: "dc1", region: "global", name: "node-2", bind_addr: "172.16.1.12", leave_on_terminate: false });
     expect(hcl.server[0].enabled).toBe(false);
     const client = hcl.client[0];
     expect(client.enabled).toBe(true);
@@ -156,19 +156,24 @@ describe("nodes stack (example cluster)", () => {
     for (const s of scripts) expect(files[s]).toMatch(/^#!\/usr\/bin\/env bash\n(#.*\n)*set -euo pipefail$/m);
   });
 
-  it("counts Consul as joined only with the node's overlay address AND an alive server in sight", () => {
+  it("counts Consul as joined only when the local agent is alive with its overlay address AND the servers' catalog has it there, in their datacenter", () => {
     const script = files["rendered/node-1/consul/install.sh"];
     const joined = script.slice(script.indexOf("joined() {"), script.indexOf("\n}\n", script.indexOf("joined() {")) + 3);
-    const run = (members: string) =>
-      spawnSync("bash", ["-c", `NODE_NAME=node-1\nconsul() { printf '%s\\n' "$MEMBERS"; }\n${joined}\njoined 172.16.1.11`], {
-        env: { ...process.env, MEMBERS: members },
+    // `consul members` (local gossip) and `consul catalog nodes` (asked of the servers) print what the real CLI prints.
+    const run = (members: string, catalog: string) =>
+      spawnSync("bash", ["-c", `NODE_NAME=node-1\nSERVERS_DATACENTER=dc1\nSERVERS_HTTP=http://x:8500\nconsul() { case $1 in members) printf '%s\\n' "$MEMBERS" ;; catalog) printf '%s\\n' "$CATALOG" ;; esac; }\n${joined}\njoined 172.16.1.11`], {
+        env: { ...process.env, MEMBERS: members, CATALOG: catalog },
       }).status;
     const header = "Node Address Status Type Build Protocol DC Partition Segment";
-    const self = "node-1 172.16.1.11:8301 alive client 1.20.5 2 team-example default <default>";
-    const server = "consul-1 172.16.0.2:8301 alive server 1.20.5 2 team-example default <all>";
-    expect(run([header, server, self].join("\n"))).toBe(0);
-    expect(run([header, self].join("\n"))).toBe(1); // alone: never reached the servers
-    expect(run([header, server, self.replace("172.16.1.11", "10.0.2.15")].join("\n"))).toBe(1); // wrong address
+    const self = "node-1 172.16.1.11:8301 alive client 1.20.5 2 dc1 default <default>";
+    const members = [header, "consul-1 172.16.0.2:8301 alive server 1.20.5 2 dc1 default <all>", self].join("\n");
+    const catalogHeader = "Node ID Address DC";
+    const registered = [catalogHeader, "consul-1 0e4d5c11 172.16.0.2 dc1", "node-1 7a1b2c3d 172.16.1.11 dc1"].join("\n");
+    expect(run(members, registered)).toBe(0);
+    expect(run(members, [catalogHeader, "consul-1 0e4d5c11 172.16.0.2 dc1"].join("\n"))).toBe(1); // gossip only: the servers never registered it
+    expect(run(members, registered.replace("172.16.1.11", "10.0.2.15"))).toBe(1); // the servers know it at another address
+    expect(run(members, registered.replace("172.16.1.11 dc1", "172.16.1.11 team-x"))).toBe(1); // another datacenter
+    expect(run(members.replace(`\n${self}`, ""), registered)).toBe(1); // not among the locally alive members (-status=alive)
   });
 
   it("decommission disables every agent whatever its state, so nothing comes back at boot", () => {
@@ -188,7 +193,7 @@ describe("nodes stack (example cluster)", () => {
     expect(restart).toBeGreaterThan(install);
     expect(script).toMatch(/if \[\[ "\$changed" == true \]\]; then\n.*\n\s+systemctl restart "\$AGENT"/);
     expect(files["rendered/node-1/nomad/install.sh"]).toContain('nomad config validate "$candidate"');
-    expect(files["rendered/node-1/nomad/install.sh"]).toContain("-self -t '{{ .Status }} {{ .HTTPAddr }}'");
+    expect(files["rendered/node-1/nomad/install.sh"]).toContain("-self -t '{{ .Status }} {{ .HTTPAddr }} {{ .Datacenter }}'");
   });
 
   it("decommissions a removed node at destroy time, reading only self", () => {
@@ -273,7 +278,9 @@ describe("nodes stack options", () => {
       expect(install).toContain(`printf 'NOMAD_ADDR=%s\\n' "https://$address:4646"`);
       expect(install).toContain("printf 'NOMAD_CACERT=%s\\n' '/etc/nomad.d/tls/ca.pem'");
       expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%s\\n' 'client.global.nomad'");
-      expect(install).not.toMatch(/-address=/);
+      // the node's own agent through the environment; only the servers and the loopback server probe are named
+      expect(install.match(/-address=\S+/g)).toEqual(["-address=https://127.0.0.1:4646", '-address="$SERVERS_HTTP"']);
+      expect(install).toContain("readonly SERVERS_HTTP='https://team-example.internal.example.org:4646'");
     } finally {
       cleanup(out);
     }
@@ -295,7 +302,7 @@ describe("nodes stack options", () => {
   it("supports gossip encryption, TLS and ACLs with secrets read on the node, plus an extraConfig escape hatch", async () => {
     const tls = { caFile: "/etc/consul.d/tls/ca.pem", certFile: "/etc/consul.d/tls/client.pem", keyFile: "/etc/consul.d/tls/client-key.pem" };
     const out = synthCluster(edited(exampleCluster(), (c) => {
-      c.consul = { gossipEncryption: true, acl: true, tls, extraConfig: 'log_level = "DEBUG"' };
+      c.consul = { ...c.consul, gossipEncryption: true, acl: true, tls, extraConfig: 'log_level = "DEBUG"' };
       c.nomad = { ...c.nomad, acl: true };
     }));
     try {

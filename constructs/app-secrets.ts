@@ -10,9 +10,10 @@
 import { Construct } from "constructs";
 import { Fn, TerraformVariable } from "cdktf";
 import { Variable } from "@cdktf/provider-nomad/lib/variable";
+import { Keys } from "@cdktf/provider-consul/lib/keys";
 import type { Cluster } from "./description/schema";
 import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
-import { REGISTRY_PASSWORD_ENV, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
+import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
 
 /**
  * The broker URL, composed by Terraform at apply time. The password is URL-encoded
@@ -36,8 +37,10 @@ export interface AppSecretsProps {
 
 export class AppSecrets extends Construct {
   readonly variables: Record<string, TerraformVariable> = {};
-  /** The Nomad Variable of each job that has one. */
+  /** The Nomad Variable of each job that has one (Nomad 1.4+). */
   readonly nomadVariables: Partial<Record<JobName, Variable>> = {};
+  /** Before Nomad 1.4: each job's items in Consul KV (consul_keys.<job>), read by `key` templates. */
+  readonly consulKeys: Partial<Record<JobName, Keys>> = {};
 
   constructor(scope: Construct, id: string, props: AppSecretsProps) {
     super(scope, id);
@@ -62,9 +65,20 @@ export class AppSecrets extends Construct {
     for (const [job, secretItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
       const jobItems = { ...props.extraItems?.[job], ...secretItems };
       if (Object.keys(jobItems).length === 0) continue;
-      const nv = new Variable(this, job, { path: variablePath(job), items: jobItems });
-      nv.overrideLogicalId(job);
-      this.nomadVariables[job] = nv;
+      if (secretsInNomadVariables(c)) {
+        const nv = new Variable(this, job, { path: variablePath(job), items: jobItems });
+        nv.overrideLogicalId(job);
+        this.nomadVariables[job] = nv;
+      } else {
+        // Nomad < 1.4: no Variables. delete = true: a key dropped from the description leaves KV.
+        const keys = new Keys(this, job, {
+          key: Object.keys(jobItems)
+            .sort()
+            .map((name) => ({ path: `${consulSecretsPrefix(job)}${name}`, value: jobItems[name], delete: true })),
+        });
+        keys.overrideLogicalId(job);
+        this.consulKeys[job] = keys;
+      }
     }
   }
 

@@ -7,7 +7,8 @@
  * - Each node's keepalived is a resource of its own with hash triggers: a change of the
  *   peer list re-provisions keepalived only, never Consul or Nomad.
  * - Order: a node's keepalived after that node's Consul agent and before its Nomad agent
- *   (see ClusterNodesStack), and after the previous node's keepalived (rolling).
+ *   (see ClusterNodesStack), and after the previous rollout batch's keepalived (rolling;
+ *   a batch never holds every eligible node, see description/rollout.ts).
  * - The VRRP password is the sensitive Terraform variable `vrrp_password`, uploaded at
  *   apply time; `synth` does not need it. See docs/floating-ip.md.
  */
@@ -27,6 +28,7 @@ import {
   renderNonlocalBindSysctl,
 } from "./render/keepalived";
 import { ProvisionedFiles } from "./provisioned-files";
+import { keepalivedBatches } from "./description/rollout";
 
 /** Terraform variable names (TF_VAR_<name>). */
 export const VRRP_PASSWORD_VARIABLE = SECRET_VARIABLES.vrrpPassword.name;
@@ -113,14 +115,19 @@ export class FloatingIp extends Construct {
     });
     this.rotation.overrideLogicalId(VRRP_PASSWORD_ROTATION_VARIABLE);
 
-    let previous: NodeKeepalived | undefined;
-    for (const node of cluster.nodes) {
-      previous = this.keepalived[node.name] = new NodeKeepalived(this, node.name, {
-        cluster,
-        node,
-        password: this.password.stringValue,
-        rotation: this.rotation.stringValue,
-        dependsOn: [...props.after(node), ...(previous ? [previous.provisioned.resource] : [])],
+    // Rolling: batch k+1 after batch k, never every eligible node in one batch (rollout.ts).
+    const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
+    let previous: NodeKeepalived[] = [];
+    for (const batch of keepalivedBatches(cluster)) {
+      previous = batch.map((name) => {
+        const node = byName.get(name)!;
+        return (this.keepalived[name] = new NodeKeepalived(this, name, {
+          cluster,
+          node,
+          password: this.password.stringValue,
+          rotation: this.rotation.stringValue,
+          dependsOn: [...props.after(node), ...previous.map((p) => p.provisioned.resource)],
+        }));
       });
     }
 

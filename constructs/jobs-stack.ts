@@ -47,7 +47,7 @@ export class ClusterJobsStack extends TerraformStack {
     // This state holds the Nomad Variables' items (secrets): see state-backend.ts.
     configureStateBackend(this, cluster, jobsStackName(cluster));
     new NomadProvider(this, "nomad", { address: cluster.servers.nomadHttpAddress, region: cluster.region });
-    new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.name });
+    new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.servers.datacenter });
 
     // haproxy.cfg travels in HAProxy's Nomad Variable (see render/jobs/haproxy.ts), readable here.
     const haproxyCfg = renderHaproxyConfig(cluster, nomadHaproxyRuntime(cluster));
@@ -58,11 +58,13 @@ export class ClusterJobsStack extends TerraformStack {
     });
     this.secrets.nomadVariables.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_file`, haproxyCfgFile);
     this.secrets.nomadVariables.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_sha256`, sha256(haproxyCfg));
+    this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_file`, haproxyCfgFile);
+    this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_sha256`, sha256(haproxyCfg));
     this.consul = new ConsulCatalog(this, "consul-catalog", { cluster });
 
     const specs = renderJobspecs(cluster);
     for (const job of JOB_NAMES) {
-      const variable = this.secrets.nomadVariables[job];
+      const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
       this.jobs[job] = new NomadJob(this, job, {
         job,
         jobspec: specs[job],

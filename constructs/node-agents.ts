@@ -19,8 +19,11 @@ AmbientCapabilities=CAP_NET_BIND_SERVICE
 export interface NodeAgentsProps {
   readonly cluster: Cluster;
   readonly node: ClusterNode;
-  /** The previous node's agents: restarts roll one node at a time, in description order. */
-  readonly after?: NodeAgents;
+  /**
+   * The previous rollout batch's agents (`rollout.batchSize`, default one node): each agent
+   * kind restarts one batch at a time, in description order.
+   */
+  readonly after?: readonly NodeAgents[];
   readonly dependsOn?: ITerraformDependable[];
 }
 
@@ -60,7 +63,7 @@ export class NodeAgents extends Construct {
       component: "consul",
       files: agentFiles(cluster, node, "consul"),
       installScript: "install.sh",
-      dependsOn: [...base, ...(after ? [after.consul.resource] : [])],
+      dependsOn: [...base, ...(after ?? []).map((a) => a.consul.resource)],
     });
     this.nomad = new ProvisionedFiles(this, "nomad", {
       cluster,
@@ -69,7 +72,7 @@ export class NodeAgents extends Construct {
       files: agentFiles(cluster, node, "nomad"),
       installScript: "install.sh",
       // Nomad registers services in the local Consul agent: Consul first.
-      dependsOn: [...base, this.consul.resource, ...(after ? [after.nomad.resource] : [])],
+      dependsOn: [...base, this.consul.resource, ...(after ?? []).map((a) => a.nomad.resource)],
     });
   }
 }

@@ -11,6 +11,7 @@ import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
 import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
+import { nodeBatches } from "./description/rollout";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
@@ -32,14 +33,19 @@ export class ClusterNodesStack extends TerraformStack {
     new NullProvider(this, "null");
 
     this.membership = new ClusterMembership(this, "membership", { cluster });
-    let previous: NodeAgents | undefined;
-    for (const node of cluster.nodes) {
-      previous = this.agents[node.name] = new NodeAgents(this, node.name, {
-        cluster,
-        node,
-        after: previous,
-        dependsOn: [this.membership.resource],
-      });
+    // Rolling: batch k+1 of an agent kind after batch k of that kind (rollout.batchSize).
+    const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
+    let previous: NodeAgents[] = [];
+    for (const batch of nodeBatches(cluster)) {
+      previous = batch.map(
+        (name) =>
+          (this.agents[name] = new NodeAgents(this, name, {
+            cluster,
+            node: byName.get(name)!,
+            after: previous,
+            dependsOn: [this.membership.resource],
+          })),
+      );
     }
     // Per node: Consul, then keepalived, then Nomad. keepalived goes before Nomad so that
     // under `maintenance: true` the floating IP is handed over cleanly (priority drops,

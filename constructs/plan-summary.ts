@@ -62,6 +62,11 @@ export interface SummaryOptions {
   readonly jobs?: readonly string[];
   /** Most "why" items listed per row before "+N more". */
   readonly maxWhy?: number;
+  /**
+   * Real plans (`terraform show -json PLANFILE`) per stack name: for these stacks the rows
+   * are Terraform's own resource changes, not a comparison of synth outputs (see planRows).
+   */
+  readonly plans?: Record<string, TerraformPlanJson>;
 }
 
 interface Instance {
@@ -87,11 +92,12 @@ const FORCE_NEW: Record<string, readonly string[]> = {
 
 export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: SummaryOptions = {}): PlanSummary {
   const notes: string[] = [];
+  const plans = opts.plans ?? {};
   const baseSet: SynthSet = base ?? { stacks: {} };
-  if (!base) notes.push("No baseline: every resource is new.");
+  if (!base && Object.keys(head.stacks).some((s) => !(s in plans))) notes.push("No baseline: every resource is new.");
   const baseInst = instances(baseSet);
   const headInst = instances(head);
-  const nodes = [...new Set(opts.nodes ?? [...nodeNames(baseSet), ...nodeNames(head)])].sort();
+  const nodes = [...new Set(opts.nodes ?? [...nodeNames(baseSet), ...nodeNames(head), ...planNodeNames(plans)])].sort();
   const jobs = [...new Set(opts.jobs ?? [...jobNames(baseSet), ...jobNames(head)])].sort();
   const maxWhy = opts.maxWhy ?? 4;
 
@@ -110,6 +116,7 @@ export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: 
     const b = baseInst.get(k);
     const h = headInst.get(k);
     const inst = (h ?? b)!;
+    if (inst.stack in plans) continue; // the real plan says what happens there (below)
     const res = classify(b, h);
     if (!res) continue;
     if ("note" in res) {
@@ -118,6 +125,11 @@ export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: 
     }
     const { groupKind, group } = groupOf(inst, nodes, jobs);
     rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: limit(res.why, maxWhy) });
+  }
+  for (const [stack, plan] of Object.entries(plans).sort(([a], [b]) => a.localeCompare(b))) {
+    const fromPlan = planRows(stack, plan, { base: baseSet.stacks[stack], head: head.stacks[stack] }, nodes, jobs);
+    notes.push(...fromPlan.notes);
+    rows.push(...fromPlan.rows.map((r) => ({ ...r, why: limit(r.why, maxWhy) })));
   }
   const kindOrder: Record<GroupKind, number> = { node: 0, job: 1, cluster: 2 };
   const groupOrder = (r: PlanRow) => (r.groupKind === "node" ? nodes.indexOf(r.group) : r.groupKind === "job" ? jobs.indexOf(r.group) : 0);
@@ -623,4 +635,145 @@ function wordChange(a: string, b: string): string {
   };
   const context = wa.slice(Math.max(0, p - 2), p).join(" ");
   return `${context ? `${context} ` : ""}${cut(wa)} → ${cut(wb)}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Real plans: `terraform show -json PLANFILE` (Terraform ≥ 1.0, OpenTofu)
+
+/** The parts of Terraform's JSON plan representation read here (format_version 1.x). */
+export interface TerraformPlanJson {
+  readonly format_version: string;
+  readonly terraform_version?: string;
+  readonly resource_changes?: readonly PlanResourceChange[];
+  readonly resource_drift?: readonly PlanResourceChange[];
+  readonly planned_values?: { outputs?: Record<string, { value?: unknown }> };
+  readonly prior_state?: { values?: { outputs?: Record<string, { value?: unknown }> } };
+  readonly errored?: boolean;
+}
+
+export interface PlanResourceChange {
+  readonly address: string;
+  readonly mode?: string;
+  readonly type: string;
+  readonly name: string;
+  readonly index?: string | number;
+  readonly action_reason?: string;
+  readonly change: {
+    readonly actions: readonly string[];
+    readonly before?: unknown;
+    readonly after?: unknown;
+    readonly after_unknown?: unknown;
+    readonly before_sensitive?: unknown;
+    readonly after_sensitive?: unknown;
+  };
+}
+
+/** Throws unless `json` is a plan as `terraform show -json PLANFILE` prints it (not a state, not a config). */
+export function parsePlanJson(json: unknown, where = "plan"): TerraformPlanJson {
+  const p = json as TerraformPlanJson;
+  if (!p || typeof p !== "object" || typeof p.format_version !== "string" || !("planned_values" in p)) {
+    throw new Error(`${where} is not the output of \`terraform show -json PLANFILE\` (no format_version/planned_values)`);
+  }
+  if (p.resource_changes !== undefined && !Array.isArray(p.resource_changes)) throw new Error(`${where}: resource_changes is not a list`);
+  return p;
+}
+
+/** Node names a plan knows: its `nodes` output (planned and prior) and `node_membership` instance keys. */
+function planNodeNames(plans: Record<string, TerraformPlanJson>): string[] {
+  const names = new Set<string>();
+  for (const p of Object.values(plans)) {
+    for (const out of [p.planned_values?.outputs?.nodes?.value, p.prior_state?.values?.outputs?.nodes?.value]) {
+      if (out && typeof out === "object" && !Array.isArray(out)) Object.keys(out).forEach((k) => names.add(k));
+    }
+    for (const rc of p.resource_changes ?? []) if (rc.name === "node_membership" && typeof rc.index === "string") names.add(rc.index);
+  }
+  return [...names];
+}
+
+/** Terraform's actions → our change kinds; no-op and read are no change. */
+function changeOfActions(actions: readonly string[]): Change | "forget" | undefined {
+  const a = [...actions].sort().join(",");
+  if (a === "create") return "create";
+  if (a === "delete") return "destroy";
+  if (a === "update") return "update";
+  if (a === "create,delete") return "replace";
+  if (a === "forget") return "forget";
+  return undefined;
+}
+
+/**
+ * A value with every sensitive leaf replaced: `show -json` prints sensitive values in
+ * clear, and they must never reach a summary. On the before side a sensitive leaf reads
+ * "(sensitive)"; on the after side the same, or "(sensitive, changed)" when it differs from
+ * `before` (so a changed secret is a change, an unchanged one is not). Unknown leaves of
+ * the after side read "(known after apply)".
+ */
+function masked(value: any, sensitive: any, unknown?: any, before?: any, afterSide = false): any {
+  const at = (x: any, k: string | number) => (x && typeof x === "object" ? x[k] : undefined);
+  if (sensitive === true) return afterSide && !deepEqual(value, before) ? "(sensitive, changed)" : "(sensitive)";
+  if (unknown === true) return "(known after apply)";
+  if (Array.isArray(value)) return value.map((v, i) => masked(v, at(sensitive, i), at(unknown, i), at(before, i), afterSide));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, masked(v, at(sensitive, k), at(unknown, k), at(before, k), afterSide)]));
+  }
+  return value;
+}
+
+/** Attributes Terraform computes itself (never in the configuration): not a reason for a change. */
+const COMPUTED_ONLY: Record<string, readonly string[]> = { terraform_data: ["id", "output"], null_resource: ["id"] };
+
+/**
+ * Rows of one stack from its real plan. The change kind is Terraform's own action; the
+ * "why" is computed like the offline summary's, on the planned before/after attribute
+ * values (restricted to the arguments the synthesized configuration sets, when given) with
+ * sensitive values masked; destroy-time steps are read from the synthesized configuration
+ * (a plan's JSON does not say when a provisioner runs).
+ */
+export function planRows(
+  stack: string,
+  plan: TerraformPlanJson,
+  config: { base?: any; head?: any },
+  nodes: readonly string[],
+  jobs: readonly string[],
+): { rows: PlanRow[]; notes: string[] } {
+  const notes: string[] = [`Stack \`${stack}\`: rows from the real plan (\`terraform show -json\`${plan.terraform_version ? `, Terraform/OpenTofu ${plan.terraform_version}` : ""}).`];
+  if (plan.errored) notes.push(`Stack \`${stack}\`: the plan errored; it may be incomplete.`);
+  const drift = (plan.resource_drift ?? []).filter((d) => changeOfActions(d.change.actions));
+  if (drift.length) notes.push(`Stack \`${stack}\`: ${drift.length} resource instance(s) changed outside Terraform since the last apply: ${drift.map((d) => `\`${d.address}\``).join(", ")}.`);
+  const rows: PlanRow[] = [];
+  for (const rc of plan.resource_changes ?? []) {
+    if (rc.mode === "data") continue;
+    const change = changeOfActions(rc.change.actions);
+    if (!change) continue;
+    if (change === "forget") {
+      notes.push(`\`${rc.address}\` (${stack}): removed from state without being destroyed (\`removed\` block).`);
+      continue;
+    }
+    const configured = config.head?.resource?.[rc.type]?.[rc.name] ?? config.base?.resource?.[rc.type]?.[rc.name];
+    const keep = configured ? Object.keys(configured).filter((k) => !NOT_PLANNED.has(k)) : undefined;
+    const body = (side: "before" | "after"): Record<string, any> | undefined => {
+      const v = rc.change[side];
+      if (!v || typeof v !== "object") return undefined;
+      const out =
+        side === "before"
+          ? masked(v, rc.change.before_sensitive)
+          : masked(v, rc.change.after_sensitive, rc.change.after_unknown, rc.change.before, true);
+      // only what the configuration sets: computed attributes are no reason for a change
+      return Object.fromEntries(Object.entries(out as Record<string, any>).filter(([k]) => !(COMPUTED_ONLY[rc.type] ?? []).includes(k) && (!keep || keep.includes(k))));
+    };
+    const key = typeof rc.index === "string" ? rc.index : undefined;
+    const mk = (b: Record<string, any> | undefined): Instance | undefined =>
+      b && { stack, type: rc.type, name: rc.name, key, address: rc.address, body: { ...b, provisioner: configured?.provisioner } };
+    const before = change === "create" ? undefined : mk(body("before"));
+    const after = change === "destroy" ? undefined : mk(body("after"));
+    const classified = before || after ? classify(before, after) : undefined;
+    let why: string[] = classified && "why" in classified ? classified.why : [];
+    if (change === "replace" && rc.type === "null_resource" && !why.includes("re-provision")) why = ["re-provision", ...why];
+    if (rc.action_reason === "replace_by_request") why = ["replacement requested (-replace)", ...why];
+    if (rc.action_reason === "replace_because_tainted") why = ["tainted (a previous apply failed)", ...why];
+    const inst = (after ?? before ?? mk({}))!;
+    const { groupKind, group } = groupOf(inst, nodes, jobs);
+    rows.push({ groupKind, group, stack, address: rc.address, type: rc.type, change, why });
+  }
+  return { rows, notes };
 }

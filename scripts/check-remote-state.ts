@@ -5,9 +5,9 @@
  *
  *   npx tsx scripts/check-remote-state.ts [cdktf.out]
  *
- * Exit 0 when every synthesized stack declares a non-local backend, 1 otherwise
- * (ALLOW_LOCAL_STATE=true turns the refusal into a warning, for a self-hosted runner
- * that keeps its workspace).
+ * Exit 0 when every synthesized stack declares a non-local backend, 1 otherwise. There is
+ * no override: a local state file on a runner is deleted by the next checkout's clean, and
+ * it would hold the stacks' secrets outside any access control.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -46,13 +46,8 @@ if (require.main === module) {
   }
   const local = stacksWithLocalState(outDir);
   if (local.length > 0) {
-    const msg = `stack(s) with local Terraform state: ${local.join(", ")}; a CI runner forgets it. Configure a remote backend (docs/ci.md).`;
-    if (process.env.ALLOW_LOCAL_STATE === "true") {
-      console.warn(`warning: ${msg} (ALLOW_LOCAL_STATE=true)`);
-    } else {
-      console.error(`error: ${msg}`);
-      process.exit(1);
-    }
+    console.error(`error: stack(s) with local Terraform state: ${local.join(", ")}; a CI runner forgets it. Configure a remote backend with access control and locking (docs/ci.md, "State").`);
+    process.exit(1);
   }
   for (const s of stacks) console.log(`${s.stack}: backend ${s.backends.join(", ") || "(none)"}`);
 }

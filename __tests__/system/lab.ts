@@ -22,16 +22,13 @@
  * are empty tmpfs, and /usr/local/sbin holds programs standing in for what has no real
  * binary here (licence: no Consul/Nomad binaries), each appending its command line to the
  * VM's calls.log:
- *   - `consul validate DIR`, `consul members`, `nomad config validate DIR`, `nomad node
- *     status -self [-t TEMPLATE]`, `nomad node drain|eligibility`: the documented CLI
- *     outputs the install scripts parse; validation fails when a file contains
- *     `STANDIN_VALIDATION_FAILS`;
+ *   - consul, nomad, sudo, journalctl, apt-get: the shared stand-ins of provider-standins.ts
+ *     (the newest provider generation; validation fails on a file containing
+ *     STANDIN_VALIDATION_FAILS);
  *   - `systemctl enable|disable [--now]|start|stop|restart|reload|is-active|is-enabled|
  *     daemon-reload` for consul/nomad units: state files only; for keepalived: the REAL
  *     keepalived 2.2 daemon, started with the installed /etc/keepalived/keepalived.conf,
- *     reloaded with SIGHUP (what its unit's ExecReload does), stopped with SIGTERM;
- *   - `sudo`: runs the command (the engines log in as root);
- *   - `apt-get`: refuses (no package installs in tests).
+ *     reloaded with SIGHUP (what its unit's ExecReload does), stopped with SIGTERM.
  * keepalived -t, ip, sysctl (per network namespace) and useradd run for real.
  */
 import * as fs from "fs";
@@ -39,11 +36,12 @@ import * as path from "path";
 import { edited, exampleCluster } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
 import { Sandbox, systemTestPrerequisites, waitFor, type RunResult } from "./sandbox";
+import { INVALID_MARKER, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
 
 export const labPrerequisites = systemTestPrerequisites(["ip", "unshare", "nsenter", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd", "curl", "/usr/bin/python3"]);
 
 /** A file containing this string fails the stand-in `consul validate` / `nomad config validate`. */
-export const STANDIN_VALIDATION_FAILS = "STANDIN_VALIDATION_FAILS";
+export const STANDIN_VALIDATION_FAILS = INVALID_MARKER;
 export const LAB_OVERLAY_INTERFACE = "ovl210";
 export const LAB_FLOATING_IP = "10.210.0.100";
 
@@ -88,6 +86,10 @@ export interface Lab {
   cleanup(): void;
 }
 
+/**
+ * The shared stand-ins (provider-standins.ts: consul/nomad of the newest provider
+ * generation, sudo, journalctl, apt-get), with a systemctl that runs the REAL keepalived.
+ */
 function standIns(state: string, node: string, overlayAddress: string): Record<string, string> {
   const head = `#!/usr/bin/env bash
 set -euo pipefail
@@ -95,11 +97,8 @@ readonly STATE=${JSON.stringify(state)}
 echo "$(basename "$0") $*" >>"$STATE/calls.log"
 `;
   return {
-    sudo: `#!/bin/sh
-# Stand-in: the engines log in as root; drop sudo's options and run the command.
-while [ "\${1#-}" != "$1" ]; do shift; done
-exec "$@"
-`,
+    ...systemStandIns(state),
+    ...agentStandIns(state, node, overlayAddress),
     systemctl: `${head}
 units=(); verb=""; now=false
 for a in "$@"; do
@@ -144,48 +143,6 @@ for u in "\${units[@]}"; do
   esac
 done
 [[ -n $verb ]] || exit 1
-`,
-    consul: `${head}
-case \${1:-} in
-  validate)
-    if grep -rqs -- ${STANDIN_VALIDATION_FAILS} "$2"; then echo "Config validation failed: ${STANDIN_VALIDATION_FAILS} in $2" >&2; exit 1; fi
-    echo "Configuration is valid!" ;;
-  members)
-    [[ -e "$STATE/active.consul" ]] || { echo "Error retrieving members: connection refused" >&2; exit 1; }
-    echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
-    echo "server-1  10.210.9.9:8301  alive  server  1.20.5  2  dc  default  <all>"
-    echo "${node}  ${overlayAddress}:8301  alive  client  1.20.5  2  dc  default  <default>" ;;
-  leave) rm -f "$STATE/active.consul" ;;
-  *) echo "stand-in consul: $* not supported" >&2; exit 1 ;;
-esac
-`,
-    nomad: `${head}
-case "\${1:-} \${2:-}" in
-  "config validate")
-    if grep -rqs -- ${STANDIN_VALIDATION_FAILS} "$3"; then echo "Config validation failed: ${STANDIN_VALIDATION_FAILS} in $3" >&2; exit 1; fi ;;
-  "node status")
-    [[ -e "$STATE/active.nomad" ]] || { echo "Error querying node: connection refused" >&2; exit 1; }
-    addr=\${NOMAD_ADDR#*://} template=""
-    shift 2
-    while (($#)); do
-      case $1 in
-        -address=*) addr=\${1#-address=http://} ;;
-        -t) template=$2; shift ;;
-      esac
-      shift
-    done
-    case $template in
-      *SchedulingEligibility*) echo eligible ;;
-      *Status*) echo "ready $addr" ;;
-      *) echo "ID  Name  Status"; echo "x  ${node}  ready" ;;
-    esac ;;
-  "node drain" | "node eligibility") ;;
-  *) echo "stand-in nomad: $* not supported" >&2; exit 1 ;;
-esac
-`,
-    "apt-get": `${head}
-echo "stand-in apt-get: no package installs in this test" >&2
-exit 100
 `,
   };
 }
@@ -275,6 +232,8 @@ async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number }): 
     const priv = path.join(d, `${name}-private`);
     for (const dir of [stateDir, bin, priv]) fs.mkdirSync(dir);
     for (const [file, text] of Object.entries(standIns(stateDir, name, overlayAddress))) fs.writeFileSync(path.join(bin, file), text, { mode: 0o755 });
+    // The servers the stand-ins answer for: the newest generation, the example's datacenter.
+    writeProfile(stateDir, { ...generationProfile("2025", "10.210.9.9", "unused"), serversDatacenter: exampleCluster().servers.datacenter });
     const setup = `set -euo pipefail
 mount -t tmpfs tmpfs ${priv}
 for dir in etc var; do
@@ -353,7 +312,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys)}
         c.name = `lab-${sb.id}`;
         c.bastion = { host: lab.bastion.host, port: bastionPort, user: "root", hostKey: lab.bastion.hostKey };
         c.ssh = { ...c.ssh, user: "root", privateKey: { file: lab.operatorKey } };
-        c.overlay = { interface: LAB_OVERLAY_INTERFACE, prefix: "10.210.0.0/24", addressing: "static" };
+        c.overlay = { ...c.overlay, interface: LAB_OVERLAY_INTERFACE, prefix: "10.210.0.0/24", addressing: "static", linkDns: "none" };
         c.floatingIp = { address: LAB_FLOATING_IP, virtualRouterId: 210, advertInterval: 1 };
         const template = c.nodes[0];
         c.nodes = vms.map((vm, i) => ({

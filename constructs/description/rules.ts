@@ -16,6 +16,8 @@ export interface PartialCluster {
   floatingIp?: Cluster["floatingIp"];
   nodes?: (ClusterNode | undefined)[];
   app?: Cluster["app"];
+  servers?: Cluster["servers"];
+  consul?: Cluster["consul"];
 }
 
 export interface Violation {
@@ -60,6 +62,14 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
   if (c.overlay) overlayRules(c.overlay.prefix, c.floatingIp, nodes, v);
   if (c.nodes && nodes.length === c.nodes.length) floatingIpRules(nodes.map((x) => x.n), v);
   if (c.app) appRules(c.app, v);
+  if (c.servers?.vm) serverVmRules(c.servers.vm, c.overlay, c.floatingIp, nodes, v);
+  if (c.overlay?.linkDns === "agent" && c.consul && c.consul.recursors.length === 0) {
+    v.push({
+      path: ["consul", "recursors"],
+      message:
+        "expected at least one upstream DNS server (e.g. [1.1.1.1, 1.0.0.1], what the provider's servers use): with overlay.linkDns: agent the host sends *.internal.<domain> lookups to this Consul agent, which without recursors cannot answer them, and retry_join on such a name never resolves",
+    });
+  }
   if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);
   return v;
 }
@@ -90,6 +100,23 @@ function hostKeyRules(bastion: Cluster["bastion"], ssh: Cluster["ssh"], nodes: {
         message: `expected the node's pinned host key too, since bastion.hostKey is pinned: Terraform up to 1.11 and OpenTofu ignore bastion_host_key and check the bastion only through the node's host key, so the bastion would go unchecked`,
       });
     }
+  }
+}
+
+/** The server VM is none of our nodes: a node with its name or addresses would be reconfigured as a client. */
+function serverVmRules(vm: NonNullable<Cluster["servers"]["vm"]>, overlay: Cluster["overlay"] | undefined, floatingIp: Cluster["floatingIp"] | undefined, nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
+  for (const { n, i } of nodes) {
+    for (const [field, mine, theirs] of [["name", n.name, vm.name], ["address", n.address, vm.address], ["overlayAddress", n.overlayAddress, vm.overlayAddress]] as const) {
+      if (mine === theirs) {
+        v.push({ path: ["nodes", i, field], message: `expected a node other than the server VM (servers.vm.${field} is ${theirs}): its agents are the team's only servers, a client install there would replace them` });
+      }
+    }
+  }
+  if (overlay && !inPrefix(vm.overlayAddress, overlay.prefix)) {
+    v.push({ path: ["servers", "vm", "overlayAddress"], message: `expected an address inside overlay.prefix ${overlay.prefix}, got ${vm.overlayAddress}` });
+  }
+  if (floatingIp && vm.overlayAddress === floatingIp.address) {
+    v.push({ path: ["floatingIp", "address"], message: `expected an address different from the server VM's overlay address ${vm.overlayAddress}` });
   }
 }
 

@@ -10,6 +10,7 @@
  * parts (user names, hosts, buckets).
  */
 import { z } from "zod";
+import { MINIMUM_VERSIONS, compareVersions } from "../versions";
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -141,11 +142,34 @@ const jobsDefaults = {
 };
 
 export const clusterSchema = z.strictObject({
-  /** Team / cluster name: the Consul datacenter, part of stack names. */
-  name: name("cluster name").describe("Team / cluster name: the Consul datacenter, part of stack names."),
-  /** Nomad region of the provider's server. */
-  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global").describe("Nomad region of the provider's server."),
+  /** Team / cluster name: part of stack names (the datacenter is servers.datacenter). */
+  name: name("cluster name").describe("Team / cluster name: part of stack names (the Consul datacenter is servers.datacenter)."),
+  /** Nomad region of the provider's servers (every generation: global). */
+  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global").describe("Nomad region of the provider's servers (every generation: global)."),
   servers: z.strictObject({
+    /**
+     * The Consul datacenter the provider's servers run in (and the Nomad datacenter our
+     * clients and jobs use). Not the team name by rule: 2022's servers set none (`dc1`),
+     * 2023-2025's use the team name. The install checks it against the servers before it
+     * writes anything.
+     */
+    datacenter: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a Consul datacenter name (letters, digits, '_', '-'), e.g. dc1").describe("The Consul datacenter of the provider's servers (2022: dc1, 2023-2025: the team name); clients must use it or Consul refuses their join."),
+    /**
+     * The team's VM that runs the servers (2023-2025: one of the team's three VMs). Our
+     * agents never touch it: it is listed so that no node is mistaken for it, and the
+     * install refuses any node whose running agent is a server.
+     */
+    vm: z.strictObject({
+      name: name("server VM name"),
+      /** Address the bastion reaches it at (informational: nothing is provisioned there). */
+      address: host,
+      /** Its overlay address (the servers advertise it). */
+      overlayAddress: ipv4,
+      /** The servers' VM runs no Nomad client, so no HAProxy system job: it never holds the floating IP. */
+      floatingIp: z
+        .strictObject({ eligible: z.literal(false, { error: "false: the server VM runs no Nomad client (client.enabled = false), so no HAProxy, and keepalived there would hold the floating IP with nothing behind it" }) })
+        .default({ eligible: false }),
+    }).optional().describe("The team's VM that runs the Consul and Nomad servers (2023-2025). Never provisioned by this program."),
     /** Addresses the clients retry_join (Consul) and register with (Nomad). */
     join: z.array(host).min(1, "at least one server address").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
@@ -184,6 +208,13 @@ export const clusterSchema = z.strictObject({
      * `interface` writes go-sockaddr `{{ GetInterfaceIP "<iface>" }}` so a re-addressed VM keeps working.
      */
     addressing: z.enum(["static", "interface"]).default("static"),
+    /**
+     * What the provider's systemd-networkd does with DNS on the overlay link: `none` (2022:
+     * a search domain only, the host resolves through its uplink) or `agent` (2023-2025:
+     * `*.consul` AND `*.internal.<domain>` go to a DNS server on the VM's own overlay
+     * address, port 53, i.e. our Consul agent, which must then forward the rest: consul.recursors).
+     */
+    linkDns: z.enum(["none", "agent"]).describe("DNS routing of the provider's overlay link: none (2022) or agent (2023-2025: *.consul and the internal domain go to the VM's own overlay address, port 53)."),
   }),
   floatingIp: z.strictObject({
     address: ipv4,
@@ -199,10 +230,16 @@ export const clusterSchema = z.strictObject({
       tls: tlsFiles.optional(),
       /** ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator."),
+      /**
+       * Upstream DNS servers the client agent forwards names it does not own to. Required
+       * where overlay.linkDns is `agent` (the host's lookups of the internal domain reach
+       * this agent); the provider's own servers use 1.1.1.1 and 1.0.0.1.
+       */
+      recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
       extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl)."),
     })
-    .default({ gossipEncryption: false, acl: false }),
+    .default({ gossipEncryption: false, acl: false, recursors: [] }),
   nomad: z
     .strictObject({
       tls: tlsFiles.optional(),
@@ -214,6 +251,25 @@ export const clusterSchema = z.strictObject({
       extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
+  // --- rollout (rolling re-provisioning of the node agents) ---
+  /**
+   * How many nodes each agent kind (Consul, keepalived, Nomad) re-provisions at once: a
+   * node count, or a percentage of the nodes such as "25%" (rounded down, at least 1, like
+   * Ansible's `serial`). Default 1: one node at a time. keepalived never takes every
+   * floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
+   */
+  rollout: z
+    .strictObject({
+      batchSize: z
+        .union([z.number().int().min(1, "a node count >= 1"), z.string().regex(/^([1-9][0-9]?|100)%$/, 'a percentage "1%" to "100%"')], {
+          error: 'a node count >= 1 or a percentage "1%" to "100%"',
+        })
+        .default(1)
+        .describe('Nodes re-provisioned at once per agent kind: a count (>= 1) or a percentage such as "25%" (rounded down, at least 1). Default 1.'),
+    })
+    .default({ batchSize: 1 })
+    .describe("Rolling re-provisioning of the node agents (Consul, keepalived, Nomad), batch by batch in description order."),
+  // --- end rollout ---
   /** Shared Terraform state (default: local files on the operator's machine). */
   state: z
     .union(
@@ -236,6 +292,16 @@ export const clusterSchema = z.strictObject({
       { error: "either { consul: { address, path } } or { http: true }" },
     )
     .optional(),
+  /**
+   * Consul and Nomad versions installed on the VMs (the provider's: 2022 1.11.5/1.2.6,
+   * 2023 1.15.2/1.5.3, 2024 1.18.1/1.7.7, 2025 1.20.5/1.9.7). Every command, config key
+   * and job feature is chosen for them (constructs/versions.ts); the install checks the
+   * binaries on the node have at least this major.minor.
+   */
+  versions: z.strictObject({
+    consul: agentVersion("consul"),
+    nomad: agentVersion("nomad"),
+  }).describe("Consul and Nomad versions on the VMs; the output uses only what they offer."),
   nodes: z.array(node).min(1, "at least one node"),
   app: z.strictObject({
     /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
@@ -282,6 +348,19 @@ export const clusterSchema = z.strictObject({
     }),
   }),
 });
+
+function agentVersion(product: "consul" | "nomad") {
+  const min = MINIMUM_VERSIONS[product];
+  return z
+    .string()
+    .regex(/^\d+\.\d+\.\d+$/, `a ${product} version such as ${min} (major.minor.patch)`)
+    .superRefine((v, ctx) => {
+      if (/^\d+\.\d+\.\d+$/.test(v) && compareVersions(v, min) < 0) {
+        ctx.addIssue({ code: "custom", message: `${product} ${min} or newer (the oldest the output is checked against)` });
+      }
+    })
+    .describe(`${product} version on the VMs (at least ${min}).`);
+}
 
 function withResources(d: { count: number; cpu: number; memory: number }) {
   return { count: d.count, resources: { cpu: d.cpu, memory: d.memory } };

@@ -5,6 +5,7 @@
  */
 import type { Cluster, ClusterNode } from "../description/schema";
 import { mapLines, str, strList, tidy, when } from "./hcl";
+import { supports } from "../versions";
 
 export const CONSUL_CONFIG_DIR = "/etc/consul.d";
 export const NOMAD_CONFIG_DIR = "/etc/nomad.d";
@@ -57,12 +58,24 @@ function header(c: Cluster, n: ClusterNode, what: string, extraFile: string): st
   ].join("\n");
 }
 
+/** Why the agent serves DNS on the overlay address, as the provider's link routes it. */
+function dnsComment(c: Cluster): string {
+  return c.overlay.linkDns === "agent"
+    ? `# DNS on the overlay address, port 53: the provider's systemd-networkd sends *.consul AND
+# the internal domain there (Domains=~consul internal.<domain>, DNS=<this address>), and
+# HAProxy's resolvers use it for service discovery.`
+    : `# DNS on the overlay address, port 53, for HAProxy's resolvers. The provider's link has no
+# DNS server (Domains=internal.<domain> only): the host keeps resolving through its uplink,
+# and *.consul is not resolvable by host programs.`;
+}
+
 export function renderConsulConfig(c: Cluster, n: ClusterNode): string {
   const addr = overlayAddressExpr(c, n);
   return tidy(`
 ${header(c, n, "Consul client agent", `${CONSUL_CONFIG_DIR}/zz-extra.hcl`)}
 
-datacenter = ${str(c.name)}
+# The servers' datacenter (servers.datacenter): Consul refuses a client of another one.
+datacenter = ${str(c.servers.datacenter)}
 node_name  = ${str(n.name)}
 data_dir   = "/opt/consul"
 server     = false
@@ -76,8 +89,7 @@ advertise_addr = ${str(addr)}
 # HTTP/gRPC on loopback (CLI, local Nomad agent) and on the overlay.
 client_addr = ${str(`127.0.0.1 ${addr}`)}
 
-# DNS on the overlay address, port 53: systemd-networkd sends *.consul queries there,
-# and HAProxy's resolvers use it for service discovery.
+${dnsComment(c)}
 addresses {
   dns = ${str(addr)}
 }
@@ -93,6 +105,9 @@ dns_config {
   allow_stale     = true
   enable_truncate = true
 }
+${when(c.consul.recursors.length > 0, () => `# Names this agent does not own (the provider's internal domain, the Internet) are
+# forwarded upstream, as the provider's own servers do.
+recursors = ${strList(c.consul.recursors)}`)}
 
 retry_join     = ${strList(c.servers.join)}
 retry_interval = "15s"
@@ -114,7 +129,14 @@ ${when(c.consul.gossipEncryption, `
 # Gossip encryption: the key is in ${CONSUL_CONFIG_DIR}/gossip.hcl, placed on the node by the operator.
 encrypt_verify_incoming = true
 encrypt_verify_outgoing = true`)}
-${when(c.consul.tls, () => `
+${when(c.consul.tls && !supports(c.versions, "consulTlsBlock"), () => `
+# Consul ${c.versions.consul} predates the tls block (1.12): the top-level keys it reads.
+ca_file                = ${str(c.consul.tls!.caFile)}
+cert_file              = ${str(c.consul.tls!.certFile)}
+key_file               = ${str(c.consul.tls!.keyFile)}
+verify_outgoing        = true
+verify_server_hostname = true`)}
+${when(c.consul.tls && supports(c.versions, "consulTlsBlock"), () => `
 tls {
   defaults {
     ca_file         = ${str(c.consul.tls!.caFile)}
@@ -156,7 +178,7 @@ export function renderNomadConfig(c: Cluster, n: ClusterNode): string {
   return tidy(`
 ${header(c, n, "Nomad client agent", `${NOMAD_CONFIG_DIR}/zz-extra.hcl`)}
 
-datacenter = ${str(c.name)}
+datacenter = ${str(c.servers.datacenter)}
 region     = ${str(c.region)}
 name       = ${str(n.name)}
 data_dir   = "/opt/nomad"

@@ -8,6 +8,7 @@ import {
   CONSUL_ACL_TOKENS_FILE, CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, NOMAD_OPERATOR_TOKEN_FILE,
   consulSecretFiles, nomadSecretFiles,
 } from "./agents";
+import { minorOf, supports } from "../versions";
 
 /** Quotes a value for bash (single quotes; safe for any content). */
 export function sh(value: string): string {
@@ -98,6 +99,108 @@ function validateCommand(agent: AgentKind): string {
 }
 
 /**
+ * Whether the described version validates a config directory without starting an agent:
+ * `consul validate` (every supported Consul), `nomad config validate` (Nomad 1.3+). Nomad
+ * 1.2 is checked by the agent itself after the restart, with the previous files put back
+ * when it does not come up (see renderAgentInstallScript).
+ */
+export function canValidateOffline(c: Cluster, agent: AgentKind): boolean {
+  return agent === "consul" || supports(c.versions, "nomadConfigValidate");
+}
+
+/** How this node reaches the servers' HTTP API: the server VM's overlay address when described, else the first join address. */
+export function serversHttpUrl(c: Cluster, agent: AgentKind): string {
+  const tls = agent === "consul" ? c.consul.tls : c.nomad.tls;
+  const host = c.servers.vm?.overlayAddress ?? c.servers.join[0];
+  const port = agent === "consul" ? (tls ? 8501 : CONSUL_HTTP_PORT) : NOMAD_HTTP_PORT;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
+/**
+ * Shell: the binary on the node is at least the described major.minor (every feature of
+ * the output was chosen for that version); a newer one is noted, not refused.
+ */
+function binaryVersionCheck(c: Cluster, agent: AgentKind): string {
+  const described = agent === "consul" ? c.versions.consul : c.versions.nomad;
+  return `# The output was written for ${agent} ${described} (versions.${agent}); an older binary may lack some of it.
+readonly DESCRIBED_VERSION=${sh(described)}
+# First line of \`${agent} version\`: "${agent === "consul" ? "Consul" : "Nomad"} v<version>…".
+installed_version=$("$AGENT" version 2>/dev/null | awk 'NR == 1 { sub(/^v/, "", $2); print $2 }')
+[[ "$installed_version" =~ ^[0-9]+\\.[0-9]+ ]] || fail "cannot read the version of $AGENT on this VM ($AGENT version)"
+IFS=. read -r have_major have_minor _ <<<"$installed_version"
+IFS=. read -r want_major want_minor _ <<<${sh(minorOf(described) + ".0")}
+if ((have_major < want_major || (have_major == want_major && have_minor < want_minor))); then
+  fail "$AGENT on this VM is $installed_version, older than versions.${agent} $DESCRIBED_VERSION of the description: describe the version the provider installed"
+elif [[ "$installed_version" != "$DESCRIBED_VERSION" ]]; then
+  log "$AGENT $installed_version on this VM (described: $DESCRIBED_VERSION)"
+fi`;
+}
+
+/**
+ * Shell: refuses a node whose agent is a server (the provider's server VM, 2023-2025):
+ * either a config file here makes it one, or the running agent says so.
+ */
+function refuseServerNode(c: Cluster, agent: AgentKind): string {
+  const configSaysServer =
+    agent === "consul"
+      ? `grep -Eqs '^[[:space:]]*server[[:space:]]*=[[:space:]]*true' "$CONFIG_DIR"/*.hcl`
+      : `cat "$CONFIG_DIR"/*.hcl 2>/dev/null | tr -d ' \\t\\r\\n' | grep -q 'server{enabled=true'`;
+  // `consul info` / `nomad agent-info` print "server = true" in their consul/nomad section on a server.
+  const agentSaysServer =
+    agent === "consul"
+      ? `consul info -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} 2>/dev/null`
+      : c.nomad.tls
+        ? // A loopback probe sending no token: the agent's certificate names no address.
+          `nomad agent-info -address=https://127.0.0.1:${NOMAD_HTTP_PORT} -tls-skip-verify -client-cert=${sh(c.nomad.tls.certFile)} -client-key=${sh(c.nomad.tls.keyFile)} 2>/dev/null`
+        : `nomad agent-info -address=http://127.0.0.1:${NOMAD_HTTP_PORT} 2>/dev/null`;
+  return `# Never turn a server into a client: on 2023-2025 VMs one of the team's VMs runs the only
+# servers, and overwriting its config would destroy them.
+if ${configSaysServer}; then
+  fail "$CONFIG_DIR configures a $AGENT SERVER on this VM: it is not a client node (servers.vm?); nothing was changed"
+fi
+if ${agentSaysServer} | grep -Eq '^[[:space:]]*server[[:space:]]*=[[:space:]]*true'; then
+  fail "the running $AGENT agent on this VM is a SERVER: it is not a client node (servers.vm?); nothing was changed"
+fi`;
+}
+
+/** CLI options to reach the servers' HTTP API (TLS files when the description has them). */
+function serversCliOptions(c: Cluster, agent: AgentKind): string {
+  if (agent === "consul") {
+    const t = c.consul.tls;
+    return [`-http-addr="$SERVERS_HTTP"`, ...(t ? [`-ca-file=${sh(t.caFile)}`, `-client-cert=${sh(t.certFile)}`, `-client-key=${sh(t.keyFile)}`] : [])].join(" ");
+  }
+  const t = c.nomad.tls;
+  return [`-address="$SERVERS_HTTP"`, ...(t ? [`-ca-cert=${sh(t.caFile)}`, `-client-cert=${sh(t.certFile)}`, `-client-key=${sh(t.keyFile)}`] : [])].join(" ");
+}
+
+/**
+ * Shell: asks the servers which datacenter (Consul) or region (Nomad) they run in, before
+ * anything is written; a client of another one would be refused or never scheduled.
+ */
+function serversPlacementCheck(c: Cluster, agent: AgentKind): string {
+  if (agent === "consul") {
+    return `# The servers' datacenter, from their own member list (\`consul members -detailed\`: a
+# server's tags hold role=consul and dc=<datacenter>). Consul refuses a client of another one.
+servers_datacenter() {
+  consul members ${serversCliOptions(c, agent)} -detailed 2>/dev/null \
+    | awk '$3 == "alive" && $4 ~ /(^|,)role=consul(,|$)/ { n = split($4, t, ","); for (i = 1; i <= n; i++) if (t[i] ~ /^dc=/) { print substr(t[i], 4); exit } }'
+}
+actual_datacenter=$(servers_datacenter) || true
+[[ -n "$actual_datacenter" ]] || fail "cannot ask the Consul servers at $SERVERS_HTTP for their datacenter (consul members -detailed); nothing was changed"
+if [[ "$actual_datacenter" != "$SERVERS_DATACENTER" ]]; then
+  fail "the Consul servers run in datacenter '$actual_datacenter', the description says servers.datacenter '$SERVERS_DATACENTER': Consul would refuse this client; nothing was changed"
+fi`;
+  }
+  return `# The servers' region (last column of \`nomad server members\`): a client of another region
+# is never part of this cluster.
+actual_region=$(nomad server members ${serversCliOptions(c, agent)} 2>/dev/null | awk 'NR > 1 && $4 == "alive" { print $NF; exit }') || true
+[[ -n "$actual_region" ]] || fail "cannot ask the Nomad servers at $SERVERS_HTTP for their region (nomad server members); nothing was changed"
+if [[ "$actual_region" != "$SERVERS_REGION" ]]; then
+  fail "the Nomad servers run in region '$actual_region', the description says region '$SERVERS_REGION'; nothing was changed"
+fi`;
+}
+
+/**
  * Shell: prints the agent token of the operator-managed acl-tokens.hcl (`agent = "…"`,
  * on its own line or inline as in `acl { tokens { agent = "…" } }`).
  */
@@ -157,21 +260,29 @@ set -a
 set +a`;
 }
 
-function verifyFunction(agent: AgentKind): string {
+function verifyFunction(c: Cluster, agent: AgentKind): string {
   if (agent === "consul") {
-    return `# Joined: this node is an alive member advertising its overlay address, and it sees an
-# alive server (an agent lists itself from the start, joined or not).
+    return `# Joined: the local agent is an alive member advertising its overlay address (gossip),
+# AND the servers' catalog has this node at that address in their datacenter (an agent
+# lists itself from the start, joined or not; only the servers know it registered).
 joined() {
   consul members -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} -status=alive 2>/dev/null \\
-    | awk -v n="$NODE_NAME" -v a="$1:" '$4 == "server" { s = 1 } $1 == n && index($2, a) == 1 { m = 1 } END { exit !(s && m) }'
+    | awk -v n="$NODE_NAME" -v a="$1:" '$1 == n && index($2, a) == 1 { m = 1 } END { exit !m }' || return 1
+  # \`consul catalog nodes\` columns: Node ID Address DC.
+  consul catalog nodes ${serversCliOptions(c, agent)} 2>/dev/null \\
+    | awk -v n="$NODE_NAME" -v a="$1" -v dc="$SERVERS_DATACENTER" '$1 == n && $3 == a && $4 == dc { f = 1 } END { exit !f }'
 }
-describe_membership() { consul members -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} 2>&1 | head -n 20 || true; }`;
+describe_membership() {
+  echo "local gossip view:"; consul members -http-addr=http://127.0.0.1:${CONSUL_HTTP_PORT} 2>&1 | head -n 20 || true
+  echo "servers' catalog ($SERVERS_HTTP):"; consul catalog nodes ${serversCliOptions(c, agent)} 2>&1 | head -n 20 || true
+}`;
   }
-  return `# Joined: the servers see this node ready, advertising its overlay address.
+  return `# Joined: the servers (node status is read from their state) see this node ready, in the
+# described datacenter, advertising its overlay address.
 joined() {
   local status
-  status=$(nomad node status -self -t '{{ .Status }} {{ .HTTPAddr }}' 2>/dev/null) || return 1
-  [[ "$status" == "ready $1:${NOMAD_HTTP_PORT}" ]]
+  status=$(nomad node status -self -t '{{ .Status }} {{ .HTTPAddr }} {{ .Datacenter }}' 2>/dev/null) || return 1
+  [[ "$status" == "ready $1:${NOMAD_HTTP_PORT} $SERVERS_DATACENTER" ]]
 }
 describe_membership() { nomad node status -self 2>&1 | head -n 20 || true; }`;
 }
@@ -222,17 +333,24 @@ ${fileRows}
 readonly -a REQUIRED_FILES=(${spec.requiredFiles.map(sh).join(" ")})
 readonly -a REMOVABLE=(${spec.removableTargets.map(sh).join(" ")})
 
-${verifyFunction(agent)}
+readonly SERVERS_HTTP=${sh(serversHttpUrl(c, agent))}
+readonly SERVERS_DATACENTER=${sh(c.servers.datacenter)}
+${agent === "nomad" ? `readonly SERVERS_REGION=${sh(c.region)}` : ""}
+
+${verifyFunction(c, agent)}
 
 command -v "$AGENT" >/dev/null || fail "$AGENT is not installed on this VM"
+${binaryVersionCheck(c, agent)}
+${refuseServerNode(c, agent)}
 address=$(overlay_address)
 log "overlay address $address on $OVERLAY_IFACE"
-${agent === "nomad" ? nomadCliEnv(c) : ""}
 
 for f in "\${REQUIRED_FILES[@]}"; do
   [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see README, Security)"
 done
 ${cliTokens(c, agent)}
+${serversPlacementCheck(c, agent)}
+${agent === "nomad" ? nomadCliEnv(c) : ""}
 # Validate the candidate config directory (our files + every other file already there)
 # with the real binary before touching anything.
 candidate=$(mktemp -d)
@@ -248,9 +366,40 @@ for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
     cp "$STAGE_DIR/\${MANAGED[i]}" "$candidate/$(basename "$target")"
   fi
 done
-if ! output=$(${validateCommand(agent)} 2>&1); then
+${
+  canValidateOffline(c, agent)
+    ? `if ! output=$(${validateCommand(agent)} 2>&1); then
   fail "the new $AGENT configuration does not validate; nothing was changed. $output"
-fi
+fi`
+    : `# Nomad ${c.versions.nomad} has no \`nomad config validate\` (1.3.0): the agent itself checks the
+# new files at the restart below, and the previous ones come back if it does not come up.
+backup=$(mktemp -d)
+trap 'rm -rf "$candidate" "$backup"' EXIT
+for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
+  target=\${MANAGED[i + 1]}
+  if [[ -e "$target" ]]; then cp -p "$target" "$backup/$i"; fi
+done
+for target in "\${REMOVABLE[@]}"; do
+  if [[ -e "$target" ]]; then cp -p "$target" "$backup/removed-$(basename "$target")"; fi
+done
+# Up: systemd keeps it active and its HTTP API answers (nomad agent-info), within 30 s.
+agent_up() {
+  local until=$((SECONDS + 30))
+  until systemctl is-active --quiet "$AGENT" && nomad agent-info >/dev/null 2>&1; do
+    ((SECONDS < until)) || return 1
+    sleep 1
+  done
+}
+restore_previous() {
+  for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
+    target=\${MANAGED[i + 1]}
+    if [[ -e "$backup/$i" ]]; then cp -p "$backup/$i" "$target"; else rm -f "$target"; fi
+  done
+  for target in "\${REMOVABLE[@]}"; do
+    if [[ -e "$backup/removed-$(basename "$target")" ]]; then cp -p "$backup/removed-$(basename "$target")" "$target"; fi
+  done
+}`
+}
 
 changed=false
 for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
@@ -273,7 +422,16 @@ systemctl daemon-reload
 systemctl enable --quiet "$AGENT"
 if [[ "$changed" == true ]]; then
   log "configuration changed: restarting $AGENT"
-  systemctl restart "$AGENT"
+${
+  canValidateOffline(c, agent)
+    ? `  systemctl restart "$AGENT"`
+    : `  if ! systemctl restart "$AGENT" || ! agent_up; then
+    journal=$(journalctl -u "$AGENT" -n 20 --no-pager 2>&1 || true)
+    restore_previous
+    systemctl restart "$AGENT" || true
+    fail "$AGENT did not come up with the new configuration; the previous files are back. $journal"
+  fi`
+}
 elif ! systemctl is-active --quiet "$AGENT"; then
   log "configuration unchanged, $AGENT not running: starting it"
   systemctl start "$AGENT"

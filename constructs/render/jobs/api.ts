@@ -13,6 +13,7 @@ import {
   envLines,
   resourcesBlock,
   secretsTemplate,
+  serviceProviderLine,
   serviceJobOpening,
   usesRegistryAuth,
 } from "./common";
@@ -66,7 +67,7 @@ ${dockerAuth(c, image, "        ")}
 ${envLines(appSettingsEnv(c), "        ")}
       }
 
-${secretsTemplate("api", secretKeys(c, image), "restart", "      ")}
+${secretsTemplate(c, "api", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(api.resources, "      ")}
 
@@ -79,7 +80,7 @@ ${resourcesBlock(api.resources, "      ")}
 
       service {
         name     = "api"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         port     = "http"
         tags     = ["http"]
 
@@ -126,7 +127,7 @@ ${dockerAuth(c, image, "        ")}
 ${envLines(appSettingsEnv(c), "        ")}
       }
 
-${secretsTemplate("worker", secretKeys(c, image), "restart", "      ")}
+${secretsTemplate(c, "worker", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(worker.resources, "      ")}
 
@@ -140,7 +141,7 @@ ${resourcesBlock(worker.resources, "      ")}
       # needs a service). Consul shows the worker's health next to the others.
       service {
         name     = "worker"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         tags     = ["celery"]
 
         check {

@@ -4,6 +4,7 @@
  */
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
+import { supports } from "../../versions";
 
 export const JOB_NAMES = ["haproxy", "web", "api", "worker"] as const;
 export type JobName = (typeof JOB_NAMES)[number];
@@ -13,6 +14,27 @@ export type ScaledJob = "web" | "api" | "worker";
 /** Nomad Variable a job reads its secrets from: a job's workload identity may read nomad/jobs/<job> without any ACL policy. */
 export function variablePath(job: JobName): string {
   return `nomad/jobs/${job}`;
+}
+
+/**
+ * Nomad before 1.4 has no Variables: a job's secrets then live in Consul KV under this
+ * prefix (written by Terraform's consul_keys from the same sensitive variables) and the
+ * template reads them with consul-template's `key`. Trade-off (docs/jobs.md): the
+ * provider's Consul has no ACLs, so anyone who reaches its HTTP API reads them, where a
+ * Nomad Variable is readable only by the job's own workload identity.
+ */
+export function consulSecretsPrefix(job: JobName): string {
+  return `nomad-secrets/${job}/`;
+}
+
+/** Whether this cluster's Nomad keeps the jobs' secrets in Nomad Variables (else Consul KV). */
+export function secretsInNomadVariables(c: Cluster): boolean {
+  return supports(c.versions, "nomadVariables");
+}
+
+/** The service block's `provider = "consul"` line (Nomad 1.3+; before, Consul is the only provider and the key is unknown). */
+export function serviceProviderLine(c: Cluster, indent: string): string {
+  return supports(c.versions, "serviceProvider") ? `${indent}provider = "consul"` : OMIT;
 }
 
 /** Where a job's rendered jobspec lands in the synth output (relative to rendered/). */
@@ -131,11 +153,17 @@ export function heredoc(text: string, indent: string): string {
  * with JSON escapes, so a secret holding `#`, quotes or spaces arrives intact (an unquoted
  * value would end at `#`).
  */
-export function secretsTemplate(job: JobName, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
-  const lines = [`{{ with nomadVar ${JSON.stringify(variablePath(job))} -}}`, ...keys.map((k) => `${k}={{ .${k} | toJSON }}`), "{{- end }}", ""].join("\n");
+export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
+  const inVariables = secretsInNomadVariables(c);
+  const lines = inVariables
+    ? [`{{ with nomadVar ${JSON.stringify(variablePath(job))} -}}`, ...keys.map((k) => `${k}={{ .${k} | toJSON }}`), "{{- end }}", ""].join("\n")
+    : [...keys.map((k) => `${k}={{ key ${JSON.stringify(consulSecretsPrefix(job) + k)} | toJSON }}`), ""].join("\n");
+  const origin = inVariables
+    ? `the Nomad Variable ${variablePath(job)}`
+    : `Consul KV ${consulSecretsPrefix(job)} (Nomad ${c.versions.nomad} has no Variables)`;
   return [
     `${indent}template {`,
-    `${indent}  # Secrets from the Nomad Variable ${variablePath(job)} (written by Terraform); the file`,
+    `${indent}  # Secrets from ${origin} (written by Terraform); the file`,
     `${indent}  # lives in the task's secrets/ directory (tmpfs, not readable by other tasks).`,
     `${indent}  data        = ${heredoc(lines, indent)}`,
     `${indent}  destination = "secrets/app.env"`,
@@ -232,7 +260,7 @@ export function resourcesBlock(r: { cpu: number; memory: number; memoryMax?: num
 /** The job-level lines every job starts with. */
 export function jobPlacement(c: Cluster): string {
   return `  region      = ${str(c.region)}
-  datacenters = [${str(c.name)}]`;
+  datacenters = [${str(c.servers.datacenter)}]`;
 }
 
 /** `NAME = "value"` lines of an `env` block (a block: names are bare identifiers), sorted. */

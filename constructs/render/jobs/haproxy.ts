@@ -4,7 +4,8 @@
 import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
-import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, usesRegistryAuth, variablePath } from "./common";
+import { supports } from "../../versions";
+import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, consulSecretsPrefix, secretsInNomadVariables, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine, usesRegistryAuth, variablePath } from "./common";
 import { HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript } from "./haproxy-cfg";
 
 /**
@@ -108,28 +109,41 @@ ${dockerAuth(c, image, "        ")}
       # in place. In the jobspec itself it would be a template change, which Nomad applies
       # by replacing the allocations (a stop and start of HAProxy on every node).
       template {
-        data        = ${heredoc(`{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`, "        ")}
+        data        = ${heredoc(
+          secretsInNomadVariables(c)
+            ? `{{ with nomadVar "${variablePath("haproxy")}" }}{{ .${HAPROXY_CONFIG_ITEM} }}{{ end }}\n`
+            : `{{ key "${consulSecretsPrefix("haproxy")}${HAPROXY_CONFIG_ITEM}" }}\n`,
+          "        ",
+        )}
         destination = "local/haproxy.cfg"
         # Graceful reload: the script checks the file with haproxy -c, saves the servers'
         # state, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers on the
         # new config while old workers finish their connections. Backend changes come from
         # DNS and need no reload.
-        change_mode = "script"
+${
+  supports(c.versions, "templateChangeScript")
+    ? `        change_mode = "script"
         change_script {
           command       = ${str(HAPROXY_RELOAD_SCRIPT)}
           timeout       = "20s"
           fail_on_error = false
-        }
+        }`
+    : `        # Nomad ${c.versions.nomad} has no change_script (1.4): the signal goes straight to the
+        # master, without the haproxy -c check first. A config the master cannot load leaves
+        # the old workers serving (master-worker keeps them), and the reload fails in the logs.
+        change_mode   = "signal"
+        change_signal = ${str(HAPROXY_RELOAD_SIGNAL)}`
+}
         splay = "5s"
       }
-${usesRegistryAuth(c, image) ? secretsTemplate("haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
+${usesRegistryAuth(c, image) ? secretsTemplate(c, "haproxy", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
 
 ${resourcesBlock(hp.resources, "      ")}
 
       # The health endpoint keepalived tracks: http://<overlay address>:${hp.statsPort}${HEALTH_PATH}.
       service {
         name     = "haproxy"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         port     = "stats"
         tags     = ["lb"]
 

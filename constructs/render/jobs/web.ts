@@ -10,6 +10,7 @@ import {
   overlayHttpPort,
   resourcesBlock,
   secretsTemplate,
+  serviceProviderLine,
   serviceJobOpening,
   usesRegistryAuth,
 } from "./common";
@@ -37,7 +38,7 @@ ${dockerAuth(c, image, "        ")}
         # backend's endpoint too (the browser builds new URL("/image", endpoint)).
         API_ENDPOINT = ${str(c.app.publicUrl)}
       }
-${usesRegistryAuth(c, image) ? secretsTemplate("web", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
+${usesRegistryAuth(c, image) ? secretsTemplate(c, "web", [REGISTRY_PASSWORD_ENV], "noop", "      ") : OMIT}
 
 ${resourcesBlock(web.resources, "      ")}
 
@@ -47,7 +48,7 @@ ${resourcesBlock(web.resources, "      ")}
 
       service {
         name     = "web"
-        provider = "consul"
+${serviceProviderLine(c, "        ")}
         port     = "http"
         tags     = ["http"]
 
