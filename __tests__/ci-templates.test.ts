@@ -561,3 +561,27 @@ describe("scripts/ci/cluster-file.sh (one committed description)", () => {
     expect(run({ CLUSTER_FILE: named }).status).toBe(0);
   });
 });
+
+describe("scripts/ci/summary.sh never fails the job", () => {
+  let dir = "";
+  afterAll(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+  test("an unknown base, or a base that does not synthesize, gives a one-line note and exit 0", () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-summary-"));
+    const git = (...args: string[]) => spawnSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.org", ...args], { cwd: dir, encoding: "utf8" });
+    git("init", "-q", "-b", "main");
+    fs.mkdirSync(path.join(dir, "scripts", "ci"), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, "scripts", "ci", "summary.sh"), path.join(dir, "scripts", "ci", "summary.sh"));
+    git("add", "-A");
+    git("commit", "-q", "-m", "a commit without package.json: it cannot synthesize");
+    const base = git("rev-parse", "HEAD").stdout.trim();
+    const run = (b: string) => spawnSync("bash", ["scripts/ci/summary.sh", b, "out.md"], { cwd: dir, encoding: "utf8" });
+    const unknown = run("0".repeat(40));
+    expect(unknown.status).toBe(0);
+    expect(fs.readFileSync(path.join(dir, "out.md"), "utf8")).toBe(`Base commit \`${"0".repeat(40)}\` is not available here: no comparison (the synthesized files are in the artifact).\n`);
+    const broken = run(base);
+    expect(broken.status).toBe(0);
+    expect(fs.readFileSync(path.join(dir, "out.md"), "utf8")).toBe(`Base commit \`${base}\` does not synthesize: no comparison (the synthesized files are in the artifact).\n`);
+    // The worktree of the base is removed again.
+    expect(git("worktree", "list").stdout.trim().split("\n")).toHaveLength(1);
+  });
+});

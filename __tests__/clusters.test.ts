@@ -103,7 +103,9 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
     const api = jobs["rendered/jobs/api.nomad.hcl"];
     const haproxy = await parseHcl("h.hcl", jobs["rendered/jobs/haproxy.nomad.hcl"]);
     const haproxyTask = haproxy.job.haproxy[0].group.haproxy[0].task.haproxy[0];
-    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg");
+    // From Nomad 1.4 (change_script) the template writes a candidate that start.sh/reload.sh
+    // install after haproxy -c; before, the running file itself.
+    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg" || t.destination === "local/haproxy.cfg.next");
     const jobsStack = out.stacks[`${c.name}-jobs`];
     if (year === "2022") {
       expect(install).not.toContain('nomad config validate "$candidate"');
@@ -112,7 +114,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(api).toContain('AWS_SECRET_ACCESS_KEY={{ key "nomad-secrets/api/AWS_SECRET_ACCESS_KEY" | toJSON }}');
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable"))).toEqual([]);
       expect(resourcesOf(jobsStack, "consul_keys").api.key.map((k: any) => k.path)).toContain("nomad-secrets/api/AWS_SECRET_ACCESS_KEY");
-      expect(cfgTemplate).toMatchObject({ change_mode: "signal", change_signal: "SIGUSR2" });
+      expect(cfgTemplate).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "signal", change_signal: "SIGUSR2" });
       expect(haproxyTask.service[0]).not.toHaveProperty("provider");
     } else {
       expect(install).toContain('nomad config validate "$candidate"');
@@ -121,6 +123,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "worker"]);
       expect(cfgTemplate.change_mode).toBe("script");
+      expect(cfgTemplate.destination).toBe("local/haproxy.cfg.next");
       expect(haproxyTask.service[0].provider).toBe("consul");
     }
     // in either form the secret is an apply-time reference to a sensitive variable, never a value

@@ -16,7 +16,8 @@ if [ -n "${3:-}" ]; then
     [ -f "$json" ] && plans+=(--plan "$(basename "$(dirname "$json")")=$json")
   done
 fi
-worktree=$(mktemp -d)/plan-base
+tmp=$(mktemp -d)
+worktree=$tmp/plan-base
 note() { printf '%s\n' "$*" > "$out"; }
 if ! git rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
   git fetch --quiet --no-tags --depth 1 origin "$base" || true
@@ -29,4 +30,5 @@ elif ! npm run --silent summary -- --base "$worktree/cdktf.out" --out cdktf.out 
   note "The summary against \`$base\` failed: see the job log."
 fi
 git worktree remove --force "$worktree" 2> /dev/null || true
+rm -rf "$tmp"
 cat "$out"
