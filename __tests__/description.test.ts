@@ -123,6 +123,28 @@ describe("cluster description", () => {
   });
 });
 
+describe("ssh section", () => {
+  it("is optional: without it, the README's defaults (user ubuntu, the ssh-agent)", () => {
+    const d = parse(exampleText());
+    delete d.ssh;
+    const r = loadDescriptionText(stringify(d));
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.cluster.ssh).toEqual({ user: "ubuntu", privateKey: { agent: true }, insecureIgnoreHostKey: false });
+    // a partial section keeps the other default
+    const partial = parse(exampleText());
+    partial.ssh = { user: "debian" };
+    const p = loadDescriptionText(stringify(partial));
+    if (!p.ok) throw new Error(JSON.stringify(p.problems));
+    expect(p.cluster.ssh).toEqual({ user: "debian", privateKey: { agent: true }, insecureIgnoreHostKey: false });
+    // and a wrong value in it is still reported with its path
+    const bad = parse(exampleText());
+    bad.ssh = { user: "Not A User" };
+    const b = loadDescriptionText(stringify(bad));
+    expect(b.ok).toBe(false);
+    if (!b.ok) expect(b.problems.map((x) => x.path)).toEqual(["ssh.user"]);
+  });
+});
+
 describe("HAProxy memory holds its derived maxconn", () => {
   it("refuses app.haproxy.resources.memory below the least that gives maxconn 100, naming the field", () => {
     const { crossFieldViolations } = require("../constructs/description/rules");

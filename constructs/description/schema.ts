@@ -200,7 +200,10 @@ export const clusterSchema = z.strictObject({
       .boolean()
       .default(false)
       .describe("Connect without checking the host keys that are not pinned (bastion.hostKey, nodes[].hostKey): Terraform and OpenTofu then accept any key, not only the first one seen. Off by default: then every key must be pinned."),
-  }),
+  })
+    // Optional as a whole: without it, user ubuntu and the ssh-agent (the defaults above).
+    .prefault({})
+    .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
     interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),

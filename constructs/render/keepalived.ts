@@ -16,7 +16,7 @@
  */
 import type { Cluster, ClusterNode } from "../description/schema";
 import { parseCidr } from "../description/rules";
-import { preamble, sh } from "./scripts";
+import { RESTART_PENDING_DIR, preamble, sh } from "./scripts";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 /** The unprivileged user keepalived runs the health check as (created by the install script). */
@@ -310,8 +310,17 @@ if ! output=$(keepalived -t -f "$work/check.conf" 2>&1); then
   fail "the new keepalived configuration does not validate; nothing was changed. \${output//"$password"/<vrrp_password>}"
 fi
 
+# Set before the config is installed, removed once keepalived has reloaded: a run cut off
+# in between leaves it, and the next run reloads although the installed file matches.
+readonly RELOAD_PENDING=${sh(`${RESTART_PENDING_DIR}/keepalived`)}
 changed=false
+if [[ -e "$RELOAD_PENDING" ]]; then
+  log "an earlier run installed the configuration but did not get to reload keepalived"
+  changed=true
+fi
 if ! cmp -s "$candidate" "$CONF"; then
+  mkdir -p "$(dirname "$RELOAD_PENDING")"
+  touch "$RELOAD_PENDING"
   install -D -m 0600 -o root -g root "$candidate" "$CONF"
   log "installed $CONF"
   changed=true
@@ -330,6 +339,8 @@ elif [[ "$changed" == true ]]; then
 else
   log "configuration unchanged: keepalived left running as it is"
 fi
+
+rm -f "$RELOAD_PENDING"
 
 if [[ "$MAINTENANCE" == true ]] && holds_floating_ip; then
   # A lower priority alone does not move the floating IP (nopreempt): a restart does.
