@@ -4,11 +4,13 @@
  * playbook/, see /work/shared/docs/infrastructure.md and README "Supported provider
  * generations"), read back from the real synth output with HashiCorp's HCL parser.
  */
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { loadDescriptionFile, loadDescriptionText } from "../constructs/description/load";
 import type { Cluster } from "../constructs/description/schema";
-import { cleanup, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
+import { renderTopologyMermaid } from "../constructs/render/topology";
+import { cleanup, hasCommand, itIf, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 
 const CLUSTERS = path.join(REPO_ROOT, "clusters");
 const descriptions = fs.readdirSync(CLUSTERS).filter((f) => f.endsWith(".yaml"));
@@ -85,8 +87,19 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       // the install asks the servers on the server VM's advertised overlay address
       expect(nodes[`rendered/${c.nodes[0].name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${c.servers.vm.overlayAddress}:8500'`);
     }
+    // the topology picture shows where the servers are: the server VM, or the provider's host
+    const servers = renderTopologyMermaid(c).split("\n").find((l) => l.includes("servers[("))!;
+    expect(servers).toContain(`datacenter ${facts.datacenter}, region global`);
+    expect(servers).toContain(c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join[0]);
     const jobspec = await parseHcl("web.hcl", jobs["rendered/jobs/web.nomad.hcl"]);
     expect(jobspec.job.web[0].datacenters).toEqual([facts.datacenter]);
+  });
+
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("its install scripts (this version's branches) are shellcheck-clean", () => {
+    const scripts = Object.keys(nodes).filter((f) => f.endsWith(".sh"));
+    expect(scripts.length).toBeGreaterThanOrEqual(c.nodes.length * 3);
+    // throws (non-zero exit) with shellcheck's findings on any warning
+    execFileSync("shellcheck", ["-S", "warning", "-s", "bash", ...scripts], { cwd: path.join(out.outdir, "stacks", `${c.name}-nodes`), stdio: "pipe" });
   });
 
   it("client DNS fits the link: recursors where the link sends the internal domain to the agent, none where it does not", async () => {
@@ -103,7 +116,9 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
     const api = jobs["rendered/jobs/api.nomad.hcl"];
     const haproxy = await parseHcl("h.hcl", jobs["rendered/jobs/haproxy.nomad.hcl"]);
     const haproxyTask = haproxy.job.haproxy[0].group.haproxy[0].task.haproxy[0];
-    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg");
+    // From Nomad 1.4 (change_script) the template writes a candidate that start.sh/reload.sh
+    // install after haproxy -c; before, the running file itself.
+    const cfgTemplate = haproxyTask.template.find((t: any) => t.destination === "local/haproxy.cfg" || t.destination === "local/haproxy.cfg.next");
     const jobsStack = out.stacks[`${c.name}-jobs`];
     if (year === "2022") {
       expect(install).not.toContain('nomad config validate "$candidate"');
@@ -112,7 +127,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(api).toContain('AWS_SECRET_ACCESS_KEY={{ key "nomad-secrets/api/AWS_SECRET_ACCESS_KEY" | toJSON }}');
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable"))).toEqual([]);
       expect(resourcesOf(jobsStack, "consul_keys").api.key.map((k: any) => k.path)).toContain("nomad-secrets/api/AWS_SECRET_ACCESS_KEY");
-      expect(cfgTemplate).toMatchObject({ change_mode: "signal", change_signal: "SIGUSR2" });
+      expect(cfgTemplate).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "signal", change_signal: "SIGUSR2" });
       expect(haproxyTask.service[0]).not.toHaveProperty("provider");
     } else {
       expect(install).toContain('nomad config validate "$candidate"');
@@ -121,6 +136,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "worker"]);
       expect(cfgTemplate.change_mode).toBe("script");
+      expect(cfgTemplate.destination).toBe("local/haproxy.cfg.next");
       expect(haproxyTask.service[0].provider).toBe("consul");
     }
     // in either form the secret is an apply-time reference to a sensitive variable, never a value

@@ -112,3 +112,30 @@ describe("cluster description", () => {
     expect(r.ok).toBe(false);
   });
 });
+
+describe("HAProxy memory holds its derived maxconn", () => {
+  it("refuses app.haproxy.resources.memory below the least that gives maxconn 100, naming the field", () => {
+    const { crossFieldViolations } = require("../constructs/description/rules");
+    const { exampleCluster, edited } = require("./helpers/synth");
+    const { HAPROXY_MIN_MEMORY_MIB, haproxyMaxconn } = require("../constructs/render/jobs/haproxy-cfg");
+    const small = edited(exampleCluster(), (x: any) => (x.app.haproxy.resources = { cpu: 200, memory: HAPROXY_MIN_MEMORY_MIB - 1 }));
+    const v = crossFieldViolations(small);
+    expect(v.map((x: any) => x.path.join("."))).toEqual(["app.haproxy.resources.memory"]);
+    expect(v[0].message).toContain(`expected at least ${HAPROXY_MIN_MEMORY_MIB} MiB`);
+    expect(haproxyMaxconn(HAPROXY_MIN_MEMORY_MIB)).toBeGreaterThanOrEqual(100);
+    expect(() => haproxyMaxconn(HAPROXY_MIN_MEMORY_MIB - 2)).toThrow();
+  });
+});
+
+describe("api memory holds its gunicorn processes", () => {
+  it("refuses app.api.resources.memory below ~48 MiB per gunicorn process, naming the field", () => {
+    const { crossFieldViolations } = require("../constructs/description/rules");
+    const { exampleCluster, edited } = require("./helpers/synth");
+    const ok = edited(exampleCluster(), (x: any) => (x.app.api = { ...x.app.api, workers: 4, resources: { cpu: 300, memory: 240 } }));
+    expect(crossFieldViolations(ok)).toEqual([]);
+    const tight = edited(exampleCluster(), (x: any) => (x.app.api = { ...x.app.api, workers: 6, resources: { cpu: 300, memory: 300 } }));
+    const v = crossFieldViolations(tight);
+    expect(v.map((x: any) => x.path.join("."))).toEqual(["app.api.resources.memory"]);
+    expect(v[0].message).toBe("expected at least 336 MiB for 6 gunicorn workers (~48 MiB per process, master included), got 300");
+  });
+});

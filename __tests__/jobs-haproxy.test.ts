@@ -16,7 +16,15 @@ import * as os from "os";
 import * as path from "path";
 import { HAPROXY_RELOAD_SIGNAL } from "../constructs/render/jobs/haproxy";
 import { peakInstances } from "../constructs/render/jobs/common";
-import { nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript, type HaproxyRuntime } from "../constructs/render/jobs/haproxy-cfg";
+import {
+  HAPROXY_CFG,
+  HAPROXY_CFG_CANDIDATE,
+  nomadHaproxyRuntime,
+  renderHaproxyConfig,
+  renderHaproxyReloadScript,
+  renderHaproxyStartScript,
+  type HaproxyRuntime,
+} from "../constructs/render/jobs/haproxy-cfg";
 import type { Cluster } from "../constructs/description/schema";
 import { edited, exampleCluster, hasCommand, itIf } from "./helpers/synth";
 
@@ -79,14 +87,16 @@ describe("haproxy.cfg checked by the real haproxy", () => {
     expect(checkConfig(cfg).status).toBe(0);
   });
 
-  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("the reload script is shellcheck-clean", () => {
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("the reload and start scripts are shellcheck-clean", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reload-sh-"));
     try {
-      const file = path.join(dir, "reload.sh");
-      fs.writeFileSync(file, renderHaproxyReloadScript(nomadHaproxyRuntime(c)));
-      const r = spawnSync("shellcheck", ["-S", "warning", file], { encoding: "utf8" });
-      expect(r.stdout).toBe("");
-      expect(r.status).toBe(0);
+      for (const [name, text] of [["reload.sh", renderHaproxyReloadScript(nomadHaproxyRuntime(c))], ["start.sh", renderHaproxyStartScript(nomadHaproxyRuntime(c))]]) {
+        const file = path.join(dir, name);
+        fs.writeFileSync(file, text);
+        const r = spawnSync("shellcheck", ["-S", "warning", file], { encoding: "utf8" });
+        expect({ name, out: r.stdout }).toEqual({ name, out: "" });
+        expect(r.status).toBe(0);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -214,6 +224,7 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
   let dir: string;
   let cluster: Cluster;
   let cfgFile: string;
+  let candidate: string;
   let ports: { node: number; floating: number; stats: number; dns: number; backends: Record<string, number> };
   let haproxyPid: number;
 
@@ -234,7 +245,7 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
   function renderFor(c: Cluster): string {
     return renderHaproxyConfig(c, runtime());
   }
-  /** What Nomad does when the template output changes: new file, then the change script. */
+  /** What Nomad does when the template output changes: new candidate file, then the change script. */
   async function reload(): Promise<void> {
     const script = path.join(dir, "reload.sh");
     fs.writeFileSync(script, renderHaproxyReloadScript(runtime()), { mode: 0o755 });
@@ -286,10 +297,13 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
       ...srv,
     ]);
 
-    cfgFile = path.join(dir, "haproxy.cfg");
-    fs.writeFileSync(cfgFile, renderFor(cluster));
-    // As the official image's entrypoint runs it: master-worker, foreground.
-    haproxyPid = start("haproxy", "haproxy", ["-W", "-db", "-f", cfgFile]).pid!;
+    cfgFile = path.join(dir, HAPROXY_CFG);
+    candidate = path.join(dir, HAPROXY_CFG_CANDIDATE);
+    // As the task starts: Nomad's template wrote the candidate; start.sh checks and installs
+    // it, then execs haproxy -W -db (master-worker, foreground) in its own process.
+    fs.writeFileSync(candidate, renderFor(cluster));
+    fs.writeFileSync(path.join(dir, "start.sh"), renderHaproxyStartScript(runtime()), { mode: 0o755 });
+    haproxyPid = start("haproxy", "/bin/sh", [path.join(dir, "start.sh")]).pid!;
 
     // Up when HAProxy's own checks see both instances of both services.
     await until("all four backends UP in HAProxy", 20000, async () => {
@@ -401,7 +415,7 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
     // What Nomad does when the template output changes: new file, then the change script
     // (server state saved, then SIGUSR2 to the master).
     const bigger = edited(cluster, (x) => (x.app.api.scaling = { min: 2, max: 7 }));
-    fs.writeFileSync(cfgFile, renderFor(bigger));
+    fs.writeFileSync(candidate, renderFor(bigger));
     const t0 = Date.now();
     await reload();
     const reloadedAfter = await until("the new config in effect", 10000, async () =>
@@ -410,6 +424,8 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
     // A second reload straight after, as a template re-render could do.
     await reload();
     expect(fs.readFileSync(path.join(dir, "haproxy.state"), "utf8")).toContain("_api._tcp.service.consul");
+    // The accepted candidate is now the file a restart would use.
+    expect(fs.readFileSync(cfgFile, "utf8")).toBe(renderFor(bigger));
     await new Promise((r) => setTimeout(r, 1500));
     stop = true;
     await Promise.all(loops);
@@ -455,27 +471,69 @@ describe("the file Nomad delivers, run by the real haproxy", () => {
   );
 });
 
-describe("the reload script", () => {
-  itIf(HAVE_HAPROXY, "haproxy is not installed (apt-get install haproxy)")(
-    "does not signal the master when haproxy -c rejects the new file (the running config stays)",
-    async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-reload-"));
-      // A stand-in master: SIGUSR2's default action would end it.
-      const master = spawn("sleep", ["30"], { stdio: "ignore" });
-      try {
-        const c = exampleCluster();
-        const rt = { ...nomadHaproxyRuntime(c), runDir: dir, masterPid: master.pid! };
-        fs.writeFileSync(path.join(dir, "haproxy.cfg"), renderHaproxyConfig(c, rt).replace("balance roundrobin", "balance no-such-algorithm"));
-        fs.writeFileSync(path.join(dir, "reload.sh"), renderHaproxyReloadScript(rt), { mode: 0o755 });
-        const r = spawnSync("/bin/sh", [path.join(dir, "reload.sh")], { encoding: "utf8", env: { ...process.env, NODE_ADDRESS: "127.0.0.5" } });
-        expect(r.status).toBe(1);
-        expect(r.stderr).toContain("does not pass haproxy -c");
-        expect(master.exitCode).toBeNull();
-        expect(() => process.kill(master.pid!, 0)).not.toThrow();
-      } finally {
-        if (master.pid) process.kill(master.pid, "SIGKILL");
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  );
+describe("the reload and start scripts: a file haproxy -c rejects is never installed", () => {
+  const reason = "haproxy is not installed (apt-get install haproxy)";
+  const c = exampleCluster();
+  const broken = (rt: HaproxyRuntime) => renderHaproxyConfig(c, rt).replace("balance roundrobin", "balance no-such-algorithm");
+
+  itIf(HAVE_HAPROXY, reason)("reload: the master is not signalled and haproxy.cfg stays the running one", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-reload-"));
+    // A stand-in master: SIGUSR2's default action would end it.
+    const master = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      const rt = { ...nomadHaproxyRuntime(c), runDir: dir, masterPid: master.pid! };
+      const running = renderHaproxyConfig(c, rt);
+      fs.writeFileSync(path.join(dir, HAPROXY_CFG), running);
+      fs.writeFileSync(path.join(dir, HAPROXY_CFG_CANDIDATE), broken(rt));
+      fs.writeFileSync(path.join(dir, "reload.sh"), renderHaproxyReloadScript(rt), { mode: 0o755 });
+      const r = spawnSync("/bin/sh", [path.join(dir, "reload.sh")], { encoding: "utf8", env: { ...process.env, NODE_ADDRESS: "127.0.0.5" } });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("does not pass haproxy -c");
+      expect(master.exitCode).toBeNull();
+      expect(() => process.kill(master.pid!, 0)).not.toThrow();
+      expect(fs.readFileSync(path.join(dir, HAPROXY_CFG), "utf8")).toBe(running);
+    } finally {
+      if (master.pid) process.kill(master.pid, "SIGKILL");
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  itIf(HAVE_HAPROXY, reason)("start: a task restart after a rejected change runs the last accepted file; without one it fails", async () => {
+    const node = "127.0.0.8";
+    const ports = { nodePort: await freePort(node), floatingPort: await freePort("127.0.0.9"), statsPort: await freePort(node) };
+    const cc = edited(c, (x) => (x.app.haproxy = { ...x.app.haproxy, ...ports }));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "haproxy-start-"));
+    const env = { ...process.env, NODE_ADDRESS: node };
+    let proc: ChildProcess | undefined;
+    try {
+      const rt = { ...nomadHaproxyRuntime(cc), floatingAddress: "127.0.0.9", runDir: dir };
+      const good = renderHaproxyConfig(cc, rt);
+      fs.writeFileSync(path.join(dir, "start.sh"), renderHaproxyStartScript(rt), { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, HAPROXY_CFG_CANDIDATE), broken(rt));
+
+      // No accepted file yet: the task fails, HAProxy never starts.
+      const first = spawnSync("/bin/sh", [path.join(dir, "start.sh")], { encoding: "utf8", env, timeout: 10000 });
+      expect(first.status).toBe(1);
+      expect(first.stderr).toContain("no accepted one exists");
+      expect(fs.existsSync(path.join(dir, HAPROXY_CFG))).toBe(false);
+
+      // The last accepted file is there: HAProxy starts on it and serves.
+      fs.writeFileSync(path.join(dir, HAPROXY_CFG), good);
+      let stderr = "";
+      proc = spawn("/bin/sh", [path.join(dir, "start.sh")], { env, stdio: ["ignore", "ignore", "pipe"] });
+      proc.stderr!.on("data", (d) => (stderr += d));
+      const health = await until("haproxy /healthz from the last accepted file", 10000, async () => {
+        const r = await get(node, ports.statsPort, "/healthz");
+        return r.status === 200 ? r : undefined;
+      });
+      expect(health.status).toBe(200);
+      expect(stderr).toContain("starting with the last accepted one");
+      expect(fs.readFileSync(path.join(dir, HAPROXY_CFG), "utf8")).toBe(good);
+    } finally {
+      const workers = proc?.pid ? childrenOf(proc.pid) : [];
+      if (proc?.pid && alive(proc.pid)) process.kill(proc.pid, "SIGKILL");
+      for (const pid of workers) if (alive(pid)) process.kill(pid, "SIGKILL");
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -12,7 +12,7 @@ import { str } from "../constructs/render/hcl";
 import { FLOATING_IP_META } from "../constructs/render/agents";
 import { APP_CONTRACT_ENV, APP_SECRET_ENV, WORKER_PING } from "../constructs/render/jobs/api";
 import { CANARIES, JOB_NAMES, ROLLOUT, peakInstances, useDistinctHosts, variablePath } from "../constructs/render/jobs/common";
-import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript } from "../constructs/render/jobs/haproxy-cfg";
+import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript, renderHaproxyStartScript } from "../constructs/render/jobs/haproxy-cfg";
 import { HAPROXY_RELOAD_SIGNAL } from "../constructs/render/jobs/haproxy";
 import { renderJobspecs } from "../constructs/render/jobs";
 import type { Cluster } from "../constructs/description/schema";
@@ -204,9 +204,45 @@ describe("jobs stack (example cluster)", () => {
       expect(svc.check_restart).toBeUndefined();
     });
 
-    it("web and api leave Consul 5 s before they stop (HAProxy holds a DNS answer up to 5 s)", () => {
-      for (const name of ["web", "api"] as const) expect(taskOf(jobs[name].job, name).shutdown_delay).toBe("5s");
-      expect(renderHaproxyConfig(c, nomadHaproxyRuntime(c))).toContain("hold valid 5s");
+    it("web and api leave Consul longer before they stop than HAProxy may still pick an instance gone from Consul DNS", () => {
+      // From the rendered haproxy.cfg: an answer up to `hold valid` old, the next resolution
+      // up to one `timeout resolve` tick later, then `hold obsolete` for the vanished record.
+      const cfg = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
+      const seconds = (re: RegExp) => Number(cfg.match(re)![1]);
+      const hold = seconds(/^\s*hold valid (\d+)s$/m) + seconds(/^\s*timeout resolve (\d+)s$/m) + seconds(/^\s*hold obsolete (\d+)s$/m);
+      expect(hold).toBeGreaterThan(5);
+      for (const name of ["web", "api"] as const) {
+        const delay = Number(/^(\d+)s$/.exec(taskOf(jobs[name].job, name).shutdown_delay)![1]);
+        expect(delay).toBeGreaterThan(hold);
+      }
+    });
+
+    it("api: threaded gunicorn workers from the description, graceful stop within kill_timeout, no more requests per instance than threads", async () => {
+      const t = taskOf(jobs.api.job, "api");
+      expect(t.config[0].command).toBe("gunicorn");
+      const args: string[] = t.config[0].args;
+      const opt = (name: string) => args[args.indexOf(name) + 1];
+      expect(opt("--worker-class")).toBe("gthread");
+      expect(opt("--workers")).toBe(String(c.app.api.workers));
+      expect(opt("--threads")).toBe(String(c.app.api.threads));
+      expect(opt("--bind")).toBe("0.0.0.0:${NOMAD_PORT_http}");
+      expect(args[args.length - 1]).toBe("image_api.web:app");
+      expect(Number(opt("--graceful-timeout"))).toBeLessThan(Number(/^(\d+)s$/.exec(t.kill_timeout)![1]));
+      // Each HAProxy sends an instance fewer requests than the threads it has, so that
+      // health checks always find a free one (every eligible node's HAProxy, together).
+      const other = edited(c, (x) => (x.app.api = { ...x.app.api, workers: 3, threads: 4 }));
+      const otherApi = (await parseHcl("api.nomad.hcl", renderJobspecs(other).api)).job.api[0];
+      expect(taskOf(otherApi, "api").config[0].args).toEqual(expect.arrayContaining(["--workers", "3", "--threads", "4"]));
+      for (const cl of [c, other]) {
+        // Both api backends (reads, uploads) of every HAProxy together stay below the threads.
+        const cfg = renderHaproxyConfig(cl, nomadHaproxyRuntime(cl));
+        const limits = [...cfg.matchAll(/^\s*server-template api \d+ .* maxconn (\d+)$/gm)].map((m) => Number(m[1]));
+        expect(limits).toHaveLength(2);
+        for (const l of limits) expect(l).toBeGreaterThan(0);
+        const haproxies = cl.nodes.filter((n) => n.floatingIp.eligible).length;
+        expect((limits[0] + limits[1]) * haproxies).toBeLessThan(cl.app.api.workers * cl.app.api.threads - haproxies);
+      }
+      expect(renderHaproxyConfig(c, nomadHaproxyRuntime(c))).toMatch(/use_backend api_uploads if is_api METH_POST\n\s*use_backend api if is_api/);
     });
   });
 
@@ -226,15 +262,19 @@ describe("jobs stack (example cluster)", () => {
 
     it("runs the described image in host network mode, config from its Nomad Variable, reloaded in place by SIGUSR2 after a check", () => {
       const t = taskOf(jobs.haproxy.job, "haproxy");
-      expect(t.config[0]).toMatchObject({ image: "haproxy:3.0.5", network_mode: "host", args: ["-f", "/local/haproxy.cfg"] });
-      const [script, cfg] = t.template;
+      expect(t.config[0]).toMatchObject({ image: "haproxy:3.0.5", network_mode: "host", command: "/bin/sh", args: ["/local/start.sh"] });
+      const [start, script, cfg] = t.template;
+      expect(start).toMatchObject({ destination: "local/start.sh", perms: "0755", change_mode: "noop" });
+      expect(start.data).toBe(renderHaproxyStartScript(nomadHaproxyRuntime(c)));
+      expect(start.data).toContain("exec haproxy -W -db -f \"$cfg\"");
       expect(script).toMatchObject({ destination: "local/reload.sh", perms: "0755", change_mode: "noop" });
       expect(script.data).toBe(renderHaproxyReloadScript(nomadHaproxyRuntime(c)));
       expect(script.data).toContain(`kill -${HAPROXY_RELOAD_SIGNAL.replace(/^SIG/, "")} 1`);
       expect(script.data).not.toMatch(/exec kill/); // the image has no /bin/kill: the shell's own
-      expect(script.data.indexOf("haproxy -c -q -f /local/haproxy.cfg")).toBeLessThan(script.data.indexOf("kill -USR2"));
+      expect(script.data.indexOf('haproxy -c -q -f "$next"')).toBeLessThan(script.data.indexOf("kill -USR2"));
       expect(HAPROXY_RELOAD_SIGNAL).toBe("SIGUSR2");
-      expect(cfg).toMatchObject({ destination: "local/haproxy.cfg", change_mode: "script" });
+      // Nomad writes a candidate; only the scripts install it, after haproxy -c.
+      expect(cfg).toMatchObject({ destination: "local/haproxy.cfg.next", change_mode: "script" });
       expect(cfg.change_script[0]).toMatchObject({ command: "/local/reload.sh", fail_on_error: false });
       // The template only prints the variable's item: a config change re-renders it in place
       // (a change of the jobspec's template would replace the allocations instead).
@@ -260,7 +300,7 @@ describe("jobs stack (example cluster)", () => {
 
     it("routes /image to api, the rest to web, discovers both through Consul DNS SRV on the node", () => {
       const cfg = renderHaproxyConfig(c, nomadHaproxyRuntime(c));
-      expect(cfg).toMatch(/acl is_api path_beg \/image\n\s+use_backend api if is_api\n\s+default_backend web/);
+      expect(cfg).toMatch(/acl is_api path_beg \/image\n(\s+#.*\n)*\s+use_backend api_uploads if is_api METH_POST\n\s+use_backend api if is_api\n\s+default_backend web/);
       expect(cfg).toContain('nameserver consul "${NODE_ADDRESS}:53"');
       expect(cfg).toContain("accepted_payload_size 8192");
       expect(cfg).toContain("hold valid 5s");
@@ -328,7 +368,7 @@ describe("jobspec variants", () => {
   it("memory_max reaches the jobspec when described", async () => {
     const c = edited(exampleCluster(), (x) => (x.app.api.resources.memoryMax = 1024));
     const api = (await parseHcl("api", renderJobspecs(c).api)).job.api[0];
-    expect(taskOf(api, "api").resources[0]).toEqual({ cpu: 300, memory: 512, memory_max: 1024 });
+    expect(taskOf(api, "api").resources[0]).toEqual({ cpu: c.app.api.resources.cpu, memory: c.app.api.resources.memory, memory_max: 1024 });
   });
 
   describe("with a private registry (app.registry)", () => {

@@ -4,6 +4,7 @@
  * for_each instances) a planned maintenance, a node added or removed and a new image
  * version create, change or destroy.
  */
+import { jobsStackName } from "../constructs/jobs-stack";
 import { cleanup, edited, exampleCluster, synthCluster, type SynthOutput } from "./helpers/synth";
 import type { Cluster } from "../constructs/description/schema";
 
@@ -68,7 +69,7 @@ describe("blast radius of the operating procedures", () => {
     });
   });
 
-  it("a node added: its own resources, and the peers' keepalived (peer list) only", () => {
+  it("a node added: its own resources, the peers' keepalived (peer list), and HAProxy's config (api maxconn shares) only", () => {
     const withNode3 = edited(base, (c) =>
       c.nodes.push({ name: "node-3", address: "192.0.2.13", overlayAddress: "172.16.1.13", meta: {}, floatingIp: { eligible: true, priority: 50 }, maintenance: false }),
     );
@@ -80,8 +81,11 @@ describe("blast radius of the operating procedures", () => {
       `${N}:terraform_data.node_membership[node-3]`,
     ]);
     expect(r.destroyed).toEqual([]);
-    // no job changes either: placement rules here do not depend on a third node
-    expect(r.changed).toEqual([`${N}:null_resource.node-1_keepalived`, `${N}:null_resource.node-2_keepalived`]);
+    // No jobspec changes (placement rules here do not depend on a third node). HAProxy's
+    // config changes, in its Nomad Variable only (a reload in place): a third HAProxy shares
+    // each api instance's threads (backend api, maxconn).
+    const J = jobsStackName(base);
+    expect(r.changed).toEqual([`${J}:nomad_variable.haproxy`, `${N}:null_resource.node-1_keepalived`, `${N}:null_resource.node-2_keepalived`]);
   });
 
   it("a node removed: its resources destroyed (membership instance → decommission), the peer's keepalived updated", () => {

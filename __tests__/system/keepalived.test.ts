@@ -7,7 +7,10 @@
  *
  * Checks: exactly one node holds the floating IP; a clean stop of the holder moves it;
  * the restarted node does not take it back (nopreempt); a failing HAProxy health endpoint
- * moves it; a crash of the holder moves it. Each takeover is timed and printed.
+ * moves it; a dead local Consul DNS moves it (dnsmasq on the node's overlay address, port
+ * 53, stands in for the Consul agent's DNS: it answers consul.service.consul like an agent
+ * does, and stops answering when stopped, as a dead agent does); a crash of the holder
+ * moves it. Each takeover is timed and printed.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -15,10 +18,10 @@ import * as path from "path";
 import { edited, exampleCluster, itIf } from "../helpers/synth";
 import { crossFieldViolations } from "../../constructs/description/rules";
 import type { Cluster, ClusterNode } from "../../constructs/description/schema";
-import { VRRP_PASSWORD_PLACEHOLDER, renderKeepalivedConfig } from "../../constructs/render/keepalived";
+import { VRRP_PASSWORD_PLACEHOLDER, consulDnsCheckCommand, renderKeepalivedConfig } from "../../constructs/render/keepalived";
 import { Sandbox, pidAlive, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
 
-const pre = systemTestPrerequisites(["keepalived", "ip", "curl", "/usr/bin/python3"]);
+const pre = systemTestPrerequisites(["keepalived", "ip", "curl", "/usr/bin/python3", "dnsmasq", "/usr/bin/dig"]);
 
 const IFACE = "ovl213";
 const VIP = "10.213.0.100";
@@ -37,7 +40,7 @@ export function testCluster(): Cluster {
   });
 }
 
-jest.setTimeout(60000);
+jest.setTimeout(90000);
 
 describe("keepalived with the rendered configuration, in two namespaces", () => {
   let sb: Sandbox | undefined;
@@ -47,7 +50,7 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
     expect(sb.leftoverNamespaces()).toEqual([]);
   });
 
-  itIf(pre.ok, pre.reason)("one holder; the floating IP moves on stop, on HAProxy failure and on crash, not back (nopreempt)", async () => {
+  itIf(pre.ok, pre.reason)("one holder; the floating IP moves on stop, on HAProxy failure, on a dead Consul DNS and on crash, not back (nopreempt)", async () => {
     const cluster = testCluster();
     expect(crossFieldViolations(cluster)).toEqual([]);
     const s = (sb = new Sandbox("ka"));
@@ -82,6 +85,19 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
       s.inNs(ns[n.name], ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", `http://${n.overlayAddress}:${HEALTH_PORT}/healthz`]).status === 0;
     for (const n of [n1, n2]) startHealth(n);
     for (const n of [n1, n2]) await waitFor(`health endpoint of ${n.name}`, () => healthy(n), 10000);
+
+    // Stand-in Consul agent DNS on <overlay address>:53.
+    const dns: Record<string, ReturnType<Sandbox["start"]>> = {};
+    const startDns = (n: ClusterNode) => {
+      dns[n.name] = s.start(`dns-${n.name}`, ns[n.name], [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
+        `--listen-address=${n.overlayAddress}`, "--bind-interfaces", "--port=53", "--host-record=consul.service.consul,10.213.0.250",
+      ]);
+    };
+    // The rendered check command itself, run inside the node's namespace.
+    const dnsAnswers = (n: ClusterNode) => s.inNs(ns[n.name], consulDnsCheckCommand(n).split(" ")).status === 0;
+    for (const n of [n1, n2]) startDns(n);
+    for (const n of [n1, n2]) await waitFor(`Consul DNS stand-in of ${n.name}`, () => dnsAnswers(n), 10000);
 
     const kad: Record<string, ReturnType<Sandbox["start"]>> = {};
     const startKeepalived = (n: ClusterNode) => {
@@ -136,21 +152,32 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
       await takeover(n1, "health failure");
       figures.push({ event: "holder's HAProxy /healthz fails", newHolder: n1.name, ms: Date.now() - t0 });
 
-      // 5. node-2's HAProxy recovers; then the holder crashes (SIGKILL: no goodbye advert).
+      // 5. node-2's HAProxy recovers; then the holder's Consul DNS dies: node-2 takes over.
       startHealth(n2);
       await waitFor("node-2 health endpoint back", () => healthy(n2), 10000);
       // rise 2 × interval 2 s: node-2 is a candidate again after ~4 s; give it 6 s.
       await sleep(6000);
       expect(holders()).toEqual([n1.name]);
       t0 = Date.now();
-      const vrrp1 = Number(fs.readFileSync(path.join(s.dir, n1.name, "vrrp.pid"), "utf8"));
-      s.adopt(`vrrp-${n1.name}`, vrrp1);
-      process.kill(vrrp1, "SIGKILL");
-      process.kill(kad[n1.name].pid, "SIGKILL");
+      await s.stop(dns[n1.name], "SIGTERM");
+      expect(dnsAnswers(n1)).toBe(false);
+      await takeover(n2, "Consul DNS dead");
+      figures.push({ event: "holder's Consul DNS stops answering", newHolder: n2.name, ms: Date.now() - t0 });
+
+      // 6. node-1's DNS recovers; then the holder (node-2) crashes (SIGKILL: no goodbye advert).
+      startDns(n1);
+      await waitFor("node-1 Consul DNS back", () => dnsAnswers(n1), 10000);
+      await sleep(6000);
+      expect(holders()).toEqual([n2.name]);
+      t0 = Date.now();
+      const vrrp2 = Number(fs.readFileSync(path.join(s.dir, n2.name, "vrrp.pid"), "utf8"));
+      s.adopt(`vrrp-${n2.name}`, vrrp2);
+      process.kill(vrrp2, "SIGKILL");
+      process.kill(kad[n2.name].pid, "SIGKILL");
       // A crashed node keeps its address configured (a dead machine would not answer);
-      // the takeover is node-2 holding it.
-      await waitFor(`${n2.name} holding ${VIP} after a crash`, () => holds(n2), 15000, diag);
-      figures.push({ event: "holder crashes (SIGKILL)", newHolder: n2.name, ms: Date.now() - t0 });
+      // the takeover is node-1 holding it.
+      await waitFor(`${n1.name} holding ${VIP} after a crash`, () => holds(n1), 15000, diag);
+      figures.push({ event: "holder crashes (SIGKILL)", newHolder: n1.name, ms: Date.now() - t0 });
     } finally {
       // eslint-disable-next-line no-console
       console.log(
@@ -158,6 +185,6 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
           figures.map((f) => `  ${f.event.padEnd(40)} → ${f.newHolder.padEnd(7)} ${(f.ms / 1000).toFixed(2).padStart(6)} s`).join("\n"),
       );
     }
-    expect(figures.map((f) => f.newHolder)).toEqual([n1.name, n2.name, n1.name, n2.name]);
+    expect(figures.map((f) => f.newHolder)).toEqual([n1.name, n2.name, n1.name, n2.name, n1.name]);
   });
 });

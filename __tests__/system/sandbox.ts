@@ -21,7 +21,7 @@ export function systemTestPrerequisites(commands: string[]): { ok: boolean; reas
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   const reasons = [
     ...(root ? [] : ["needs root (network namespaces)"]),
-    ...(missing.length ? [`missing ${missing.join(", ")} (apt-get install haproxy keepalived openssh-server openssh-client iproute2 curl)`] : []),
+    ...(missing.length ? [`missing ${missing.join(", ")} (apt-get install haproxy keepalived openssh-server openssh-client dnsmasq iproute2 curl bind9-dnsutils gunicorn python3-flask)`] : []),
   ];
   return { ok: reasons.length === 0, reason: reasons.join("; ") };
 }

@@ -3,6 +3,8 @@
  * violation it finds, so an operator fixes them all in one go.
  */
 import type { Cluster, ClusterNode } from "./schema";
+import { HAPROXY_MIN_MEMORY_MIB } from "../render/jobs/haproxy-cfg";
+import { apiMinimumMemoryMiB } from "../render/jobs/api";
 
 /**
  * What the rules see: each top-level section (and each node) is present only when it
@@ -135,7 +137,14 @@ function appRules(app: Cluster["app"], v: Violation[]) {
       v.push({ path: ["app", job, "resources", "memoryMax"], message: `expected at least resources.memory (${r.memory}), got ${r.memoryMax}` });
     }
   }
+  const apiMin = apiMinimumMemoryMiB(app.api.workers);
+  if (app.api.resources.memory < apiMin) {
+    v.push({ path: ["app", "api", "resources", "memory"], message: `expected at least ${apiMin} MiB for ${app.api.workers} gunicorn workers (~48 MiB per process, master included), got ${app.api.resources.memory}` });
+  }
   const hp = app.haproxy;
+  if (hp.resources.memory < HAPROXY_MIN_MEMORY_MIB) {
+    v.push({ path: ["app", "haproxy", "resources", "memory"], message: `expected at least ${HAPROXY_MIN_MEMORY_MIB} MiB (HAProxy's maxconn is derived from it: room for 100 connections), got ${hp.resources.memory}` });
+  }
   const ports = [["nodePort", hp.nodePort], ["floatingPort", hp.floatingPort], ["statsPort", hp.statsPort]] as const;
   for (const [key, idx] of duplicates([...ports], ([, p]) => String(p))) {
     for (const i of idx.slice(1)) v.push({ path: ["app", "haproxy", ports[i][0]], message: `expected a port different from app.haproxy.${ports[idx[0]][0]} (${key})` });

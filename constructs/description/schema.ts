@@ -136,7 +136,10 @@ const node = z.strictObject({
 
 const jobsDefaults = {
   web: { count: 2, cpu: 100, memory: 128 },
-  api: { count: 2, cpu: 300, memory: 512 },
+  // Measured (docs/jobs.md, "The api under load"): 2 gthread workers of the real api peak at
+  // ~170 MiB under 12 concurrent 4 MiB uploads; + opentelemetry (not measurable here) and
+  // upload buffers (up to 8 MiB per upload in flight) → 320 MiB.
+  api: { count: 2, cpu: 300, memory: 320 },
   worker: { count: 2, cpu: 300, memory: 512 },
   haproxy: { count: 1, cpu: 200, memory: 128 },
 };
@@ -305,7 +308,14 @@ export const clusterSchema = z.strictObject({
     /** Registry credentials for private images: the password is the Terraform variable registry_password. */
     registry: z.strictObject({ server: host, username: z.string().min(1) }).optional().describe("Registry credentials for private images: the password is the Terraform variable registry_password."),
     web: service(jobsDefaults.web).default(withResources(jobsDefaults.web)),
-    api: service(jobsDefaults.api).default(withResources(jobsDefaults.api)),
+    api: service(jobsDefaults.api)
+      .extend({
+        /** gunicorn worker processes per instance (each loads the whole app: memory grows with it). */
+        workers: z.number().int().min(1).max(16).default(2).describe("gunicorn worker processes per instance (each loads the whole app: memory grows with it)."),
+        /** Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one. */
+        threads: z.number().int().min(1).max(64).default(12).describe("Threads per gunicorn worker (gthread): requests served at once per worker; a slow upload holds one."),
+      })
+      .default({ ...withResources(jobsDefaults.api), workers: 2, threads: 12 }),
     worker: service(jobsDefaults.worker)
       .extend({
         /** Celery worker concurrency (processes per instance). */

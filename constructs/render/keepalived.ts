@@ -16,7 +16,7 @@
  */
 import type { Cluster, ClusterNode } from "../description/schema";
 import { parseCidr } from "../description/rules";
-import { preamble, sh } from "./scripts";
+import { RESTART_PENDING_DIR, preamble, sh } from "./scripts";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 /** The unprivileged user keepalived runs the health check as (created by the install script). */
@@ -46,6 +46,27 @@ export const VRRP_INSTANCE = "floating_ip";
  * keepalived's own `timeout` is above curl's so that curl's verdict is the one that counts.
  */
 export const HEALTH_CHECK = { interval: 2, timeout: 2, fall: 2, rise: 2, curlMaxTime: 1 } as const;
+
+/**
+ * The local Consul DNS check: HAProxy on this node finds every backend through the node's
+ * own Consul agent (resolvers consul, the overlay address, port 53). An agent that does not
+ * answer at all leaves HAProxy with its last answers only until they expire, so the node
+ * must give the floating IP to a peer whose agent answers. `dig` exits 0 on any DNS reply
+ * (also SERVFAIL: the agent is alive but cannot reach the servers; that is shared by every
+ * node with the provider's single server, and moving the floating IP would not help) and 9
+ * when no reply comes within `+time`. Same cadence as the HAProxy check.
+ */
+export const CONSUL_DNS_CHECK = { interval: 2, timeout: 2, fall: 2, rise: 2, digTime: 1, name: "consul.service.consul" } as const;
+/** dig (Debian/Ubuntu package bind9-dnsutils; the install script adds it when missing). */
+export const DIG = "/usr/bin/dig";
+export const DIG_PACKAGE = "bind9-dnsutils";
+/** Consul's DNS port on the overlay address (agents.ts). */
+const CONSUL_DNS_PORT = 53;
+
+export function consulDnsCheckCommand(n: ClusterNode): string {
+  const d = CONSUL_DNS_CHECK;
+  return `${DIG} +time=${d.digTime} +tries=1 +short -p ${CONSUL_DNS_PORT} @${n.overlayAddress} ${d.name} A`;
+}
 
 /** GARP: a burst when becoming master, a second one 1 s later, and a refresh every minute. */
 export const GARP = { masterDelay: 1, masterRepeat: 3, masterRefresh: 60, masterRefreshRepeat: 1 } as const;
@@ -134,6 +155,18 @@ vrrp_script haproxy_health {
   weight 0
 }
 
+# The local Consul agent's DNS (${n.overlayAddress}:${CONSUL_DNS_PORT}), where this node's HAProxy finds its
+# backends. dig exits 0 on any DNS reply (SERVFAIL too: an agent alive without the servers
+# is the same on every node) and 9 when the agent does not answer: FAULT, as above.
+vrrp_script consul_dns {
+  script "${consulDnsCheckCommand(n)}"
+  interval ${CONSUL_DNS_CHECK.interval}
+  timeout ${CONSUL_DNS_CHECK.timeout}
+  fall ${CONSUL_DNS_CHECK.fall}
+  rise ${CONSUL_DNS_CHECK.rise}
+  weight 0
+}
+
 vrrp_instance ${VRRP_INSTANCE} {
   # Every node starts as BACKUP and none preempts: the floating IP moves only when its
   # holder fails or stops, never back when a recovered node returns (one interruption
@@ -161,6 +194,7 @@ ${unicast}
 
   track_script {
     haproxy_health
+    consul_dns
   }
 }
 `;
@@ -205,6 +239,7 @@ readonly TEMPLATE="$STAGE_DIR/"${sh(KEEPALIVED_STAGED.config)}
 readonly SYSCTL_SOURCE="$STAGE_DIR/"${sh(KEEPALIVED_STAGED.sysctl)}
 readonly APT_ATTEMPTS=\${APT_ATTEMPTS:-5}
 readonly APT_RETRY_SECONDS=\${APT_RETRY_SECONDS:-10}
+readonly DIG=${sh(DIG)}
 
 work=$(mktemp -d)
 # The password file is removed whatever happens (it is in the SSH user's staging dir).
@@ -221,18 +256,23 @@ address=$(overlay_address)
 log "overlay address $address on $OVERLAY_IFACE"
 
 apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=60 "$@"; }
-if ! command -v keepalived >/dev/null; then
-  log "keepalived is not installed: installing it with apt-get"
+# keepalived, and dig for the Consul DNS check (bind9-dnsutils, on Ubuntu server images already).
+packages=()
+command -v keepalived >/dev/null || packages+=(keepalived)
+[[ -x "$DIG" ]] || packages+=(${sh(DIG_PACKAGE)})
+if ((\${#packages[@]} > 0)); then
+  log "installing \${packages[*]} with apt-get"
   for ((attempt = 1; ; attempt++)); do
     # Another apt/dpkg (unattended-upgrades on a fresh VM) may hold the lock: bounded retries.
-    if apt_get update && apt_get install --no-install-recommends keepalived; then
+    if apt_get update && apt_get install --no-install-recommends "\${packages[@]}"; then
       break
     fi
-    ((attempt < APT_ATTEMPTS)) || fail "apt-get could not install keepalived after $attempt attempts"
+    ((attempt < APT_ATTEMPTS)) || fail "apt-get could not install \${packages[*]} after $attempt attempts"
     log "apt-get failed (attempt $attempt of $APT_ATTEMPTS): retrying in \${APT_RETRY_SECONDS}s"
     sleep "$APT_RETRY_SECONDS"
   done
   command -v keepalived >/dev/null || fail "keepalived is still missing after apt-get install"
+  [[ -x "$DIG" ]] || fail "$DIG is still missing after apt-get install"
 fi
 
 # The unprivileged user the health check runs as (enable_script_security).
@@ -270,8 +310,17 @@ if ! output=$(keepalived -t -f "$work/check.conf" 2>&1); then
   fail "the new keepalived configuration does not validate; nothing was changed. \${output//"$password"/<vrrp_password>}"
 fi
 
+# Set before the config is installed, removed once keepalived has reloaded: a run cut off
+# in between leaves it, and the next run reloads although the installed file matches.
+readonly RELOAD_PENDING=${sh(`${RESTART_PENDING_DIR}/keepalived`)}
 changed=false
+if [[ -e "$RELOAD_PENDING" ]]; then
+  log "an earlier run installed the configuration but did not get to reload keepalived"
+  changed=true
+fi
 if ! cmp -s "$candidate" "$CONF"; then
+  mkdir -p "$(dirname "$RELOAD_PENDING")"
+  touch "$RELOAD_PENDING"
   install -D -m 0600 -o root -g root "$candidate" "$CONF"
   log "installed $CONF"
   changed=true
@@ -290,6 +339,8 @@ elif [[ "$changed" == true ]]; then
 else
   log "configuration unchanged: keepalived left running as it is"
 fi
+
+rm -f "$RELOAD_PENDING"
 
 if [[ "$MAINTENANCE" == true ]] && holds_floating_ip; then
   # A lower priority alone does not move the floating IP (nopreempt): a restart does.

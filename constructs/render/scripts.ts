@@ -33,6 +33,9 @@ export interface AgentScriptSpec {
   removableTargets: string[];
 }
 
+/** Where install scripts note a restart (or reload) still owed after an interrupted run. */
+export const RESTART_PENDING_DIR = "/var/lib/cluster-provision/restart-pending";
+
 /**
  * The bash functions every provisioning script shares: logging and the overlay preflight.
  * `exactAddress`: the script needs the node's described overlayAddress itself on the
@@ -325,6 +328,10 @@ readonly CONFIG_DIR=${sh(configDir)}
 STAGE_DIR="$(cd "$(dirname "\${BASH_SOURCE[0]}")" && pwd)"
 readonly STAGE_DIR
 readonly JOIN_TIMEOUT_SECONDS=\${JOIN_TIMEOUT_SECONDS:-120}
+# Set before the first file is installed, removed once the agent has restarted: a run cut
+# off in between (Ctrl-C, a lost connection) leaves it, and the next run restarts the agent
+# even though the installed files already match.
+readonly RESTART_PENDING=${sh(`${RESTART_PENDING_DIR}/${agent}`)}
 
 # staged file, target, mode
 readonly -a MANAGED=(
@@ -402,9 +409,15 @@ restore_previous() {
 }
 
 changed=false
+if [[ -e "$RESTART_PENDING" ]]; then
+  log "an earlier run installed files but did not get to restart $AGENT"
+  changed=true
+fi
 for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
   src="$STAGE_DIR/\${MANAGED[i]}" target=\${MANAGED[i + 1]} mode=\${MANAGED[i + 2]}
   if ! cmp -s "$src" "$target"; then
+    mkdir -p "$(dirname "$RESTART_PENDING")"
+    touch "$RESTART_PENDING"
     install -D -m "$mode" -o root -g "$(stat -c %G "$(dirname "$target")" 2>/dev/null || echo root)" "$src" "$target"
     log "installed $target"
     changed=true
@@ -412,6 +425,8 @@ for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
 done
 for target in "\${REMOVABLE[@]}"; do
   if [[ -e "$target" ]]; then
+    mkdir -p "$(dirname "$RESTART_PENDING")"
+    touch "$RESTART_PENDING"
     rm -f "$target"
     log "removed $target"
     changed=true
@@ -432,6 +447,7 @@ ${
     fail "$AGENT did not come up with the new configuration; the previous files are back. $journal"
   fi`
 }
+  rm -f "$RESTART_PENDING"
 elif ! systemctl is-active --quiet "$AGENT"; then
   log "configuration unchanged, $AGENT not running: starting it"
   systemctl start "$AGENT"

@@ -82,7 +82,9 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
   emit(2, "direction TB");
   emit(2, `tunnel_public[${lines(publicUrl, "public site tunnel")}]`);
   for (const n of c.nodes) emit(2, `${id.tunnel(n)}[${lines(nodeTunnelUrl(c, n), "per-VM tunnel")}]`);
-  emit(2, `servers[(${lines("Consul + Nomad servers", `datacenter ${c.servers.datacenter}, region ${c.region}`, c.servers.join.join(", "))})]`);
+  // 2023+: the servers run on one of the team's VMs (servers.vm), which our program never provisions.
+  const where = c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join.join(", ");
+  emit(2, `servers[(${lines("Consul + Nomad servers", `datacenter ${c.servers.datacenter}, region ${c.region}`, where)})]`);
   emit(2, `broker[(${lines("RabbitMQ", `${c.app.broker.host}:${c.app.broker.port}`, `vhost ${c.app.broker.vhost}`)})]`);
   emit(2, `s3[(${lines("S3 storage", c.app.s3.endpoint, `bucket ${c.app.s3.bucket}`)})]`);
   emit(1, "end");

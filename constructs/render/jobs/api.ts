@@ -6,6 +6,7 @@
  */
 import type { Cluster } from "../../description/schema";
 import { str, tidy } from "../hcl";
+import { serviceShutdownDelay } from "./haproxy-cfg";
 import {
   REGISTRY_PASSWORD_ENV,
   dockerAuth,
@@ -43,6 +44,47 @@ export const WORKER_COMMAND = "celery";
 export const WORKER_APP = "image_api.worker.app";
 export const WORKER_PING = `celery --app ${WORKER_APP} inspect ping --timeout 10 -d celery@$HOSTNAME`;
 
+/**
+ * Least memory of an api instance: every gunicorn process (the master and each worker)
+ * loads the whole application; measured ~45 MiB PSS each at rest with the real api code
+ * (docs/jobs.md, "The api under load"). A description below this is refused; the default
+ * (320 MiB for 2 workers) adds room for uploads in flight.
+ */
+export const API_MEMORY_PER_PROCESS_MIB = 48;
+export function apiMinimumMemoryMiB(workers: number): number {
+  return API_MEMORY_PER_PROCESS_MIB * (workers + 1);
+}
+
+/** gunicorn settings that are policy, not description (seconds). */
+export const GUNICORN = {
+  /** gthread: the worker's heartbeat, not a request limit (sync workers: a request limit). */
+  timeoutS: 30,
+  /** Time running requests get after SIGTERM; below Nomad's kill_timeout. */
+  gracefulTimeoutS: 25,
+  killTimeoutS: 30,
+  /** Above HAProxy's `timeout http-keep-alive` (5 s): the server never closes an idle connection HAProxy is about to reuse. */
+  keepAliveS: 10,
+} as const;
+
+/** gunicorn's bind in the jobspec: a Nomad runtime value, interpolated by Nomad (not escaped). */
+const NOMAD_BIND = "0.0.0.0:${NOMAD_PORT_http}";
+
+/** The api task's gunicorn command line (after `gunicorn`); the load test runs exactly these. */
+export function gunicornArgs(c: Cluster, bind = NOMAD_BIND): string[] {
+  const a = c.app.api;
+  return [
+    "--worker-class", "gthread",
+    "--workers", String(a.workers),
+    "--threads", String(a.threads),
+    "--timeout", String(GUNICORN.timeoutS),
+    "--graceful-timeout", String(GUNICORN.gracefulTimeoutS),
+    "--keep-alive", String(GUNICORN.keepAliveS),
+    "--bind", bind,
+    "--access-logfile", "-",
+    "image_api.web:app",
+  ];
+}
+
 export function renderApiJob(c: Cluster): string {
   const api = c.app.api;
   const image = c.app.images.api;
@@ -55,9 +97,14 @@ ${overlayHttpPort()}
       driver = "docker"
 
       config {
-        # Default command of the image: gunicorn --bind 0.0.0.0:$PORT image_api.web:app
-        image = ${str(image)}
-        ports = ["http"]
+        image   = ${str(image)}
+        ports   = ["http"]
+        # Threaded workers (gthread): a slow upload holds one thread, not a whole worker, and
+        # the worker's main thread keeps answering the arbiter's heartbeat (a sync worker busy
+        # with an upload longer than --timeout is killed). HAProxy sends each instance fewer
+        # requests than it has threads (backend api, maxconn), so /health always finds one.
+        command = "gunicorn"
+        args    = [${gunicornArgs(c).map((a) => (a === NOMAD_BIND ? `"${a}"` : str(a))).join(", ")}]
 ${dockerAuth(c, image, "        ")}
       }
 
@@ -71,12 +118,14 @@ ${secretsTemplate(c, "api", secretKeys(c, image), "restart", "      ")}
 
 ${resourcesBlock(api.resources, "      ")}
 
-      # Deregistered from Consul first, stopped 5 s later: HAProxy keeps a DNS answer up to
-      # its "hold valid" (5 s), so no request is sent to an instance already stopping.
-      shutdown_delay = "5s"
-      # gunicorn stops gracefully on SIGTERM (finishes in-flight requests).
+      # Deregistered from Consul first, stopped ${serviceShutdownDelay()} later: longer than HAProxy may still
+      # pick an instance gone from Consul DNS (hold valid + resolve tick + hold obsolete), so
+      # no new request reaches an instance already stopping.
+      shutdown_delay = ${str(serviceShutdownDelay())}
+      # gunicorn stops gracefully on SIGTERM: running requests (uploads) get
+      # --graceful-timeout ${GUNICORN.gracefulTimeoutS} s, under kill_timeout.
       kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      kill_timeout = ${str(`${GUNICORN.killTimeoutS}s`)}
 
       service {
         name     = "api"

@@ -22,7 +22,10 @@ export interface HaproxyRuntime {
   readonly dnsServer: string;
   /** The floating IP (static, from the description; a parameter so tests can use loopback). */
   readonly floatingAddress: string;
-  /** Directory of the admin socket and the server-state file (the task's local/ in Nomad). */
+  /**
+   * Directory of haproxy.cfg, its delivered candidate (haproxy.cfg.next), the admin socket
+   * and the server-state file (the task's local/ in Nomad).
+   */
   readonly runDir: string;
   /** PID of the HAProxy master the reload script signals (1 inside the container). */
   readonly masterPid: number;
@@ -53,17 +56,105 @@ export const HEALTH_PATH = "/healthz";
 export const STATS_PATH = "/stats";
 export const METRICS_PATH = "/metrics";
 
-/** Backend health checks: a dead instance is out of rotation after fall × inter ≈ 2 s. */
-const CHECK = { inter: "1s", fastinter: "500ms", downinter: "2s", fall: 2, rise: 2 };
+/** The file HAProxy runs, and the candidate Nomad's template writes (installed only after `haproxy -c`). */
+export const HAPROXY_CFG = "haproxy.cfg";
+export const HAPROXY_CFG_CANDIDATE = "haproxy.cfg.next";
 
-function backend(c: Cluster, job: ScaledJob, healthPath: string): string {
-  return `backend ${job}
+/**
+ * Backend health checks. `timeout check` is the read timeout of a check: without it
+ * HAProxy allows only `inter` (it was 1 s), so an api busy for a second answered 503 to
+ * everyone. An instance is DOWN after 1 failed check at `inter` then 2 more at `fastinter`
+ * (≈ 4 s when it hangs, at once when it refuses: connection failures are retried on another
+ * server meanwhile, see `retries`), UP again after `rise` good ones.
+ */
+export const CHECK = { inter: "2s", fastinter: "1s", downinter: "2s", fall: 3, rise: 2, timeout: "2s" } as const;
+
+/**
+ * Consul DNS resolution (seconds). HAProxy re-resolves a name once its last answer is
+ * older than `holdValid` (looked at every `timeoutResolve`), and keeps a server whose
+ * record vanished for `holdObsolete` more.
+ */
+export const RESOLVER = { holdValid: 5, holdObsolete: 5, timeoutResolve: 1, timeoutRetry: 1, retries: 3 } as const;
+
+/**
+ * Longest time HAProxy may still send new requests to an instance after Consul stopped
+ * returning it: the answer that still held it may be `holdValid` old, the next resolution
+ * waits up to one `timeoutResolve` tick, then the record stays `holdObsolete`.
+ */
+export function obsoleteRecordHoldSeconds(): number {
+  return RESOLVER.holdValid + RESOLVER.timeoutResolve + RESOLVER.holdObsolete;
+}
+
+/**
+ * Nomad `shutdown_delay` of the services HAProxy routes to (web, api): the time between
+ * the deregistration from Consul and the stop signal. It must exceed
+ * obsoleteRecordHoldSeconds(), plus a margin for Consul itself (the agent syncs the
+ * deregistration to the servers, which answer DNS), so no new request reaches a stopping
+ * instance. Requests already running continue meanwhile.
+ */
+export const CONSUL_DEREGISTRATION_MARGIN_S = 4;
+export function serviceShutdownDelay(): string {
+  return `${obsoleteRecordHoldSeconds() + CONSUL_DEREGISTRATION_MARGIN_S}s`;
+}
+
+/**
+ * Memory model of one HAProxy process (HAProxy 2.6, tune.bufsize 16 KiB): a fixed part,
+ * and per connection HAProxy's worst case, two full buffers (request and response
+ * channels) plus the session, the stream and two connection structures. docs/jobs.md
+ * (Routing, maxconn) has the measurement: far less in practice, the rest of the limit being
+ * left to kernel socket buffers, which cgroup v2 charges to the task too.
+ */
+export const HAPROXY_MEMORY = { baseMiB: 24, perConnectionKiB: 40 } as const;
+
+/**
+ * `maxconn` of the HAProxy process, from the job's memory: during a reload the old
+ * worker keeps its connections (up to hard-stop-after) while the new one accepts as many,
+ * so the memory is shared by two workers' worth of connections. Rounded down to 50.
+ * Throws when the memory cannot hold even 100 connections (rules.ts reports it first).
+ */
+export function haproxyMaxconn(memoryMiB: number): number {
+  const perWorker = ((memoryMiB - HAPROXY_MEMORY.baseMiB) * 1024) / HAPROXY_MEMORY.perConnectionKiB / 2;
+  const maxconn = Math.floor(perWorker / 50) * 50;
+  if (maxconn < 100) throw new Error(`app.haproxy.resources.memory ${memoryMiB} MiB holds fewer than 100 connections`);
+  return maxconn;
+}
+/** Least HAProxy memory that gives maxconn ≥ 100 (the description rule). */
+export const HAPROXY_MIN_MEMORY_MIB = Math.ceil(HAPROXY_MEMORY.baseMiB + (100 * 2 * HAPROXY_MEMORY.perConnectionKiB) / 1024);
+
+/**
+ * Concurrent requests one api instance gets from one HAProxy, split between uploads and
+ * everything else (reads). gunicorn gthread serves workers × threads requests at once;
+ * every eligible node runs a HAProxy that may route to the same instance (the floating IP
+ * and the per-VM tunnels), so the instance's threads are shared between them, after
+ * keeping one per health check that may run at once (each HAProxy checks an instance from
+ * both api backends, plus Consul's check). Slow uploads can then never take the thread
+ * /health needs, and, in a backend of their own, never the threads reads need: the excess
+ * waits in HAProxy's queue (`timeout queue`) instead of inside gunicorn.
+ */
+export function apiServerMaxconn(c: Cluster): { reads: number; uploads: number } {
+  // One HAProxy per floating-IP-eligible node (the system job's constraint).
+  const haproxies = Math.max(1, c.nodes.filter((n) => n.floatingIp.eligible).length);
+  const slots = c.app.api.workers * c.app.api.threads;
+  const reservedForChecks = 2 * haproxies + 1;
+  const share = Math.max(2, Math.floor((slots - reservedForChecks) / haproxies));
+  const uploads = Math.max(1, Math.floor(share / 2));
+  return { reads: share - uploads, uploads };
+}
+
+function backend(c: Cluster, name: string, job: ScaledJob, healthPath: string): string {
+  const limits = job === "api" ? apiServerMaxconn(c) : undefined;
+  const maxconn = limits ? (name === "api" ? limits.reads : limits.uploads) : undefined;
+  const why = limits
+    ? `\n  # maxconn ${maxconn}: this HAProxy's share of an instance's ${c.app.api.workers} workers × ${c.app.api.threads} threads for
+  # ${name === "api" ? "reads" : "uploads"} (${limits.reads} reads + ${limits.uploads} uploads; apiServerMaxconn), beyond it requests queue here.`
+    : "";
+  return `backend ${name}
   balance roundrobin
   option httpchk GET ${healthPath}
   http-check expect status 200
   # ${peakInstances(c, job)} slots = largest scale (scaling.max) + one canary; unused slots stay in MAINT.
-  # init-addr last: a reloaded worker starts from the saved state instead of empty slots.
-  server-template ${job} ${peakInstances(c, job)} _${job}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check`;
+  # init-addr last: a reloaded worker starts from the saved state instead of empty slots.${why}
+  server-template ${job} ${peakInstances(c, job)} _${job}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check${maxconn !== undefined ? ` maxconn ${maxconn}` : ""}`;
 }
 
 export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
@@ -80,7 +171,9 @@ global
   # servers' state through it, so a new worker does not start with empty backends.
   stats socket ${rt.runDir}/haproxy.sock mode 600 level admin
   server-state-file ${rt.runDir}/haproxy.state
-  maxconn 4096
+  # From the job's memory (${hp.resources.memory} MiB): ~${HAPROXY_MEMORY.perConnectionKiB} KiB per connection, twice
+  # over during a reload (old and new worker), above a ~${HAPROXY_MEMORY.baseMiB} MiB base (haproxyMaxconn).
+  maxconn ${haproxyMaxconn(hp.resources.memory)}
   # A reload must not keep old workers forever: connections open at a reload (long
   # uploads) get this long to finish. (A stop of the task allows its kill_timeout, 30 s.)
   hard-stop-after 60s
@@ -104,22 +197,27 @@ defaults
   timeout http-request 10s
   timeout http-keep-alive 5s
   timeout queue 10s
+  # Read timeout of a health check (default: inter). A busy instance answers /health from a
+  # thread kept free for checks (backend api, maxconn) within milliseconds; 2 s is slack.
+  timeout check ${CHECK.timeout}
   default-server inter ${CHECK.inter} fastinter ${CHECK.fastinter} downinter ${CHECK.downinter} fall ${CHECK.fall} rise ${CHECK.rise}
 
 # Consul DNS of this node. Records are re-read every hold-valid period; a failing
 # answer keeps the last good one for a while so a Consul restart does not empty backends.
+# A record gone from the answer stays hold-obsolete longer: the services' shutdown_delay
+# (${serviceShutdownDelay()}) exceeds hold valid + timeout resolve + hold obsolete (${obsoleteRecordHoldSeconds()} s).
 resolvers consul
   nameserver consul ${hostPort(rt.dnsServer)}
   accepted_payload_size 8192
-  resolve_retries 3
-  timeout resolve 1s
-  timeout retry 1s
-  hold valid 5s
+  resolve_retries ${RESOLVER.retries}
+  timeout resolve ${RESOLVER.timeoutResolve}s
+  timeout retry ${RESOLVER.timeoutRetry}s
+  hold valid ${RESOLVER.holdValid}s
   hold other 30s
   hold refused 30s
   hold nx 5s
   hold timeout 30s
-  hold obsolete 5s
+  hold obsolete ${RESOLVER.holdObsolete}s
 
 # Public entry: the per-VM tunnel (overlay address) and the floating-IP tunnel. Binding
 # the floating IP on a node that does not hold it needs net.ipv4.ip_nonlocal_bind=1, set
@@ -130,12 +228,16 @@ frontend public
   # Only idempotent requests are retried after reaching a server (an upload is never sent twice).
   http-request disable-l7-retry unless METH_GET || METH_HEAD
   acl is_api path_beg /image
+  # Uploads in a backend of their own: slow uploads never hold the api threads reads need.
+  use_backend api_uploads if is_api METH_POST
   use_backend api if is_api
   default_backend web
 
-${backend(c, "api", "/health")}
+${backend(c, "api", "api", "/health")}
 
-${backend(c, "web", "/config.json")}
+${backend(c, "api_uploads", "api", "/health")}
+
+${backend(c, "web", "web", "/config.json")}
 
 # Health and statistics, on the overlay address only. ${HEALTH_PATH} says "this HAProxy is
 # up": keepalived tracks it to place the floating IP and Nomad's check uses it. It does not
@@ -157,19 +259,26 @@ frontend stats
 }
 
 /**
- * What Nomad runs when the template output changes (change_mode = "script"): save the
- * running worker's server state (addresses learnt from DNS) to the server-state file, then
- * SIGUSR2 to the master. Without the saved state a new worker starts with its DNS slots
- * empty and answers 503 until its first resolution (measured: a few requests per reload).
- * The official image is Debian-based: perl-base (Essential) provides the socket client.
- * Saving is best effort; the reload itself always happens.
+ * What Nomad runs when the template output changes (change_mode = "script"). Nomad's
+ * template writes the delivered file to haproxy.cfg.next, never over the running one:
+ * 1. `haproxy -c` checks the candidate; a rejected file is not installed, so it is not
+ *    there either for the next restart of the task (start script below);
+ * 2. the running worker's server state (addresses learnt from DNS) is saved to the
+ *    server-state file: without it a new worker starts with its DNS slots empty and answers
+ *    503 until its first resolution (measured: a few requests per reload); perl-base is
+ *    Essential in the Debian-based official image; best effort;
+ * 3. the candidate replaces haproxy.cfg (copy, then rename: atomic; the candidate stays,
+ *    so Nomad's template sees its destination unchanged);
+ * 4. SIGUSR2 to the master: new workers on the new file, old ones finish their connections.
  */
 export function renderHaproxyReloadScript(rt: HaproxyRuntime): string {
   return `#!/bin/sh
-# Graceful HAProxy reload: check the new file, save server state, then SIGUSR2 to the
-# master (master-worker). A file haproxy rejects is not loaded: the running one stays.
-if ! haproxy -c -q -f ${rt.runDir}/haproxy.cfg; then
-  echo "reload.sh: the new haproxy.cfg does not pass haproxy -c; HAProxy keeps running the previous one" >&2
+# Graceful HAProxy reload: check the candidate, save server state, install the candidate,
+# then SIGUSR2 to the master (master-worker). A file haproxy rejects is never installed.
+cfg=${rt.runDir}/${HAPROXY_CFG}
+next=${rt.runDir}/${HAPROXY_CFG_CANDIDATE}
+if ! haproxy -c -q -f "$next"; then
+  echo "reload.sh: the new haproxy.cfg does not pass haproxy -c; not installed, HAProxy keeps running the previous one" >&2
   exit 1
 fi
 state=${rt.runDir}/haproxy.state
@@ -178,7 +287,31 @@ perl -MIO::Socket::UNIX -e '
   print $s "show servers state\\n";
   print while <$s>;
 ' ${rt.runDir}/haproxy.sock > "$state.new" && mv -f "$state.new" "$state" || rm -f "$state.new"
+cp "$next" "$cfg.tmp" && mv -f "$cfg.tmp" "$cfg" || exit 1
 # The shell's built-in kill: the Debian-slim based image has no /bin/kill (procps).
 kill -USR2 ${rt.masterPid}
+`;
+}
+
+/**
+ * The HAProxy task's command: installs the delivered candidate only when `haproxy -c`
+ * accepts it, else starts with the last accepted haproxy.cfg (a task restart after a
+ * rejected change keeps serving), then execs HAProxy as the image's entrypoint would
+ * (`haproxy -W -db`: master-worker, foreground; the master stays PID 1).
+ */
+export function renderHaproxyStartScript(rt: HaproxyRuntime): string {
+  return `#!/bin/sh
+# Start of the HAProxy task: haproxy.cfg is replaced only by a candidate haproxy -c accepts.
+cfg=${rt.runDir}/${HAPROXY_CFG}
+next=${rt.runDir}/${HAPROXY_CFG_CANDIDATE}
+if haproxy -c -q -f "$next"; then
+  cp "$next" "$cfg.tmp" && mv -f "$cfg.tmp" "$cfg" || exit 1
+elif [ -s "$cfg" ]; then
+  echo "start.sh: the delivered haproxy.cfg does not pass haproxy -c; starting with the last accepted one" >&2
+else
+  echo "start.sh: the delivered haproxy.cfg does not pass haproxy -c and no accepted one exists" >&2
+  exit 1
+fi
+exec haproxy -W -db -f "$cfg"
 `;
 }

@@ -6,7 +6,7 @@ import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
 import { supports } from "../../versions";
 import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, consulSecretsPrefix, secretsInNomadVariables, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine, usesRegistryAuth, variablePath } from "./common";
-import { HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript } from "./haproxy-cfg";
+import { HAPROXY_CFG, HAPROXY_CFG_CANDIDATE, HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReloadScript, renderHaproxyStartScript } from "./haproxy-cfg";
 
 /**
  * The signal that reloads the official haproxy image gracefully: its entrypoint runs
@@ -14,13 +14,23 @@ import { HEALTH_PATH, NODE_ADDRESS_ENV, nomadHaproxyRuntime, renderHaproxyReload
  */
 export const HAPROXY_RELOAD_SIGNAL = "SIGUSR2";
 /** Where the rendered config lives inside the container (the task's local/ directory). */
-export const HAPROXY_CONFIG_PATH = "/local/haproxy.cfg";
+export const HAPROXY_CONFIG_PATH = `/local/${HAPROXY_CFG}`;
+/**
+ * Where Nomad's template writes the delivered config when the reload script can install it
+ * (change_script, Nomad >= 1.4): a candidate, installed only after `haproxy -c`.
+ */
+export const HAPROXY_CANDIDATE_PATH = `/local/${HAPROXY_CFG_CANDIDATE}`;
+/** The task's command (with a candidate): installs the checked candidate, then execs haproxy -W -db. */
+export const HAPROXY_START_SCRIPT = "/local/start.sh";
 /** The reload script Nomad runs in the task when the config changes. */
 export const HAPROXY_RELOAD_SCRIPT = "/local/reload.sh";
 /** Item of the job's Nomad Variable (nomad/jobs/haproxy) that holds haproxy.cfg. */
 export const HAPROXY_CONFIG_ITEM = "haproxy_cfg";
 
 export function renderHaproxyJob(c: Cluster): string {
+  // With change_script (Nomad >= 1.4) the template writes a candidate that only start.sh and
+  // reload.sh install, after haproxy -c; before that, straight to the running file.
+  const candidate = supports(c.versions, "templateChangeScript");
   const hp = c.app.haproxy;
   const image = c.app.images.haproxy;
   return tidy(`
@@ -81,8 +91,16 @@ ${jobPlacement(c)}
       config {
         image        = ${str(image)}
         network_mode = "host"
-        # The entrypoint turns "-f FILE" into "haproxy -W -db -f FILE" (master-worker).
-        args = ["-f", ${str(HAPROXY_CONFIG_PATH)}]
+${
+  candidate
+    ? `        # start.sh installs the delivered config only if haproxy -c accepts it (else keeps the
+        # last accepted one), then execs "haproxy -W -db -f ${HAPROXY_CONFIG_PATH}" as the image's
+        # entrypoint would (master-worker; the master stays PID 1).
+        command = "/bin/sh"
+        args    = [${str(HAPROXY_START_SCRIPT)}]`
+    : `        # The entrypoint turns "-f FILE" into "haproxy -W -db -f FILE" (master-worker).
+        args = ["-f", ${str(HAPROXY_CONFIG_PATH)}]`
+}
 ${dockerAuth(c, image, "        ")}
       }
 
@@ -90,7 +108,17 @@ ${dockerAuth(c, image, "        ")}
       kill_signal  = "SIGUSR1"
       kill_timeout = "30s"
 
-      # Rendered first: the config template's change script.
+${
+  candidate
+    ? `      # Rendered first: the task's command and the config template's change script.
+      template {
+        data        = ${heredoc(renderHaproxyStartScript(nomadHaproxyRuntime(c)), "        ")}
+        destination = "local/start.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }`
+    : `      # Rendered first: the config template's change script.`
+}
       template {
         data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
         destination = "local/reload.sh"
@@ -115,11 +143,17 @@ ${dockerAuth(c, image, "        ")}
             : `{{ key "${consulSecretsPrefix("haproxy")}${HAPROXY_CONFIG_ITEM}" }}\n`,
           "        ",
         )}
-        destination = "local/haproxy.cfg"
-        # Graceful reload: the script checks the file with haproxy -c, saves the servers'
-        # state, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers on the
-        # new config while old workers finish their connections. Backend changes come from
-        # DNS and need no reload.
+${
+  candidate
+    ? `        # A candidate, never the running file: a config haproxy -c rejects is not installed,
+        # so it cannot break the next restart either.
+        destination = ${str(HAPROXY_CANDIDATE_PATH.slice(1))}
+        # Graceful reload: the script checks the candidate with haproxy -c, saves the servers'
+        # state, installs it, then sends ${HAPROXY_RELOAD_SIGNAL} to the master, which starts new workers
+        # on the new config while old workers finish their connections. Backend changes come
+        # from DNS and need no reload.`
+    : `        destination = ${str(HAPROXY_CONFIG_PATH.slice(1))}`
+}
 ${
   supports(c.versions, "templateChangeScript")
     ? `        change_mode = "script"

@@ -4,6 +4,7 @@
  */
 import type { Cluster } from "../../description/schema";
 import { OMIT, str, tidy } from "../hcl";
+import { serviceShutdownDelay } from "./haproxy-cfg";
 import {
   REGISTRY_PASSWORD_ENV,
   dockerAuth,
@@ -42,9 +43,10 @@ ${usesRegistryAuth(c, image) ? secretsTemplate(c, "web", [REGISTRY_PASSWORD_ENV]
 
 ${resourcesBlock(web.resources, "      ")}
 
-      # Deregistered from Consul first, stopped 5 s later: HAProxy keeps a DNS answer up to
-      # its "hold valid" (5 s), so no request is sent to an instance already stopping.
-      shutdown_delay = "5s"
+      # Deregistered from Consul first, stopped ${serviceShutdownDelay()} later: longer than HAProxy may still
+      # pick an instance gone from Consul DNS (hold valid + resolve tick + hold obsolete), so
+      # no new request reaches an instance already stopping.
+      shutdown_delay = ${str(serviceShutdownDelay())}
 
       service {
         name     = "web"
