@@ -1,22 +1,27 @@
 /**
  * Entry point: reads the cluster description (env CLUSTER_FILE, default
- * clusters/example.yaml), validates it completely, and only then
- * synthesizes. A broken description prints every problem and exits 1 before anything is
- * written, so no half-written cdktf.out is left behind.
+ * clusters/example.yaml), validates it completely, and only then synthesizes. A broken
+ * description prints every problem and exits 1 before anything is written, so no
+ * half-written cdktf.out is left behind.
+ *
+ * It says which description it loaded and the stack names (loudly when CLUSTER_FILE is
+ * unset and the example is used), unless an npm command wrapper (scripts/cdktf.ts) said it
+ * already. Under `cdktf synth` the notice goes to stdout: cdktf prints the app's stdout as
+ * it is, but every stderr line as an "[ERROR]" log line.
  */
-import * as path from "path";
 import { App } from "cdktf";
-import { loadDescriptionFile, formatProblems } from "./constructs/description/load";
+import { ANNOUNCED_ENV, loadSelectedDescription } from "./constructs/description/selection";
 import { defineCluster } from "./constructs/cluster";
 
-export const DEFAULT_CLUSTER_FILE = "clusters/example.yaml";
-
 function main(): number {
-  const file = process.env.CLUSTER_FILE ?? DEFAULT_CLUSTER_FILE;
-  const loaded = loadDescriptionFile(path.resolve(file));
+  const loaded = loadSelectedDescription();
   if (!loaded.ok) {
-    process.stderr.write(`${formatProblems(file, loaded.problems)}\n`);
+    process.stderr.write(loaded.message);
     return 1;
+  }
+  if (process.env[ANNOUNCED_ENV] !== "1") {
+    const underCdktf = process.env.CDKTF_CONTEXT_JSON !== undefined;
+    (underCdktf ? process.stdout : process.stderr).write(loaded.notice);
   }
   const app = new App();
   defineCluster(app, loaded.cluster);

@@ -22,12 +22,9 @@ import {
   VRRP_PASSWORD_PATTERN,
   effectivePriority,
   floatingIpCandidates,
-  renderKeepalivedConfig,
-  renderKeepalivedInstallScript,
-  renderKeepalivedRemovalScript,
-  renderNonlocalBindSysctl,
 } from "./render/keepalived";
 import { ProvisionedFiles } from "./provisioned-files";
+import { keepalivedComponentFiles } from "./render/node-files";
 import { keepalivedBatches } from "./description/rollout";
 
 /** Terraform variable names (TF_VAR_<name>). */
@@ -46,12 +43,7 @@ export interface NodeKeepalivedProps {
 
 /** The files staged for one node's keepalived (rendered config template, sysctl, script). */
 export function keepalivedFiles(c: Cluster, n: ClusterNode): Record<string, string> {
-  if (!n.floatingIp.eligible) return { [KEEPALIVED_STAGED.script]: renderKeepalivedRemovalScript(c, n) };
-  return {
-    [KEEPALIVED_STAGED.config]: renderKeepalivedConfig(c, n),
-    [KEEPALIVED_STAGED.sysctl]: renderNonlocalBindSysctl(c),
-    [KEEPALIVED_STAGED.script]: renderKeepalivedInstallScript(c, n),
-  };
+  return keepalivedComponentFiles(c, n).files;
 }
 
 /** keepalived on one node: `null_resource.<node>_keepalived`. */

@@ -21,14 +21,13 @@ import { JOB_NAMES, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
+import { jobsStackName } from "./stack-names";
 
 export interface ClusterJobsStackProps {
   readonly cluster: Cluster;
 }
 
-export function jobsStackName(c: Cluster): string {
-  return `${c.name}-jobs`;
-}
+export { jobsStackName };
 
 /** The Consul provider wants host:port and the scheme apart. */
 export function consulProviderAddress(url: string): { address: string; scheme: string } {

@@ -11,15 +11,14 @@ import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
 import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
+import { nodesStackName } from "./stack-names";
 import { nodeBatches } from "./description/rollout";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
 }
 
-export function nodesStackName(c: Cluster): string {
-  return `${c.name}-nodes`;
-}
+export { nodesStackName };
 
 export class ClusterNodesStack extends TerraformStack {
   readonly membership: ClusterMembership;

@@ -111,8 +111,8 @@ const node = z.strictObject({
   address: host.describe("Address the bastion reaches the VM at (SSH)."),
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
-  /** Pinned SSH host key of the VM; without it the first connection is trusted. */
-  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM; without it the first connection is trusted."),
+  /** Pinned SSH host key of the VM (required unless ssh.insecureIgnoreHostKey). */
+  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM: `ssh-keyscan -t ed25519 ADDRESS` on the bastion, without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   /** Nomad node_class. */
   nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
@@ -184,14 +184,26 @@ export const clusterSchema = z.strictObject({
     host,
     port: port.default(22),
     user: z.string().min(1),
-    hostKey: sshHostKey.optional(),
+    /** Pinned SSH host key of the bastion (required unless ssh.insecureIgnoreHostKey). */
+    hostKey: sshHostKey.optional().describe("Pinned SSH host key of the bastion: `ssh-keyscan -t ed25519 HOST` without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
     user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
     privateKey: sshPrivateKey.default({ agent: true }).describe("Where the private key comes from: never the key itself."),
-  }),
+    /**
+     * Connect without checking the host keys that are not pinned (bastion.hostKey,
+     * nodes[].hostKey). Off by default: then every key must be pinned.
+     */
+    insecureIgnoreHostKey: z
+      .boolean()
+      .default(false)
+      .describe("Connect without checking the host keys that are not pinned (bastion.hostKey, nodes[].hostKey): Terraform and OpenTofu then accept any key, not only the first one seen. Off by default: then every key must be pinned."),
+  })
+    // Optional as a whole: without it, user ubuntu and the ssh-agent (the defaults above).
+    .prefault({})
+    .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
     interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),

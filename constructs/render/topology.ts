@@ -10,6 +10,7 @@
  * counts and routes, and the shared services (RabbitMQ, S3) the application uses.
  */
 import type { Cluster, ClusterNode } from "../description/schema";
+import { effectivePriority } from "./keepalived";
 
 export interface TopologyOptions {
   /** Description file named in the header comment (e.g. clusters/example.yaml). */
@@ -106,7 +107,11 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
     );
     if (n.floatingIp.eligible) {
       emit(3, `${id.haproxy(n)}[${lines("HAProxy system job", `${n.overlayAddress}:${hp.nodePort} and floating IP :${hp.floatingPort}`)}]`);
-      emit(3, `${id.keepalived(n)}[${lines(`keepalived priority ${n.floatingIp.priority}`, n.maintenance ? "⚑ gives the floating IP away" : undefined)}]`);
+      // The priority keepalived runs with: 1 under maintenance, not the described one.
+      const priority = n.maintenance
+        ? `keepalived priority ${effectivePriority(n)}, maintenance: ${n.floatingIp.priority} otherwise`
+        : `keepalived priority ${n.floatingIp.priority}`;
+      emit(3, `${id.keepalived(n)}[${lines(priority, n.maintenance ? "⚑ gives the floating IP away" : undefined)}]`);
     }
     emit(2, "end");
   }
@@ -130,7 +135,7 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
     else emit(1, `${id.tunnel(n)} -.->|${lines(`${n.overlayAddress}:${hp.nodePort}: no listener`)}| ${id.agents(n)}`);
   }
   for (const n of eligible) {
-    emit(1, `${id.keepalived(n)} -.->|${lines(`may hold, priority ${n.floatingIp.priority}`)}| fip`);
+    emit(1, `${id.keepalived(n)} -.->|${lines(n.maintenance ? `only if no peer can, priority ${effectivePriority(n)}` : `may hold, priority ${n.floatingIp.priority}`)}| fip`);
     emit(1, `fip -->|${lines(`:${hp.floatingPort} on the holder`)}| ${id.haproxy(n)}`);
   }
   for (let i = 0; i < eligible.length; i++) {
