@@ -35,6 +35,16 @@ const corpus: BrokenCase[] = [
   { name: "http public URL", edit: (d) => (d.app.publicUrl = "http://team-example.example.org"), expected: [{ path: "app.publicUrl", message: /https:\/\// }] },
   { name: "private key given inline", edit: (d) => (d.ssh.privateKey = { key: "-----BEGIN OPENSSH PRIVATE KEY-----" }), expected: [{ path: "ssh.privateKey", message: /either \{ agent: true \}.*\{ file:/ }] },
   { name: "bad host key", edit: (d) => (d.bastion.hostKey = "not-a-key"), expected: [{ path: "bastion.hostKey", message: /OpenSSH public host key/ }] },
+  { name: "no host keys, no opt-out", edit: (d) => { delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
+    { path: "bastion.hostKey", message: /expected the bastion's pinned host key.*or set ssh\.insecureIgnoreHostKey: true/ },
+    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan 192\.0\.2\.12/ },
+  ] },
+  { name: "a node key without the bastion's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
+    { path: "nodes[0].hostKey", message: /expected bastion\.hostKey too: .*fails every connection at the bastion/ },
+  ] },
+  { name: "the bastion's key without a node's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.nodes[1].hostKey; }, expected: [
+    { path: "nodes[1].hostKey", message: /ignore bastion_host_key.*the bastion would go unchecked/ },
+  ] },
   { name: "no nodes", edit: (d) => (d.nodes = []), expected: [{ path: "nodes", message: /at least 1 item/ }] },
   { name: "bad node name", edit: (d) => (d.nodes[0].name = "Node_1"), expected: [{ path: "nodes[0].name", message: /lowercase letters/ }] },
   { name: "port out of range", edit: (d) => (d.bastion.port = 70000), expected: [{ path: "bastion.port", message: /TCP port 1-65535, got number 70000/ }] },
@@ -185,13 +195,13 @@ describe("ssh section", () => {
     delete d.ssh;
     const r = loadDescriptionText(stringify(d));
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
-    expect(r.cluster.ssh).toEqual({ user: "ubuntu", privateKey: { agent: true } });
+    expect(r.cluster.ssh).toEqual({ user: "ubuntu", privateKey: { agent: true }, insecureIgnoreHostKey: false });
     // a partial section keeps the other default
     const partial = parse(exampleText());
     partial.ssh = { user: "debian" };
     const p = loadDescriptionText(stringify(partial));
     if (!p.ok) throw new Error(JSON.stringify(p.problems));
-    expect(p.cluster.ssh).toEqual({ user: "debian", privateKey: { agent: true } });
+    expect(p.cluster.ssh).toEqual({ user: "debian", privateKey: { agent: true }, insecureIgnoreHostKey: false });
     // and a wrong value in it is still reported with its path
     const bad = parse(exampleText());
     bad.ssh = { user: "Not A User" };

@@ -63,7 +63,7 @@ describe("provider generations: install scripts on a namespace VM of each year (
   function sandboxed(year: Year, edit: (c: Cluster) => void = () => {}): Cluster {
     return edited(load(year), (c) => {
       c.bastion = { host: "10.214.1.2", port: 22, user: "root", hostKey: hostKeys.bastion };
-      c.ssh = { user: "root", privateKey: { file: keyFile } };
+      c.ssh = { ...c.ssh, user: "root", privateKey: { file: keyFile } };
       c.nodes[0] = { ...c.nodes[0], address: "10.214.2.2", hostKey: hostKeys.vm };
       edit(c);
     });

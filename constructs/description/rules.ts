@@ -13,6 +13,8 @@ import { apiMinimumMemoryMiB } from "../render/jobs/api";
  * problems elsewhere in the file.
  */
 export interface PartialCluster {
+  bastion?: Cluster["bastion"];
+  ssh?: Cluster["ssh"];
   overlay?: Cluster["overlay"];
   floatingIp?: Cluster["floatingIp"];
   nodes?: (ClusterNode | undefined)[];
@@ -89,7 +91,37 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
         "expected at least one upstream DNS server (e.g. [1.1.1.1, 1.0.0.1], what the provider's servers use): with overlay.linkDns: agent the host sends *.internal.<domain> lookups to this Consul agent, which without recursors cannot answer them, and retry_join on such a name never resolves",
     });
   }
+  if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);
   return v;
+}
+
+/**
+ * Pinned host keys are the default: an unchecked SSH connection needs the operator's
+ * explicit `ssh.insecureIgnoreHostKey: true`. A node's key also needs the bastion's:
+ * Terraform up to 1.11 (fixed by hashicorp/terraform#38318) and OpenTofu check the bastion
+ * hop against the node's `host_key`, which works only because ssh.ts adds the bastion's
+ * key to it (see `hostKeyValue`).
+ */
+function hostKeyRules(bastion: Cluster["bastion"], ssh: Cluster["ssh"], nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
+  const optOut = "or set ssh.insecureIgnoreHostKey: true to connect without checking it";
+  if (!bastion.hostKey && !ssh.insecureIgnoreHostKey) {
+    v.push({ path: ["bastion", "hostKey"], message: `expected the bastion's pinned host key (a line of \`ssh-keyscan -p ${bastion.port} ${bastion.host}\` without the host name; README "Host keys" says which key type), ${optOut}` });
+  }
+  for (const { n, i } of nodes) {
+    if (!n.hostKey && !ssh.insecureIgnoreHostKey) {
+      v.push({ path: ["nodes", i, "hostKey"], message: `expected the node's pinned host key (a line of \`ssh-keyscan ${n.address}\` run on the bastion, without the host name; README "Host keys" says which key type), ${optOut}` });
+    } else if (n.hostKey && !bastion.hostKey) {
+      v.push({
+        path: ["nodes", i, "hostKey"],
+        message: `expected bastion.hostKey too: Terraform up to 1.11 and OpenTofu check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion`,
+      });
+    } else if (!n.hostKey && bastion.hostKey) {
+      v.push({
+        path: ["nodes", i, "hostKey"],
+        message: `expected the node's pinned host key too, since bastion.hostKey is pinned: Terraform up to 1.11 and OpenTofu ignore bastion_host_key and check the bastion only through the node's host key, so the bastion would go unchecked`,
+      });
+    }
+  }
 }
 
 /** The server VM is none of our nodes: a node with its name or addresses would be reconfigured as a client. */

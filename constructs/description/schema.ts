@@ -187,8 +187,8 @@ const node = z.strictObject({
   address: host.describe("Address the bastion reaches the VM at (SSH)."),
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
-  /** Pinned SSH host key of the VM; without it the first connection is trusted. */
-  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM; without it the first connection is trusted."),
+  /** Pinned SSH host key of the VM (required unless ssh.insecureIgnoreHostKey). */
+  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM: `ssh-keyscan -t ed25519 ADDRESS` on the bastion, without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   /** Nomad node_class. */
   nodeClass: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-', at most 64 characters").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
@@ -266,13 +266,22 @@ export const clusterSchema = z.strictObject({
     host,
     port: port.default(22),
     user: unixUser,
-    hostKey: sshHostKey.optional(),
+    /** Pinned SSH host key of the bastion (required unless ssh.insecureIgnoreHostKey). */
+    hostKey: sshHostKey.optional().describe("Pinned SSH host key of the bastion: `ssh-keyscan -t ed25519 HOST` without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
     user: unixUser.default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
     privateKey: sshPrivateKey.default({ agent: true }).describe("Where the private key comes from: never the key itself."),
+    /**
+     * Connect without checking the host keys that are not pinned (bastion.hostKey,
+     * nodes[].hostKey). Off by default: then every key must be pinned.
+     */
+    insecureIgnoreHostKey: z
+      .boolean()
+      .default(false)
+      .describe("Connect without checking the host keys that are not pinned (bastion.hostKey, nodes[].hostKey): Terraform and OpenTofu then accept any key, not only the first one seen. Off by default: then every key must be pinned."),
   })
     // Optional as a whole: without it, user ubuntu and the ssh-agent (the defaults above).
     .prefault({})
