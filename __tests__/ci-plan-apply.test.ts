@@ -24,7 +24,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { findEngine } from "./helpers/engine";
-import { hasCommand, itIf } from "./helpers/synth";
+import { cleanup, exampleCluster, hasCommand, itIf, synthCluster } from "./helpers/synth";
 
 const ROOT = path.resolve(__dirname, "..");
 // Terraform or OpenTofu (helpers/engine.ts); the scripts take it from TERRAFORM.
@@ -248,3 +248,92 @@ describe("plan.sh / apply.sh with the real engine", () => {
 function sha256File(file: string): string {
   return crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 }
+
+/**
+ * The same scripts on the real synthesized nodes stack of the example (hashicorp/null from
+ * the offline mirror that `npm run engines` builds; its CLI configuration
+ * .engines/terraform.rc). Nothing can be applied here (the provisioners SSH to the VMs),
+ * so this proves the refusals on the real stack, and the lock file check: the committed
+ * lock holds the registry's hashes, which a locally built provider does not match.
+ */
+describe("plan.sh / apply.sh on the real nodes stack", () => {
+  const rc = process.env.TEST_ENGINE_RC ?? path.join(ROOT, ".engines", "terraform.rc");
+  const canRun = hasEngine && fs.existsSync(rc);
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  /** A repository-like directory with the example synthesized into cdktf.out/. */
+  function exampleRepo(): { dir: string; stack: string; run: Repo["run"]; state: () => string[] } {
+    const out = synthCluster(exampleCluster());
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-nodes-"));
+    dirs.push(dir);
+    fs.cpSync(out.outdir, path.join(dir, "cdktf.out"), { recursive: true });
+    cleanup(out);
+    fs.mkdirSync(path.join(dir, "scripts", "ci"), { recursive: true });
+    for (const f of ["lib.sh", "plan.sh", "apply.sh"]) fs.copyFileSync(path.join(ROOT, "scripts", "ci", f), path.join(dir, "scripts", "ci", f));
+    fs.cpSync(path.join(ROOT, "terraform-locks"), path.join(dir, "terraform-locks"), { recursive: true });
+    const stack = Object.keys(out.stacks).find((s) => s.endsWith("-nodes")) as string;
+    const env = { CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, TF_CLI_CONFIG_FILE: rc, ...SECRET };
+    const run: Repo["run"] = (cmd, args, extra = {}) => spawnSync(cmd, args, { cwd: dir, encoding: "utf8", env: { ...process.env, ...env, ...extra } });
+    const state = () => {
+      const r = run(TERRAFORM, [`-chdir=cdktf.out/stacks/${stack}`, "state", "list"]);
+      return r.status === 0 ? r.stdout.trim().split("\n").filter(Boolean).sort() : [];
+    };
+    return { dir, stack, run, state };
+  }
+
+  /** A lock file for the locally built provider, in a directory of its own (LOCK_DIR). */
+  function localLock(repo: ReturnType<typeof exampleRepo>): Record<string, string> {
+    const lockDir = path.join(repo.dir, "local-locks");
+    fs.mkdirSync(lockDir);
+    const probe = path.join(repo.dir, "probe");
+    fs.mkdirSync(probe);
+    fs.writeFileSync(path.join(probe, "main.tf.json"), JSON.stringify({ terraform: { required_providers: { null: { source: "hashicorp/null", version: "3.2.4" } } } }));
+    expect(repo.run(TERRAFORM, [`-chdir=${probe}`, "init", "-input=false"]).status).toBe(0);
+    fs.copyFileSync(path.join(probe, ".terraform.lock.hcl"), path.join(lockDir, "nodes.terraform.lock.hcl"));
+    return { LOCK_DIR: lockDir };
+  }
+
+  itIf(canRun, "no engine with the offline provider mirror (npm run engines)")("the committed lock file is checked: a provider whose hash it does not list is refused at init", () => {
+    const repo = exampleRepo();
+    const plan = repo.run("scripts/ci/plan.sh", ["--out", "plan", repo.stack]);
+    expect(plan.status).toBe(1);
+    // Terraform: the local build's checksum is not among the registry's; OpenTofu: the lock
+    // file lists the provider under registry.terraform.io only. Either way: no init, no plan.
+    expect(plan.stderr).toMatch(/checksum|lock file/i);
+    expect(fs.existsSync(path.join(repo.dir, "plan", repo.stack, "tfplan"))).toBe(false);
+  });
+
+  itIf(canRun, "no engine with the offline provider mirror (npm run engines)")("plans the real stack, then refuses a changed rendered file and a stale plan", () => {
+    const repo = exampleRepo();
+    const lock = localLock(repo);
+    const plan = repo.run("scripts/ci/plan.sh", ["--out", "plan", repo.stack], lock);
+    expect(plan.stderr).not.toMatch(/^error/m);
+    expect(plan.status).toBe(0);
+    const text = fs.readFileSync(path.join(repo.dir, "plan", repo.stack, "plan.txt"), "utf8");
+    expect(text).toContain("null_resource.node-1_consul will be created");
+    expect(text).toContain('terraform_data.node_membership["node-2"] will be created');
+    expect(text).not.toContain(SECRET.TF_VAR_vrrp_password);
+
+    // A rendered file the provisioner would upload changes after the review.
+    const consul = path.join(repo.dir, "cdktf.out", "stacks", repo.stack, "rendered", "node-1", "consul", "consul.hcl");
+    const original = fs.readFileSync(consul, "utf8");
+    fs.writeFileSync(consul, `${original}# edited after the review\n`);
+    const changed = repo.run("scripts/ci/apply.sh", ["--plans", "plan", repo.stack], lock);
+    expect(changed.status).toBe(1);
+    expect(changed.stderr).toContain("rendered/node-1/consul/consul.hcl");
+    expect(repo.state()).toEqual([]);
+    fs.writeFileSync(consul, original);
+
+    // Another apply changes the state meanwhile (the membership instances have destroy-time
+    // steps only: they are created without SSH).
+    const other = repo.run(TERRAFORM, [`-chdir=cdktf.out/stacks/${repo.stack}`, "apply", "-input=false", "-auto-approve", "-target=terraform_data.node_membership"]);
+    expect(other.status).toBe(0);
+    const before = repo.state();
+    expect(before).toEqual(['terraform_data.node_membership["node-1"]', 'terraform_data.node_membership["node-2"]']);
+    const stale = repo.run("scripts/ci/apply.sh", ["--plans", "plan", repo.stack], lock);
+    expect(stale.status).toBe(1);
+    expect(stale.stdout + stale.stderr).toContain("Saved plan is stale");
+    expect(repo.state()).toEqual(before);
+  });
+});

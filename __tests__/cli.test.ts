@@ -13,7 +13,9 @@ const TSX = path.join(REPO_ROOT, "node_modules", ".bin", "tsx");
 
 function runMain(env: Record<string, string>) {
   const outdir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cli-")), "cdktf.out");
-  const r = spawnSync(TSX, ["main.ts"], { cwd: REPO_ROOT, env: { ...process.env, CDKTF_OUTDIR: outdir, ...env }, encoding: "utf8" });
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, CDKTF_OUTDIR: outdir, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === "") delete childEnv[k];
+  const r = spawnSync(TSX, ["main.ts"], { cwd: REPO_ROOT, env: childEnv, encoding: "utf8" });
   const wrote = fs.existsSync(outdir);
   fs.rmSync(path.dirname(outdir), { recursive: true, force: true });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, wrote };
@@ -48,6 +50,81 @@ describe("main.ts", () => {
     expect(r.wrote).toBe(false);
     expect(r.stderr).toMatch(/cannot read the cluster description .*nope\.yaml \(ENOENT\)/);
     expect(r.stderr).not.toMatch(/^\s+at /m);
+  });
+});
+
+/** `npm run <script> -- args` as an operator types it, output captured through pipes (not a terminal). */
+function npmRun(script: string, args: string[], env: Record<string, string>) {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === "") delete childEnv[k];
+  const r = spawnSync("npm", ["run", script, "--", ...args], { cwd: REPO_ROOT, env: childEnv, encoding: "utf8", timeout: 180000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, all: `${r.stdout}${r.stderr}` };
+}
+
+describe("npm run synth / diff / deploy (scripts/cdktf.ts around cdktf)", () => {
+  let dir: string;
+  beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "npm-cdktf-"))));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("a broken description: each problem exactly once, exit 1, no escape codes in a pipe, cdktf not started", () => {
+    const file = path.join(dir, "broken.yaml");
+    fs.writeFileSync(file, exampleText().replace("virtualRouterId: 100", "virtualRouterId: 300").replace("overlayAddress: 172.16.1.12", "overlayAddress: 10.9.9.9"));
+    const out = path.join(dir, "out-broken");
+    const r = npmRun("synth", ["-o", out], { CLUSTER_FILE: file });
+    expect(r.status).toBe(1);
+    const count = (re: RegExp) => (r.all.match(re) ?? []).length;
+    expect(count(/floatingIp\.virtualRouterId \(line \d+\): expected a VRRP router id 1-255, got number 300/g)).toBe(1);
+    expect(count(/nodes\[1\]\.overlayAddress \(line \d+\)/g)).toBe(1);
+    expect(count(/2 problems in the cluster description/g)).toBe(1);
+    expect(r.all).not.toContain("\x1b");
+    expect(r.all).not.toContain("Synthesizing");
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it("synthesizes the selected description: names it and its stacks, no escape codes in a pipe", () => {
+    const file = path.join(dir, "team-blue.yaml");
+    fs.writeFileSync(file, exampleText().replace("name: team-example", "name: team-blue"));
+    const out = path.join(dir, "out-blue");
+    const r = npmRun("synth", ["-o", out], { CLUSTER_FILE: file });
+    expect({ status: r.status, all: r.all }).toMatchObject({ status: 0 });
+    expect(r.stderr).toContain(`cluster description: ${file} (CLUSTER_FILE) -> stacks team-blue-nodes, team-blue-jobs`);
+    expect(r.stderr).toContain("running: cdktf synth -o");
+    expect(r.all).not.toContain("\x1b");
+    expect(r.all).toContain("Generated Terraform code for the stacks: team-blue-jobs, team-blue-nodes");
+    // the notice is printed once (main.ts stays quiet under the wrapper)
+    expect((r.all.match(/cluster description: /g) ?? []).length).toBe(1);
+    expect(fs.readdirSync(path.join(out, "stacks")).sort()).toEqual(["team-blue-jobs", "team-blue-nodes"]);
+  }, 200000);
+
+  it("a stack pattern of another cluster stops before cdktf and names the description that was loaded", () => {
+    const r = npmRun("deploy", ["team-blue-*"], { CLUSTER_FILE: "" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("NOTE: CLUSTER_FILE is not set, so this is THE EXAMPLE cluster");
+    expect(r.stderr).toContain("'team-blue-*' matches no stack of clusters/example.yaml (its stacks: team-example-nodes, team-example-jobs)");
+    expect(r.all).not.toContain("running: cdktf");
+    expect(r.all).not.toContain("Could not find stack");
+  });
+
+  it("diff and deploy refuse to run on the example when CLUSTER_FILE is not set", () => {
+    for (const command of ["deploy", "diff"]) {
+      const r = npmRun(command, [], { CLUSTER_FILE: "" });
+      expect({ command, status: r.status }).toEqual({ command, status: 1 });
+      expect(r.stderr).toContain(`error: refusing to ${command} without CLUSTER_FILE: that would be the example cluster. Set CLUSTER_FILE=clusters/<team>.yaml`);
+      expect(r.all).not.toContain("running: cdktf");
+    }
+  });
+});
+
+describe("main.ts says which description it loaded", () => {
+  it("on stderr, loudly for the example; on stdout under cdktf (which logs the app's stderr as errors)", () => {
+    const example = runMain({ CLUSTER_FILE: "" });
+    expect(example.status).toBe(0);
+    expect(example.stderr).toContain("cluster description: clusters/example.yaml -> stacks team-example-nodes, team-example-jobs");
+    expect(example.stderr).toContain("NOTE: CLUSTER_FILE is not set, so this is THE EXAMPLE cluster");
+    expect(example.stdout).toBe("");
+    const underCdktf = runMain({ CLUSTER_FILE: "clusters/example.yaml", CDKTF_CONTEXT_JSON: "{}" });
+    expect(underCdktf.stdout).toBe("cluster description: clusters/example.yaml (CLUSTER_FILE) -> stacks team-example-nodes, team-example-jobs\n");
+    expect(underCdktf.stderr).toBe("");
   });
 });
 

@@ -4,11 +4,13 @@
  * playbook/, see /work/shared/docs/infrastructure.md and README "Supported provider
  * generations"), read back from the real synth output with HashiCorp's HCL parser.
  */
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { loadDescriptionFile, loadDescriptionText } from "../constructs/description/load";
 import type { Cluster } from "../constructs/description/schema";
-import { cleanup, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
+import { renderTopologyMermaid } from "../constructs/render/topology";
+import { cleanup, hasCommand, itIf, parseHcl, REPO_ROOT, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 
 const CLUSTERS = path.join(REPO_ROOT, "clusters");
 const descriptions = fs.readdirSync(CLUSTERS).filter((f) => f.endsWith(".yaml"));
@@ -85,8 +87,19 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       // the install asks the servers on the server VM's advertised overlay address
       expect(nodes[`rendered/${c.nodes[0].name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${c.servers.vm.overlayAddress}:8500'`);
     }
+    // the topology picture shows where the servers are: the server VM, or the provider's host
+    const servers = renderTopologyMermaid(c).split("\n").find((l) => l.includes("servers[("))!;
+    expect(servers).toContain(`datacenter ${facts.datacenter}, region global`);
+    expect(servers).toContain(c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join[0]);
     const jobspec = await parseHcl("web.hcl", jobs["rendered/jobs/web.nomad.hcl"]);
     expect(jobspec.job.web[0].datacenters).toEqual([facts.datacenter]);
+  });
+
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("its install scripts (this version's branches) are shellcheck-clean", () => {
+    const scripts = Object.keys(nodes).filter((f) => f.endsWith(".sh"));
+    expect(scripts.length).toBeGreaterThanOrEqual(c.nodes.length * 3);
+    // throws (non-zero exit) with shellcheck's findings on any warning
+    execFileSync("shellcheck", ["-S", "warning", "-s", "bash", ...scripts], { cwd: path.join(out.outdir, "stacks", `${c.name}-nodes`), stdio: "pipe" });
   });
 
   it("client DNS fits the link: recursors where the link sends the internal domain to the agent, none where it does not", async () => {

@@ -35,6 +35,16 @@ const corpus: BrokenCase[] = [
   { name: "http public URL", edit: (d) => (d.app.publicUrl = "http://team-example.example.org"), expected: [{ path: "app.publicUrl", message: /https:\/\// }] },
   { name: "private key given inline", edit: (d) => (d.ssh.privateKey = { key: "-----BEGIN OPENSSH PRIVATE KEY-----" }), expected: [{ path: "ssh.privateKey", message: /either \{ agent: true \}.*\{ file:/ }] },
   { name: "bad host key", edit: (d) => (d.bastion.hostKey = "not-a-key"), expected: [{ path: "bastion.hostKey", message: /OpenSSH public host key/ }] },
+  { name: "no host keys, no opt-out", edit: (d) => { delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
+    { path: "bastion.hostKey", message: /expected the bastion's pinned host key.*or set ssh\.insecureIgnoreHostKey: true/ },
+    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan 192\.0\.2\.12/ },
+  ] },
+  { name: "a node key without the bastion's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
+    { path: "nodes[0].hostKey", message: /expected bastion\.hostKey too: .*fails every connection at the bastion/ },
+  ] },
+  { name: "the bastion's key without a node's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.nodes[1].hostKey; }, expected: [
+    { path: "nodes[1].hostKey", message: /ignore bastion_host_key.*the bastion would go unchecked/ },
+  ] },
   { name: "no nodes", edit: (d) => (d.nodes = []), expected: [{ path: "nodes", message: /at least 1 item/ }] },
   { name: "bad node name", edit: (d) => (d.nodes[0].name = "Node_1"), expected: [{ path: "nodes[0].name", message: /lowercase letters/ }] },
   { name: "port out of range", edit: (d) => (d.bastion.port = 70000), expected: [{ path: "bastion.port", message: /TCP port 1-65535, got number 70000/ }] },
@@ -44,6 +54,38 @@ const corpus: BrokenCase[] = [
   { name: "scaling bounds exclude the count", edit: (d) => (d.app.web = { count: 5, scaling: { min: 1, max: 3 } }), expected: [{ path: "app.web.count", message: /within scaling\.min\.\.max \(1\.\.3\), got 5/ }] },
   { name: "bad duration", edit: (d) => (d.app.worker.killTimeout = "2 minutes"), expected: [{ path: "app.worker.killTimeout", message: /duration such as 30s/ }] },
   { name: "haproxy ports collide", edit: (d) => (d.app.haproxy = { nodePort: 8080, floatingPort: 8080 }), expected: [{ path: "app.haproxy.floatingPort", message: /different from app\.haproxy\.nodePort/ }] },
+  // Hostile and careless input (issue #12): each class the attacker's corpus used.
+  { name: "haproxy port = Consul HTTP", edit: (d) => (d.app.haproxy = { nodePort: 8500 }), expected: [{ path: "app.haproxy.nodePort", message: /Consul\/Nomad agents do not use/ }] },
+  { name: "haproxy port = Consul DNS (privileged)", edit: (d) => (d.app.haproxy = { statsPort: 53 }), expected: [{ path: "app.haproxy.statsPort", message: /unprivileged TCP port 1024-65535/ }] },
+  { name: "haproxy port = Nomad RPC", edit: (d) => (d.app.haproxy = { floatingPort: 4647 }), expected: [{ path: "app.haproxy.floatingPort", message: /agents do not use/ }] },
+  { name: "haproxy port in Nomad's dynamic range", edit: (d) => (d.app.haproxy = { floatingPort: 25000 }), expected: [{ path: "app.haproxy.floatingPort", message: /dynamic port range 20000-32000/ }] },
+  { name: "overlay prefix /0", edit: (d) => (d.overlay.prefix = "0.0.0.0/0"), expected: [{ path: "overlay.prefix", message: /prefix length 8-30/ }] },
+  { name: "overlay prefix /31", edit: (d) => (d.overlay.prefix = "172.16.1.10/31"), expected: [{ path: "overlay.prefix", message: /prefix length 8-30/ }] },
+  { name: "floating IP on the network address", edit: (d) => (d.floatingIp.address = "172.16.0.0"), expected: [{ path: "floatingIp.address", message: /not the network address of 172\.16\.0\.0\/16/ }] },
+  { name: "node on the broadcast address", edit: (d) => (d.nodes[1].overlayAddress = "172.16.255.255"), expected: [{ path: "nodes[1].overlayAddress", message: /not the broadcast address/ }] },
+  { name: "template marker in a meta value", edit: (d) => (d.nodes[0].meta = { rack: "${env.HOME}" }), expected: [{ path: "nodes[0].meta.rack", message: /no quotes, \$, % or braces/ }] },
+  { name: "control character in a meta value", edit: (d) => (d.nodes[0].meta = { rack: "r1\u0007" }), expected: [{ path: "nodes[0].meta.rack", message: /meta value/ }] },
+  { name: "directive in the S3 region", edit: (d) => (d.app.s3.region = "%{ if true }x%{ endif }"), expected: [{ path: "app.s3.region", message: /S3 region/ }] },
+  { name: "interpolation in the broker user (secret exfiltration)", edit: (d) => (d.app.broker.user = "${nonsensitive(var.s3_secret_access_key)}"), expected: [{ path: "app.broker.user", message: /RabbitMQ user name/ }] },
+  { name: "interpolation in the bastion user (operator's key)", edit: (d) => (d.bastion.user = '${file("~/.ssh/id_ed25519")}'), expected: [{ path: "bastion.user", message: /Unix user name/ }] },
+  { name: "command substitution in a TLS path", edit: (d) => (d.nomad = { tls: { caFile: "/etc/$(id)", certFile: "/etc/c.pem", keyFile: "/etc/k.pem" } }), expected: [{ path: "nomad.tls.caFile", message: /absolute path on the node/ }] },
+  { name: "newline in a TLS path", edit: (d) => (d.consul = { tls: { caFile: "/etc/ca.pem\nid", certFile: "/etc/c.pem", keyFile: "/etc/k.pem" } }), expected: [{ path: "consul.tls.caFile", message: /absolute path on the node/ }] },
+  { name: "space in a TLS path", edit: (d) => (d.nomad = { tls: { caFile: "/etc/ca.pem", certFile: "/etc/my cert.pem", keyFile: "/etc/k.pem" } }), expected: [{ path: "nomad.tls.certFile", message: /no spaces/ }] },
+  { name: "quote in the key file path", edit: (d) => (d.ssh.privateKey = { file: '~/.ssh/id"x' }), expected: [{ path: "ssh.privateKey.file", message: /file path/ }] },
+  { name: "duration beyond Go's limit", edit: (d) => (d.nomad = { drainDeadline: "9999999999h" }), expected: [{ path: "nomad.drainDeadline", message: /duration/ }] },
+  { name: "kill timeout longer than an hour", edit: (d) => (d.app.worker.killTimeout = "2h"), expected: [{ path: "app.worker.killTimeout", message: /between 1s and 1h/ }] },
+  { name: "count of 100000", edit: (d) => (d.app.web = { count: 100000 }), expected: [{ path: "app.web.count", message: /at most 100 instances/ }] },
+  { name: "worker concurrency of 100000", edit: (d) => (d.app.worker.concurrency = 100000), expected: [{ path: "app.worker.concurrency", message: /at most 64/ }] },
+  { name: "extraConfig that is not HCL", edit: (d) => (d.consul = { extraConfig: "log_level = \"DEBUG\"\nthis is not hcl\n" }), expected: [{ path: "consul.extraConfig", message: /expected HCL.*\(line 2 of the HCL\)/ }] },
+  { name: "extraConfig turning Consul into a server", edit: (d) => (d.consul = { extraConfig: "server = true\nbootstrap_expect = 1\n" }), expected: [{ path: "consul.extraConfig", message: /no 'server' here.*line 1/ }] },
+  { name: "extraConfig turning Nomad into a server", edit: (d) => (d.nomad = { extraConfig: "server {\n  enabled = true\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /no 'server' here/ }] },
+  { name: "extraConfig disabling the Nomad client", edit: (d) => (d.nomad = { extraConfig: "client {\n  enabled = false\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /no 'client\.enabled' here.*line 2 of the HCL/ }] },
+  { name: "extraConfig opening Consul's HTTP API", edit: (d) => (d.consul = { extraConfig: 'client_addr = "0.0.0.0"\n' }), expected: [{ path: "consul.extraConfig", message: /consul\.httpOnOverlay/ }] },
+  { name: "javascript: URL", edit: (d) => (d.app.publicUrl = "javascript:alert(1)"), expected: [{ path: "app.publicUrl", message: /https:\/\/ URL/ }] },
+  { name: "file: URL", edit: (d) => (d.app.s3.endpoint = "file:///etc/passwd"), expected: [{ path: "app.s3.endpoint", message: /http\(s\) URL/ }] },
+  { name: "URL with credentials", edit: (d) => (d.app.s3.endpoint = "https://admin:secret@s3.example.org"), expected: [{ path: "app.s3.endpoint", message: /without user:password@/ }] },
+  { name: "URL with a query", edit: (d) => (d.servers.nomadHttpAddress = "http://nomad.example.org:4646/?x=${a}"), expected: [{ path: "servers.nomadHttpAddress", message: /no query/ }] },
+  { name: "every eligible node in maintenance", edit: (d) => d.nodes.forEach((n: Raw) => (n.maintenance = true)), expected: [{ path: "nodes", message: /maintenance: false.*full outage/ }] },
 ];
 
 function loadEdited(edit: (d: Raw) => void) {
@@ -107,9 +149,65 @@ describe("cluster description", () => {
     expect(r.problems[0].line).toBeGreaterThan(0);
   });
 
+  it("refuses YAML alias amplification (billion laughs) with the line of the first alias", () => {
+    const lol = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i < 9; i++) lol.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(", ")}]`);
+    const text = `${exampleText()}\n${lol.join("\n")}\n`;
+    const r = loadDescriptionText(text);
+    if (r.ok) throw new Error("expected rejection");
+    const aliasLine = text.split("\n").findIndex((l) => l.includes("*a")) + 1;
+    expect(r.problems).toEqual([expect.objectContaining({ path: "(yaml)", line: aliasLine, message: expect.stringMatching(/alias amplification/) })]);
+  });
+
+  it("refuses a file that expands past 1 MiB through a few aliases", () => {
+    const big = "x".repeat(60_000);
+    const text = `${exampleText()}\nblob: &b "${big}"\ncopies: [${Array(40).fill("*b").join(", ")}]\n`;
+    const r = loadDescriptionText(text);
+    if (r.ok) throw new Error("expected rejection");
+    expect(r.problems[0]).toMatchObject({ path: "(yaml)", message: expect.stringMatching(/expands to \d+ KiB/) });
+  });
+
+  it("accepts a modest use of aliases (a shared meta map)", () => {
+    const text = exampleText().replace("    floatingIp: { priority: 150 }", "    floatingIp: { priority: 150 }\n    meta: &meta { rack: r1 }").replace("    floatingIp: { priority: 100 }", "    floatingIp: { priority: 100 }\n    meta: *meta");
+    const r = loadDescriptionText(text);
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.cluster.nodes[1].meta).toEqual({ rack: "r1" });
+  });
+
+  it("accepts an ordinary extraConfig (blocks, labels, lists, heredocs, comments) and reads it as HCL", () => {
+    const r = loadEdited((d) => {
+      d.consul = { extraConfig: 'telemetry {\n  prometheus_retention_time = "30s" # scraped\n}\nports { grpc = 8502 }\n/* more */ log_level = "DEBUG"\n' };
+      d.nomad = { extraConfig: 'plugin "docker" {\n  config {\n    volumes { enabled = true }\n  }\n}\nclient {\n  enabled = true\n  reserved { cpu = 500 }\n}\nx = <<EOT\nhello\nEOT\n' };
+    });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.cluster.nomad.extraConfig).toContain('plugin "docker"');
+  });
+
   it("rejects duplicate keys instead of silently keeping the last", () => {
     const r = loadDescriptionText(exampleText().replace("region: global", "region: global\nregion: other"));
     expect(r.ok).toBe(false);
+  });
+});
+
+describe("ssh section", () => {
+  it("is optional: without it, the README's defaults (user ubuntu, the ssh-agent)", () => {
+    const d = parse(exampleText());
+    delete d.ssh;
+    const r = loadDescriptionText(stringify(d));
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.cluster.ssh).toEqual({ user: "ubuntu", privateKey: { agent: true }, insecureIgnoreHostKey: false });
+    // a partial section keeps the other default
+    const partial = parse(exampleText());
+    partial.ssh = { user: "debian" };
+    const p = loadDescriptionText(stringify(partial));
+    if (!p.ok) throw new Error(JSON.stringify(p.problems));
+    expect(p.cluster.ssh).toEqual({ user: "debian", privateKey: { agent: true }, insecureIgnoreHostKey: false });
+    // and a wrong value in it is still reported with its path
+    const bad = parse(exampleText());
+    bad.ssh = { user: "Not A User" };
+    const b = loadDescriptionText(stringify(bad));
+    expect(b.ok).toBe(false);
+    if (!b.ok) expect(b.problems.map((x) => x.path)).toEqual(["ssh.user"]);
   });
 });
 

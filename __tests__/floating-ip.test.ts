@@ -66,10 +66,10 @@ describe("keepalived resources", () => {
     expect(stack.variable.vrrp_password.default).toBeUndefined();
     const provs = res["node-1_keepalived"].provisioner.map((p: any) => Object.entries(p)[0]);
     const secret = provs.filter(([t, b]: any) => t === "file" && b.content !== undefined);
-    expect(secret).toEqual([["file", { content: "${var.vrrp_password}", destination: "/tmp/provision-team-example/keepalived/vrrp_password" }]]);
+    expect(secret).toEqual([["file", { content: "${var.vrrp_password}", destination: ".nomad-cluster-deploy/team-example/keepalived/vrrp_password" }]]);
     // The install runs after every upload, and keeps its exit status.
     expect(provs[provs.length - 1][1].inline).toEqual([
-      "rc=0; sudo bash /tmp/provision-team-example/keepalived/install.sh || rc=$?; rm -rf /tmp/provision-team-example/keepalived; exit $rc",
+      "rc=0; sudo bash '.nomad-cluster-deploy/team-example/keepalived/install.sh' || rc=$?; rm -rf '.nomad-cluster-deploy/team-example/keepalived'; exit $rc",
     ]);
     const triggers = JSON.stringify(res["node-1_keepalived"].triggers);
     expect(triggers).not.toContain("vrrp_password}");

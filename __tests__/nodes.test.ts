@@ -10,6 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { Testing } from "cdktf";
 import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import { NEVER_MATCHING_KEY } from "../constructs/ssh";
 import {
   cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput,
 } from "./helpers/synth";
@@ -112,7 +113,7 @@ describe("nodes stack (example cluster)", () => {
       data_dir: "/opt/consul",
       bind_addr: "172.16.1.11",
       advertise_addr: "172.16.1.11",
-      client_addr: "127.0.0.1 172.16.1.11",
+      client_addr: "127.0.0.1", // loopback only unless consul.httpOnOverlay
       retry_join: ["team-example.internal.example.org"],
       leave_on_terminate: false,
       rejoin_after_leave: true,
@@ -200,7 +201,7 @@ describe("nodes stack (example cluster)", () => {
     expect(Object.keys(m.for_each)).toEqual(["node-1", "node-2"]);
     expect(m.input).toBe("${each.value}");
     const destroySteps = m.provisioner.filter((p: any) => (p.file ?? p["remote-exec"]).when === "destroy");
-    expect(destroySteps).toHaveLength(2);
+    expect(destroySteps).toHaveLength(3);
     const refs = JSON.stringify([m.connection, m.provisioner]).match(/\$\{[^}]*\}/g) ?? [];
     expect(refs.length).toBeGreaterThan(3);
     for (const r of refs) expect(r).toMatch(/^\$\{(tonumber\()?self\.input\./);
@@ -228,20 +229,42 @@ describe("nodes stack options", () => {
     }
   });
 
-  it("pins host keys and reads a private key file only at apply time", () => {
-    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample";
-    const out = synthCluster(edited(exampleCluster(), (c) => {
-      c.bastion.hostKey = key;
-      c.nodes[0].hostKey = key;
+  it("pins host keys (the bastion's also inside host_key, for engines that check the hop against it) and reads a private key file only at apply time", () => {
+    const c = edited(exampleCluster(), (c) => {
+      c.bastion.port = 2222;
       c.ssh.privateKey = { file: "~/.ssh/team_ed25519" };
-    }));
+    });
+    const out = synthCluster(c);
     try {
       const nr = resourcesOf(out.stacks[STACK], "null_resource");
-      expect(nr["node-1_consul"].connection).toMatchObject({ host_key: key, bastion_host_key: key, private_key: '${file(pathexpand("~/.ssh/team_ed25519"))}' });
-      expect(nr["node-2_consul"].connection).not.toHaveProperty("host_key");
+      const hostKey = nr["node-1_consul"].connection.host_key as string;
+      // a known_hosts file of its own: the never-matching first line fills the engines'
+      // "@cert-authority <host:port>" slot, then the node's and the bastion's patterns
+      expect(hostKey.split("\n")).toEqual([
+        `${NEVER_MATCHING_KEY} placeholder-matching-no-host`,
+        `192.0.2.11 ${c.nodes[0].hostKey}`,
+        `[bastion.example.org]:2222 ${c.bastion.hostKey}`,
+      ]);
+      expect(nr["node-1_consul"].connection).toMatchObject({ bastion_host_key: c.bastion.hostKey, private_key: '${file(pathexpand("~/.ssh/team_ed25519"))}' });
+      expect(nr["node-2_consul"].connection.host_key).toContain(`192.0.2.12 ${c.nodes[1].hostKey}`);
       const m = resourcesOf(out.stacks[STACK], "terraform_data").node_membership;
-      expect(m.for_each["node-1"]).toMatchObject({ host_key: key, private_key_file: "~/.ssh/team_ed25519" });
+      expect(m.for_each["node-1"]).toMatchObject({ host_key: hostKey, bastion_host_key: c.bastion.hostKey, private_key_file: "~/.ssh/team_ed25519" });
       expect(m.connection.private_key).toBe("${file(pathexpand(self.input.private_key_file))}");
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("connects unchecked only under ssh.insecureIgnoreHostKey, and then with no key at all", () => {
+    const out = synthCluster(edited(exampleCluster(), (c) => {
+      c.ssh.insecureIgnoreHostKey = true;
+      delete c.bastion.hostKey;
+      for (const n of c.nodes) delete n.hostKey;
+    }));
+    try {
+      const conn = resourcesOf(out.stacks[STACK], "null_resource")["node-1_consul"].connection;
+      expect(conn).not.toHaveProperty("host_key");
+      expect(conn).not.toHaveProperty("bastion_host_key");
     } finally {
       cleanup(out);
     }
@@ -252,9 +275,9 @@ describe("nodes stack options", () => {
     const out = synthCluster(edited(exampleCluster(), (c) => (c.nomad = { ...c.nomad, tls })));
     try {
       const install = out.files[STACK]["rendered/node-1/nomad/install.sh"];
-      expect(install).toContain(`printf 'NOMAD_ADDR=%s\\n' "https://$address:4646"`);
-      expect(install).toContain("printf 'NOMAD_CACERT=%s\\n' '/etc/nomad.d/tls/ca.pem'");
-      expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%s\\n' 'client.global.nomad'");
+      expect(install).toContain(`printf 'NOMAD_ADDR=%q\\n' "https://$address:4646"`);
+      expect(install).toContain("printf 'NOMAD_CACERT=%q\\n' '/etc/nomad.d/tls/ca.pem'");
+      expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%q\\n' 'client.global.nomad'");
       // the node's own agent through the environment; only the servers and the loopback server probe are named
       expect(install.match(/-address=\S+/g)).toEqual(["-address=https://127.0.0.1:4646", '-address="$SERVERS_HTTP"']);
       expect(install).toContain("readonly SERVERS_HTTP='https://team-example.internal.example.org:4646'");

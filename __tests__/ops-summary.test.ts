@@ -61,13 +61,27 @@ describe("plan summary of synthesized variants", () => {
     const nomad = row(s.rows, "null_resource.node-1_nomad");
     expect(nomad?.change).toBe("replace");
     expect(nomad?.why).toContain("re-provision");
-    expect(nomad?.why.some((w) => /^sha256_/.test(w))).toBe(true);
+    // in words, from the rendered files of the two outputs: the drain and its deadline
+    expect(nomad?.why).toContain(`maintenance on: Nomad drains node-1 (deadline ${example.nomad.drainDeadline}; allocations migrate one at a time per each job's migrate block), the node becomes ineligible`);
+    expect(nomad?.why).toContain("install.sh: MAINTENANCE false → true");
+    expect(nomad?.why.some((w) => /sha256_/.test(w))).toBe(false);
+    // keepalived first hands the floating IP over, with the priority it runs with
+    const keepalived = row(s.rows, "null_resource.node-1_keepalived");
+    expect(keepalived?.why[1]).toBe(
+      `maintenance on (priority ${example.nodes[0].floatingIp.priority} → 1): if node-1 holds the floating IP, its keepalived restarts and a peer takes the IP over (~0.6 s), before the Nomad drain`,
+    );
+    expect(keepalived?.why).toContain(`keepalived.conf: priority ${example.nodes[0].floatingIp.priority} → 1`);
     // Consul does not care about maintenance; the membership (decommission) is untouched.
     expect(row(s.rows, "null_resource.node-1_consul")).toBeUndefined();
     expect(s.rows.some((r) => r.type === "terraform_data")).toBe(false);
     const md = renderPlanMarkdown(s);
     expect(md).toContain("| node **node-1** |");
-    expect(md).toMatch(/\| `null_resource\.node-1_nomad` \| -\/\+ replace \| re-provision; sha256_/);
+    expect(md).toMatch(/\| `null_resource\.node-1_nomad` \| -\/\+ replace \| re-provision; maintenance on: Nomad drains node-1 /);
+
+    // and back: the drain ends, the floating IP stays where it is
+    const back = summarizePlan(synth(edited(example, (c) => void (c.nodes[0].maintenance = true))), base);
+    expect(row(back.rows, "null_resource.node-1_nomad")?.why).toContain("maintenance off: the drain of node-1 ends, the node is eligible again");
+    expect(row(back.rows, "null_resource.node-1_keepalived")?.why[1]).toMatch(/^maintenance off \(priority 1 → \d+\): node-1 is a floating-IP candidate again; the IP does not move back \(nopreempt\)$/);
     expect(md).toContain(`**${totalLine(s)}**`);
   });
 
@@ -99,6 +113,37 @@ describe("plan summary of synthesized variants", () => {
     expect(s.rows.filter((r) => r.group === "node-2" && isAgent(r)).length).toBeGreaterThanOrEqual(2);
     expect(s.rows.filter((r) => r.group === "node-1" && (isAgent(r) || r.type === "terraform_data"))).toEqual([]);
     expect(renderPlanMarkdown(s)).toMatch(/`terraform_data\.node_membership\["node-2"\]` \| - destroy \| .*decommission/);
+  });
+
+  it("a config key changed: which key, old → new, in the agent's file, and that the agent restarts", () => {
+    const s = summaryOf((c) => {
+      c.nodes[1].overlayAddress = "172.16.1.22";
+    });
+    const consul = row(s.rows, "null_resource.node-2_consul");
+    expect(consul?.why).toEqual(expect.arrayContaining([
+      "consul config changed: validated on node-2 first, then consul restarts there (one node at a time)",
+      "consul.hcl: bind_addr: 172.16.1.12 → 172.16.1.22",
+    ]));
+    // the peer's keepalived: its unicast peer list changes, a reload, no failover
+    const peer = row(s.rows, "null_resource.node-1_keepalived");
+    expect(peer?.why).toEqual(expect.arrayContaining(["VRRP peer list changed: keepalived reloads, no failover", "keepalived.conf: + 172.16.1.22 # node-2", "keepalived.conf: - 172.16.1.12 # node-2"]));
+    // extraConfig: a new file of its own
+    const extra = summaryOf((c) => {
+      c.nomad.extraConfig = 'log_level = "DEBUG"\n';
+    });
+    expect(row(extra.rows, "null_resource.node-1_nomad")?.why).toEqual(expect.arrayContaining(["+zz-extra.hcl (new file)", "nomad config changed: validated on node-1 first, then nomad restarts there (one node at a time)"]));
+  });
+
+  itIf(hasJobs, NO_JOBS)("every job row says that a count scaled in Nomad is reset to the description's", () => {
+    const s = summaryOf((c) => {
+      c.app.web.count = 3;
+    });
+    const web = row(s.rows, "nomad_job.web");
+    expect(web?.why).toContain("group.web.count: 2 → 3");
+    expect(web?.why[web.why.length - 1]).toBe("count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone");
+    // even when the row is cut to maxWhy items, the note stays
+    const short = summarizePlan(base, synth(edited(example, (c) => void (c.app.web.count = 3))), { maxWhy: 1 });
+    expect(row(short.rows, "nomad_job.web")?.why).toEqual(["group.web.count: 2 → 3", "+3 more", "count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone"]);
   });
 
   it("a bastion change updates the membership inputs in place: no decommission, no re-provisioning", () => {
@@ -198,7 +243,12 @@ EOH
     const s = summarizePlan(a, b);
     expect(s.rows).toHaveLength(1);
     expect(s.rows[0]).toMatchObject({ groupKind: "job", group: "web", change: "update" });
-    expect(s.rows[0].why).toEqual(["image tag 1.0.0 → 1.1.0 (task.web.config.image)", "group.web.count: 2 → 3", "new Nomad deployment (canary first)"]);
+    expect(s.rows[0].why).toEqual([
+      "image tag 1.0.0 → 1.1.0 (task.web.config.image)",
+      "group.web.count: 2 → 3",
+      "new Nomad deployment (canary first)",
+      "count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone",
+    ]);
     const renamed = stackWith({ nomad_job: { web: { jobspec: jobspec("ghcr.io/t/web:1.0.0", 2).replace('job "web"', 'job "www"') } } });
     expect(summarizePlan(a, renamed).rows[0]).toMatchObject({ change: "replace" });
   });

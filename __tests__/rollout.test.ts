@@ -9,6 +9,7 @@ import { cleanup, clusterFromText, exampleText, synthCluster } from "./helpers/s
 import { loadDescriptionText } from "../constructs/description/load";
 import { batchSizeFor } from "../constructs/description/rollout";
 import { stringify as stringifyYaml, parse as parseYaml } from "yaml";
+import { placeholderHostKey } from "../scripts/bench";
 
 type Kind = "consul" | "keepalived" | "nomad";
 const KINDS: Kind[] = ["consul", "keepalived", "nomad"];
@@ -20,6 +21,7 @@ function described(n: number, rollout?: unknown, ineligible: number[] = []): str
     name: `node-${i + 1}`,
     address: `192.0.2.${i + 1}`,
     overlayAddress: `172.16.1.${i + 1}`,
+    hostKey: placeholderHostKey(`node-${i + 1}`),
     floatingIp: ineligible.includes(i + 1) ? { eligible: false } : { priority: 200 - i },
   }));
   if (rollout !== undefined) doc.rollout = rollout;

@@ -6,9 +6,10 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { edited, exampleCluster, exampleText, REPO_ROOT } from "./helpers/synth";
+import { clusterFromText, edited, exampleCluster, exampleText, REPO_ROOT } from "./helpers/synth";
 import type { Cluster } from "../constructs/description/schema";
 import { escapeLabel, renderTopologyMarkdown, renderTopologyMermaid } from "../constructs/render/topology";
+import { renderKeepalivedConfig } from "../constructs/render/keepalived";
 
 const example = exampleCluster();
 const SOURCE = "clusters/example.yaml";
@@ -99,6 +100,12 @@ describe("topology picture", () => {
     expect(m).toContain("node-3 · 172.16.1.13");
     expect(m).toMatch(/bastion -->\|"ssh 192\.0\.2\.13"\| n_node_3_agents/);
     expect(m).toContain("node-1 · 172.16.1.11 · ⚑ maintenance");
+    // under maintenance the picture shows the priority keepalived runs with (the rendered config's)
+    const rendered = renderKeepalivedConfig(c, c.nodes[0]);
+    expect(rendered).toMatch(/^\s*priority 1$/m);
+    expect(m).toContain(`keepalived priority 1, maintenance: ${c.nodes[0].floatingIp.priority} otherwise`);
+    expect(m).toMatch(/n_node_1_keepalived -\.->\|"only if no peer can, priority 1"\| fip/);
+    expect(m).not.toContain(`may hold, priority ${c.nodes[0].floatingIp.priority}"| fip`);
     expect(m).not.toContain("node-2 · 172.16.1.12 · ⚑");
     expect(m).toMatch(/^ {2}class n_node_1_agents,n_node_1_haproxy,n_node_1_keepalived maintenance$/m);
     expect(m).toContain("placed on node-2, node-3");
@@ -148,10 +155,44 @@ describe("topology picture", () => {
         env: { ...process.env, ...env },
       });
 
-    it("--check passes on the committed files", () => {
-      const r = run(["--check"]);
-      expect(r.stderr).toBe("");
+    it("--check passes on the committed files, and says that it loaded the example", () => {
+      const r = run(["--check"], { CLUSTER_FILE: "" });
+      expect(r.stderr).toBe(
+        "cluster description: clusters/example.yaml -> stacks team-example-nodes, team-example-jobs\n" +
+          "NOTE: CLUSTER_FILE is not set, so this is THE EXAMPLE cluster, not yours. Pick yours with e.g. CLUSTER_FILE=clusters/<team>.yaml npm run <command>\n",
+      );
+      expect(r.stdout).toBe("");
       expect(r.status).toBe(0);
+    });
+
+    it("another description: refuses to overwrite the project's docs; --out DIR draws it there", () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "topology-"));
+      const docs = () => ["topology.mmd", "topology.md"].map((f) => fs.readFileSync(path.join(REPO_ROOT, "docs", f), "utf8"));
+      const before = docs();
+      try {
+        const file = path.join(dir, "team-blue.yaml");
+        fs.writeFileSync(file, exampleText().replace("name: team-example", "name: team-blue"));
+        const refused = run([], { CLUSTER_FILE: file });
+        expect(refused.status).toBe(2);
+        expect(refused.stderr).toContain(`cluster description: ${file} (CLUSTER_FILE) -> stacks team-blue-nodes, team-blue-jobs`);
+        expect(refused.stderr).toContain("npm run topology -- --out DIR");
+        expect(docs()).toEqual(before);
+
+        const out = path.join(dir, "pictures");
+        const r = run(["--out", out], { CLUSTER_FILE: file });
+        expect(r.stderr).not.toContain("error");
+        expect(r.status).toBe(0);
+        expect(r.stdout).toContain(`wrote ${path.relative(REPO_ROOT, path.join(out, "topology.mmd"))}`);
+        const mmd = fs.readFileSync(path.join(out, "topology.mmd"), "utf8");
+        expect(mmd).toContain("Topology of cluster team-blue");
+        expect(mmd).toBe(renderTopologyMermaid(clusterFromText(fs.readFileSync(file, "utf8")), { source: path.relative(REPO_ROOT, file) }));
+        expect(fs.readFileSync(path.join(out, "topology.md"), "utf8")).toContain("```mermaid\nflowchart LR\n");
+        expect(docs()).toEqual(before);
+        // the directory is now fresh for --check, the docs are not touched
+        expect(run(["--out", out, "--check"], { CLUSTER_FILE: file }).status).toBe(0);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("--check fails for a description the committed picture does not show, writing nothing", () => {
@@ -159,7 +200,7 @@ describe("topology picture", () => {
       try {
         const file = path.join(dir, "other.yaml");
         fs.writeFileSync(file, exampleText().replace("count: 2 }", "count: 3 }"));
-        const r = run(["--check"], { CLUSTER_FILE: file });
+        const r = run(["--check", "--out", path.join(REPO_ROOT, "docs")], { CLUSTER_FILE: file });
         expect(r.status).toBe(1);
         expect(r.stderr).toMatch(/docs\/topology\.mmd is stale/);
         expect(fs.readFileSync(path.join(REPO_ROOT, "docs", "topology.mmd"), "utf8")).toBe(render(example));

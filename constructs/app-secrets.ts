@@ -12,6 +12,7 @@ import { Fn, TerraformVariable } from "cdktf";
 import { Variable } from "@cdktf/provider-nomad/lib/variable";
 import { Keys } from "@cdktf/provider-consul/lib/keys";
 import type { Cluster } from "./description/schema";
+import { terraformLiteral } from "./escape";
 import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
 import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
 
@@ -22,8 +23,8 @@ import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, us
  */
 export function brokerUrl(c: Cluster, password: string): string {
   const b = c.app.broker;
-  const enc = (s: string) => encodeURIComponent(s);
-  return `amqp://${enc(b.user)}:${Fn.replace(Fn.urlencode(password), "+", "%20")}@${b.host}:${b.port}/${enc(b.vhost)}`;
+  const enc = (s: string) => terraformLiteral(encodeURIComponent(s));
+  return `amqp://${enc(b.user)}:${Fn.replace(Fn.urlencode(password), "+", "%20")}@${terraformLiteral(b.host)}:${b.port}/${enc(b.vhost)}`;
 }
 
 export interface AppSecretsProps {

@@ -13,9 +13,11 @@
 import { Construct } from "constructs";
 import { DataResource, TerraformIterator, TerraformSelf } from "cdktf";
 import type { Cluster } from "./description/schema";
-import { RenderedFiles } from "./rendered-files";
+import { RenderedFiles, sha256 } from "./rendered-files";
+import { STAGING_ROOT, freshStagingCommand } from "./provisioned-files";
 import { renderDecommissionScript } from "./render/scripts";
 import { connectionInput, selfConnection } from "./ssh";
+import { shellQuote, terraformLiteral } from "./escape";
 import { dropTerraformVersionCheck } from "./terraform-version-check";
 
 export class ClusterMembership extends Construct {
@@ -24,10 +26,13 @@ export class ClusterMembership extends Construct {
   constructor(scope: Construct, id: string, props: { cluster: Cluster }) {
     super(scope, id);
     const { cluster } = props;
-    const script = RenderedFiles.of(this).add("decommission.sh", renderDecommissionScript());
-    const remoteScript = `/tmp/decommission-${cluster.name}.sh`;
+    const scriptText = renderDecommissionScript();
+    const script = RenderedFiles.of(this).add("decommission.sh", scriptText);
+    // Private staging in the SSH user's home, as for the install scripts (see stagingDir).
+    const stage = `${STAGING_ROOT}/${cluster.name}/decommission`;
+    const remoteScript = `${stage}/decommission.sh`;
     const input = Object.fromEntries(
-      cluster.nodes.map((n) => [n.name, { ...connectionInput(cluster, n), drain_deadline: cluster.nomad.drainDeadline }]),
+      cluster.nodes.map((n) => [terraformLiteral(n.name), { ...connectionInput(cluster, n), drain_deadline: terraformLiteral(cluster.nomad.drainDeadline) }]),
     );
     const each = TerraformIterator.fromMap(input);
     const self = (k: string) => TerraformSelf.getString(`input.${k}`);
@@ -36,15 +41,21 @@ export class ClusterMembership extends Construct {
       input: each.value,
       triggersReplace: { node: each.key },
       connection: selfConnection(cluster),
+      // Destroy-time only, and failing by default: a node whose decommission fails (or
+      // cannot be reached) stays in state and the next apply retries it. A node that is
+      // dead for good is forgotten explicitly (README, Removing a node: terraform state rm).
       provisioners: [
-        // Destroy-time only; a node that is already gone must not block its removal.
-        { type: "file", source: script, destination: remoteScript, when: "destroy", onFailure: "continue" } as never,
+        { type: "remote-exec", inline: [freshStagingCommand(stage)], when: "destroy" } as never,
+        { type: "file", source: script, destination: remoteScript, when: "destroy" } as never,
         {
           type: "remote-exec",
-          // One line: Terraform joins inline commands without `set -e`; keep the script's status.
-          inline: [`rc=0; sudo bash ${remoteScript} ${self("node")} ${self("overlay_address")} ${self("drain_deadline")} || rc=$?; rm -f ${remoteScript}; exit $rc`],
+          // One line: Terraform joins inline commands without `set -e`; keep the script's
+          // status. The script runs only if it is the one synthesized (checksum).
+          inline: [
+            `echo ${shellQuote(`${sha256(scriptText)}  ${remoteScript}`)} | sha256sum -c --quiet - || { echo "decommission.sh was not uploaded intact; not running it" >&2; exit 1; }; ` +
+              `rc=0; sudo bash ${shellQuote(remoteScript)} '${self("node")}' '${self("overlay_address")}' '${self("drain_deadline")}' || rc=$?; rm -rf ${shellQuote(stage)}; exit $rc`,
+          ],
           when: "destroy",
-          onFailure: "continue",
         } as never,
       ],
     });

@@ -21,6 +21,7 @@ import { Service } from "@cdktf/provider-consul/lib/service";
 import { ConfigEntry } from "@cdktf/provider-consul/lib/config-entry";
 import { KeyPrefix } from "@cdktf/provider-consul/lib/key-prefix";
 import type { Cluster } from "./description/schema";
+import { terraformLiteral, terraformLiterals } from "./escape";
 
 /** KV prefix of the application's non-secret settings. */
 export function appSettingsPrefix(c: Cluster): string {
@@ -61,7 +62,7 @@ export class ConsulCatalog extends Construct {
     for (const e of externals) {
       const node = new Node(this, `${e.name}_node`, {
         name: `external-${e.name}`,
-        address: e.address,
+        address: terraformLiteral(e.address),
         // consul-esm's convention for nodes no agent runs on.
         meta: { "external-node": "true", "external-probe": "false" },
       });
@@ -81,8 +82,9 @@ export class ConsulCatalog extends Construct {
 
     const settings = appSettings(c);
     const kv = new KeyPrefix(this, "app_settings", {
-      pathPrefix: appSettingsPrefix(c),
-      subkeys: settings,
+      pathPrefix: terraformLiteral(appSettingsPrefix(c)),
+      // Description text: literals (a `${...}` in a setting must not run at apply time).
+      subkeys: terraformLiterals(settings),
     });
     kv.overrideLogicalId("app_settings");
   }

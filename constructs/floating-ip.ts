@@ -13,6 +13,7 @@
  *   apply time; `synth` does not need it. See docs/floating-ip.md.
  */
 import { SECRET_VARIABLES } from "./description/secrets";
+import { terraformLiterals } from "./escape";
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformVariable, type ITerraformDependable } from "cdktf";
 import type { Cluster, ClusterNode } from "./description/schema";
@@ -22,12 +23,9 @@ import {
   VRRP_PASSWORD_PATTERN,
   effectivePriority,
   floatingIpCandidates,
-  renderKeepalivedConfig,
-  renderKeepalivedInstallScript,
-  renderKeepalivedRemovalScript,
-  renderNonlocalBindSysctl,
 } from "./render/keepalived";
 import { ProvisionedFiles } from "./provisioned-files";
+import { keepalivedComponentFiles } from "./render/node-files";
 import { keepalivedBatches } from "./description/rollout";
 
 /** Terraform variable names (TF_VAR_<name>). */
@@ -46,12 +44,7 @@ export interface NodeKeepalivedProps {
 
 /** The files staged for one node's keepalived (rendered config template, sysctl, script). */
 export function keepalivedFiles(c: Cluster, n: ClusterNode): Record<string, string> {
-  if (!n.floatingIp.eligible) return { [KEEPALIVED_STAGED.script]: renderKeepalivedRemovalScript(c, n) };
-  return {
-    [KEEPALIVED_STAGED.config]: renderKeepalivedConfig(c, n),
-    [KEEPALIVED_STAGED.sysctl]: renderNonlocalBindSysctl(c),
-    [KEEPALIVED_STAGED.script]: renderKeepalivedInstallScript(c, n),
-  };
+  return keepalivedComponentFiles(c, n).files;
 }
 
 /** keepalived on one node: `null_resource.<node>_keepalived`. */
@@ -115,13 +108,15 @@ export class FloatingIp extends Construct {
     });
     this.rotation.overrideLogicalId(VRRP_PASSWORD_ROTATION_VARIABLE);
 
+    // Node names as construct ids, in a scope of their own (a node named `candidates` is fine).
+    const perNode = new Construct(this, "nodes");
     // Rolling: batch k+1 after batch k, never every eligible node in one batch (rollout.ts).
     const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
     let previous: NodeKeepalived[] = [];
     for (const batch of keepalivedBatches(cluster)) {
       previous = batch.map((name) => {
         const node = byName.get(name)!;
-        return (this.keepalived[name] = new NodeKeepalived(this, name, {
+        return (this.keepalived[name] = new NodeKeepalived(perNode, name, {
           cluster,
           node,
           password: this.password.stringValue,
@@ -133,11 +128,13 @@ export class FloatingIp extends Construct {
 
     new TerraformOutput(this, "candidates", {
       description: "Nodes that may hold the floating IP, with the VRRP priority they run with (1 under maintenance)",
-      value: Object.fromEntries(
-        floatingIpCandidates(cluster).map((n) => [
-          n.name,
-          { overlay_address: n.overlayAddress, priority: effectivePriority(n), maintenance: n.maintenance },
-        ]),
+      value: terraformLiterals(
+        Object.fromEntries(
+          floatingIpCandidates(cluster).map((n) => [
+            n.name,
+            { overlay_address: n.overlayAddress, priority: effectivePriority(n), maintenance: n.maintenance },
+          ]),
+        ),
       ),
     }).overrideLogicalId("floating_ip_candidates");
   }

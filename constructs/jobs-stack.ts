@@ -14,21 +14,21 @@ import { ConsulProvider } from "@cdktf/provider-consul/lib/provider";
 import type { Cluster } from "./description/schema";
 import { AppSecrets } from "./app-secrets";
 import { ConsulCatalog, urlHostPort } from "./consul-catalog";
-import { NomadJob, terraformLiteral } from "./nomad-job";
+import { NomadJob } from "./nomad-job";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { HAPROXY_CONFIG_ITEM } from "./render/jobs/haproxy";
 import { JOB_NAMES, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
+import { terraformLiteral, terraformLiterals } from "./escape";
+import { jobsStackName } from "./stack-names";
 
 export interface ClusterJobsStackProps {
   readonly cluster: Cluster;
 }
 
-export function jobsStackName(c: Cluster): string {
-  return `${c.name}-jobs`;
-}
+export { jobsStackName };
 
 /** The Consul provider wants host:port and the scheme apart. */
 export function consulProviderAddress(url: string): { address: string; scheme: string } {
@@ -46,8 +46,8 @@ export class ClusterJobsStack extends TerraformStack {
     super(scope, jobsStackName(cluster));
     // This state holds the Nomad Variables' items (secrets): see state-backend.ts.
     configureStateBackend(this, cluster, jobsStackName(cluster));
-    new NomadProvider(this, "nomad", { address: cluster.servers.nomadHttpAddress, region: cluster.region });
-    new ConsulProvider(this, "consul", { ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.servers.datacenter });
+    new NomadProvider(this, "nomad", terraformLiterals({ address: cluster.servers.nomadHttpAddress, region: cluster.region }));
+    new ConsulProvider(this, "consul", terraformLiterals({ ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.servers.datacenter }));
 
     // haproxy.cfg travels in HAProxy's Nomad Variable (see render/jobs/haproxy.ts), readable here.
     const haproxyCfg = renderHaproxyConfig(cluster, nomadHaproxyRuntime(cluster));
@@ -74,7 +74,7 @@ export class ClusterJobsStack extends TerraformStack {
     }
 
     new TerraformOutput(this, "job_names", { description: "Nomad jobs of the application", value: [...JOB_NAMES] });
-    new TerraformOutput(this, "public_url", { description: "Public URL of the site", value: cluster.app.publicUrl });
-    new TerraformOutput(this, "nomad_jobs_ui", { value: `${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/jobs` });
+    new TerraformOutput(this, "public_url", { description: "Public URL of the site", value: terraformLiteral(cluster.app.publicUrl) });
+    new TerraformOutput(this, "nomad_jobs_ui", { value: terraformLiteral(`${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/jobs`) });
   }
 }

@@ -6,15 +6,16 @@
 import { Construct } from "constructs";
 import type { ITerraformDependable } from "cdktf";
 import type { Cluster, ClusterNode } from "./description/schema";
-import { CONSUL_CONFIG_DIR, NOMAD_CONFIG_DIR, consulSecretFiles, nomadSecretFiles, renderConsulConfig, renderNomadConfig } from "./render/agents";
-import { renderAgentInstallScript, type AgentKind, type ManagedFile } from "./render/scripts";
+import { CONSUL_DNS_DROPIN, agentComponentFiles } from "./render/node-files";
+import type { AgentKind } from "./render/scripts";
 import { ProvisionedFiles } from "./provisioned-files";
 
-/** systemd drop-in: Consul's packaged unit runs as user consul, and DNS on port 53 needs the capability. */
-export const CONSUL_DNS_DROPIN = `# Consul serves DNS on the overlay address, port 53 (systemd-networkd forwards *.consul there).
-[Service]
-AmbientCapabilities=CAP_NET_BIND_SERVICE
-`;
+export { CONSUL_DNS_DROPIN };
+
+/** Files of one agent: config, optional escape-hatch file, install script (see render/node-files.ts). */
+export function agentFiles(c: Cluster, n: ClusterNode, agent: AgentKind): Record<string, string> {
+  return agentComponentFiles(c, n, agent).files;
+}
 
 export interface NodeAgentsProps {
   readonly cluster: Cluster;
@@ -25,28 +26,6 @@ export interface NodeAgentsProps {
    */
   readonly after?: readonly NodeAgents[];
   readonly dependsOn?: ITerraformDependable[];
-}
-
-/** Files of one agent: config, optional escape-hatch file, install script. */
-export function agentFiles(c: Cluster, n: ClusterNode, agent: AgentKind): Record<string, string> {
-  const configDir = agent === "consul" ? CONSUL_CONFIG_DIR : NOMAD_CONFIG_DIR;
-  const extra = agent === "consul" ? c.consul.extraConfig : c.nomad.extraConfig;
-  const files: Record<string, string> = {};
-  const managed: ManagedFile[] = [];
-  const add = (name: string, text: string, target: string, mode: string) => {
-    files[name] = text;
-    managed.push({ source: name, target, mode });
-  };
-  add(`${agent}.hcl`, agent === "consul" ? renderConsulConfig(c, n) : renderNomadConfig(c, n), `${configDir}/${agent}.hcl`, "0640");
-  if (extra !== undefined) add("zz-extra.hcl", extra.endsWith("\n") ? extra : `${extra}\n`, `${configDir}/zz-extra.hcl`, "0640");
-  if (agent === "consul") add("consul-dns.conf", CONSUL_DNS_DROPIN, "/etc/systemd/system/consul.service.d/10-dns-port.conf", "0644");
-  files["install.sh"] = renderAgentInstallScript(c, n, {
-    agent,
-    files: managed,
-    requiredFiles: agent === "consul" ? consulSecretFiles(c) : nomadSecretFiles(c),
-    removableTargets: extra === undefined ? [`${configDir}/zz-extra.hcl`] : [],
-  });
-  return files;
 }
 
 export class NodeAgents extends Construct {

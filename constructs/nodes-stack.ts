@@ -11,15 +11,15 @@ import { ClusterMembership } from "./cluster-membership";
 import { NodeAgents } from "./node-agents";
 import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
+import { terraformLiteral, terraformLiterals } from "./escape";
+import { nodesStackName } from "./stack-names";
 import { nodeBatches } from "./description/rollout";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
 }
 
-export function nodesStackName(c: Cluster): string {
-  return `${c.name}-nodes`;
-}
+export { nodesStackName };
 
 export class ClusterNodesStack extends TerraformStack {
   readonly membership: ClusterMembership;
@@ -33,13 +33,16 @@ export class ClusterNodesStack extends TerraformStack {
     new NullProvider(this, "null");
 
     this.membership = new ClusterMembership(this, "membership", { cluster });
+    // Node names are construct ids: in a scope of their own, no name (`membership`,
+    // `nodes`, ...) can collide with another construct of the stack.
+    const agentsScope = new Construct(this, "node-agents");
     // Rolling: batch k+1 of an agent kind after batch k of that kind (rollout.batchSize).
     const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
     let previous: NodeAgents[] = [];
     for (const batch of nodeBatches(cluster)) {
       previous = batch.map(
         (name) =>
-          (this.agents[name] = new NodeAgents(this, name, {
+          (this.agents[name] = new NodeAgents(agentsScope, name, {
             cluster,
             node: byName.get(name)!,
             after: previous,
@@ -61,13 +64,13 @@ export class ClusterNodesStack extends TerraformStack {
 
     new TerraformOutput(this, "nodes", {
       description: "Nodes of the cluster: SSH address (behind the bastion), overlay address, maintenance flag",
-      value: Object.fromEntries(
-        cluster.nodes.map((n) => [n.name, { address: n.address, overlay_address: n.overlayAddress, maintenance: n.maintenance }]),
+      value: terraformLiterals(
+        Object.fromEntries(cluster.nodes.map((n) => [n.name, { address: n.address, overlay_address: n.overlayAddress, maintenance: n.maintenance }])),
       ),
     });
-    new TerraformOutput(this, "consul_ui", { value: `${cluster.servers.consulHttpAddress.replace(/\/$/, "")}/ui/` });
-    new TerraformOutput(this, "nomad_ui", { value: `${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/` });
-    new TerraformOutput(this, "floating_ip", { value: cluster.floatingIp.address });
-    new TerraformOutput(this, "public_url", { value: cluster.app.publicUrl });
+    new TerraformOutput(this, "consul_ui", { value: terraformLiteral(`${cluster.servers.consulHttpAddress.replace(/\/$/, "")}/ui/`) });
+    new TerraformOutput(this, "nomad_ui", { value: terraformLiteral(`${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/`) });
+    new TerraformOutput(this, "floating_ip", { value: terraformLiteral(cluster.floatingIp.address) });
+    new TerraformOutput(this, "public_url", { value: terraformLiteral(cluster.app.publicUrl) });
   }
 }

@@ -11,25 +11,9 @@ import type { ITerraformDependable } from "cdktf";
 import { Job } from "@cdktf/provider-nomad/lib/job";
 import { jobspecFile, type JobName } from "./render/jobs/common";
 import { RenderedFiles, sha256 } from "./rendered-files";
+import { terraformLiteral } from "./escape";
 
-/**
- * A string Terraform passes through unchanged: Terraform reads `${` and `%{` in JSON
- * strings as its own template syntax, so they are doubled (`$${NOMAD_PORT_http}` reaches
- * Nomad as `${NOMAD_PORT_http}`).
- *
- * Not `Fn.rawString()`: it is meant for strings inside Terraform expressions; as a whole
- * attribute value (cdktf 0.21) it turns newlines into a literal backslash-n and quotes into
- * backslash-quote, and leaves `%{` alone, which breaks a multi-line jobspec.
- */
-export function terraformLiteral(text: string): string {
-  // Function replacers: in a replacement string "$$" means one "$".
-  return text.replace(/\$\{/g, () => "$${").replace(/%\{/g, () => "%%{");
-}
-
-/** Inverse of `terraformLiteral` (what Terraform hands the provider). */
-export function fromTerraformLiteral(text: string): string {
-  return text.replace(/\$\$\{/g, "${").replace(/%%\{/g, "%{");
-}
+export { terraformLiteral, fromTerraformLiteral } from "./escape";
 
 export interface NomadJobProps {
   readonly job: JobName;

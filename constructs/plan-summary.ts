@@ -22,6 +22,8 @@
  * naming that job (`nomad_variable` at `nomad/jobs/<job>`), the rest under "cluster".
  */
 
+import { changedProvisionedFiles, fileChangeDetails, reprovisionMeaning } from "./plan-node-changes";
+
 export type Change = "create" | "update" | "replace" | "destroy";
 export const CHANGES: readonly Change[] = ["create", "update", "replace", "destroy"];
 
@@ -76,6 +78,8 @@ interface Instance {
   readonly key?: string;
   readonly address: string;
   readonly body: Record<string, any>;
+  /** The stack's rendered files (relative path → text), for explaining re-provisioning. */
+  readonly files: Record<string, string>;
 }
 
 /** Arguments Terraform does not plan (meta-arguments, provisioning details). */
@@ -124,7 +128,7 @@ export function summarizePlan(base: SynthSet | undefined, head: SynthSet, opts: 
       continue;
     }
     const { groupKind, group } = groupOf(inst, nodes, jobs);
-    rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: limit(res.why, maxWhy) });
+    rows.push({ groupKind, group, stack: inst.stack, address: inst.address, type: inst.type, change: res.change, why: [...limit(res.why, maxWhy), ...(res.always ?? [])] });
   }
   for (const [stack, plan] of Object.entries(plans).sort(([a], [b]) => a.localeCompare(b))) {
     const fromPlan = planRows(stack, plan, { base: baseSet.stacks[stack], head: head.stacks[stack] }, nodes, jobs);
@@ -199,21 +203,21 @@ function instances(set: SynthSet): Map<string, Instance> {
         if (forEach && typeof forEach === "object" && !Array.isArray(forEach)) {
           for (const [key, value] of Object.entries(forEach)) {
             const address = `${type}.${name}[${JSON.stringify(key)}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, value) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, files, body: substituteEach(body, key, value) as Record<string, any> });
           }
         } else if (Array.isArray(forEach) && forEach.every((v) => typeof v === "string")) {
           for (const key of forEach as string[]) {
             const address = `${type}.${name}[${JSON.stringify(key)}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, body: substituteEach(body, key, key) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, key, address, files, body: substituteEach(body, key, key) as Record<string, any> });
           }
         } else if (typeof body.count === "number") {
           for (let i = 0; i < body.count; i++) {
             const address = `${type}.${name}[${i}]`;
-            out.set(`${stack}\u0000${address}`, { stack, type, name, address, body: substituteCount(body, i) as Record<string, any> });
+            out.set(`${stack}\u0000${address}`, { stack, type, name, address, files, body: substituteCount(body, i) as Record<string, any> });
           }
         } else {
           const address = `${type}.${name}`;
-          out.set(`${stack}\u0000${address}`, { stack, type, name, address, body });
+          out.set(`${stack}\u0000${address}`, { stack, type, name, address, files, body });
         }
       }
     }
@@ -321,7 +325,7 @@ function hasCreateProvisioner(body: Record<string, any>): boolean {
 
 const COSMETIC = "comments/formatting only";
 
-function classify(b: Instance | undefined, h: Instance | undefined): { change: Change; why: string[] } | { note: string } | undefined {
+function classify(b: Instance | undefined, h: Instance | undefined): { change: Change; why: string[]; always?: string[] } | { note: string } | undefined {
   if (!b && h) {
     const why = ["new"];
     if (h.type === "nomad_job") why.push(jobIdentity(h.body.jobspec) ? `registers job ${jobIdentity(h.body.jobspec)}` : "registers the job");
@@ -339,7 +343,8 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
   switch (b!.type) {
     case "null_resource": {
       const why = mapDiff("", bb.triggers ?? {}, hb.triggers ?? {});
-      return why.length ? { change: "replace", why: ["re-provision", ...why] } : undefined;
+      if (!why.length) return undefined;
+      return { change: "replace", why: ["re-provision", ...reprovisionWords(b!, h!, why)] };
     }
     case "terraform_data": {
       const replace = mapDiff("triggers_replace.", bb.triggers_replace ?? {}, hb.triggers_replace ?? {});
@@ -372,9 +377,34 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
         } else why.push(...mapDiff("", { [k]: bb[k] }, { [k]: hb[k] }));
       }
       if (b!.type === "nomad_job" && change === "update") why.push("new Nomad deployment (canary first)");
-      return { change, why };
+      // after the "+N more" cut: a reviewer must always see it
+      const always = b!.type === "nomad_job" && typeof hb.jobspec === "string" ? countResetNote(hb.jobspec) : [];
+      return { change, why, always };
     }
   }
+}
+
+/**
+ * A re-provisioning in words, from the rendered files behind the changed `sha256_*`
+ * triggers (see plan-node-changes.ts); the bare trigger names when the texts are absent.
+ */
+function reprovisionWords(b: Instance, h: Instance, triggerWhy: string[]): string[] {
+  const { files, otherTriggers } = changedProvisionedFiles(b, h);
+  if (!files.length) return triggerWhy;
+  const node = typeof h.body.triggers?.node === "string" ? h.body.triggers.node : h.name;
+  const component = h.name.slice(h.name.lastIndexOf("_") + 1);
+  const others = triggerWhy.filter((w) => otherTriggers.some((k) => w === k || w.startsWith(`${k}:`) || w === `+${k}` || w === `-${k}`));
+  return [...reprovisionMeaning(node, component, files), ...files.flatMap(fileChangeDetails), ...others];
+}
+
+/**
+ * Registering a jobspec sets every group's count to the jobspec's: the Nomad provider has
+ * no PreserveCounts (terraform-provider-nomad #420), so a count an operator changed in
+ * Nomad (UI, `nomad job scale`) since the last deploy is reset. Said on every job row.
+ */
+export function countResetNote(jobspec: string): string[] {
+  const counts = [...jobspecSettings(jobspec)].filter(([k]) => /(^|\/)group\.[^/]+\/count$/.test(k)).map(([k, v]) => `${/group\.([^/]+)\/count$/.exec(k)![1]} = ${v}`);
+  return counts.length ? [`count reset to the description's (${counts.join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`] : [];
 }
 
 function argumentDiff(a: Record<string, any>, b: Record<string, any>): string[] {
@@ -763,11 +793,11 @@ export function planRows(
     };
     const key = typeof rc.index === "string" ? rc.index : undefined;
     const mk = (b: Record<string, any> | undefined): Instance | undefined =>
-      b && { stack, type: rc.type, name: rc.name, key, address: rc.address, body: { ...b, provisioner: configured?.provisioner } };
+      b && { stack, type: rc.type, name: rc.name, key, address: rc.address, files: {}, body: { ...b, provisioner: configured?.provisioner } };
     const before = change === "create" ? undefined : mk(body("before"));
     const after = change === "destroy" ? undefined : mk(body("after"));
     const classified = before || after ? classify(before, after) : undefined;
-    let why: string[] = classified && "why" in classified ? classified.why : [];
+    let why: string[] = classified && "why" in classified ? [...classified.why, ...(classified.always ?? [])] : [];
     if (change === "replace" && rc.type === "null_resource" && !why.includes("re-provision")) why = ["re-provision", ...why];
     if (rc.action_reason === "replace_by_request") why = ["replacement requested (-replace)", ...why];
     if (rc.action_reason === "replace_because_tainted") why = ["tainted (a previous apply failed)", ...why];

@@ -11,6 +11,23 @@ import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
 import type { Cluster, ClusterNode } from "./description/schema";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { nodeConnection } from "./ssh";
+import { shellQuote, terraformLiteral, terraformLiterals } from "./escape";
+
+/**
+ * Where a node's files are staged: relative to the SSH user's home directory, where
+ * Terraform's scp (`scp -t <dir>`) and remote-exec sessions start. Private to that user
+ * (created under umask 077), never a shared `/tmp` path that another local user could
+ * create first and swap a script in before `sudo bash` runs it.
+ */
+export const STAGING_ROOT = ".nomad-cluster-deploy";
+export function stagingDir(c: Cluster, component: string): string {
+  return `${STAGING_ROOT}/${c.name}/${component}`;
+}
+
+/** Shell: a fresh private staging directory (a stale or planted one is replaced). */
+export function freshStagingCommand(dir: string): string {
+  return `umask 077 && rm -rf ${shellQuote(dir)} && mkdir -p ${shellQuote(dir)}`;
+}
 
 export interface ProvisionedFilesProps {
   readonly cluster: Cluster;
@@ -47,30 +64,34 @@ export class ProvisionedFiles extends Construct {
       if (f in props.files) throw new Error(`secret file ${f} of ${component} is also a rendered file`);
     }
     const rendered = RenderedFiles.of(this);
-    const stage = `/tmp/provision-${cluster.name}/${component}`;
+    const stage = stagingDir(cluster, component);
     const names = Object.keys(props.files).sort();
     this.renderedPaths = Object.fromEntries(names.map((f) => [f, rendered.add(`${node.name}/${component}/${f}`, props.files[f])]));
 
     this.resource = new NullResource(this, "resource", {
       triggers: {
-        node: node.name,
-        host: node.address,
-        ...Object.fromEntries(names.map((f) => [`sha256_${f.replace(/[^A-Za-z0-9]/g, "_")}`, sha256(props.files[f])])),
+        ...terraformLiterals({
+          node: node.name,
+          host: node.address,
+          ...Object.fromEntries(names.map((f) => [`sha256_${f.replace(/[^A-Za-z0-9]/g, "_")}`, sha256(props.files[f])])),
+        }),
+        // Terraform expressions of ours (e.g. the rotation variable): not description text.
         ...props.extraTriggers,
       },
       dependsOn: props.dependsOn,
       connection: nodeConnection(cluster, node),
       provisioners: [
-        // A fresh private staging directory (a stale or planted one is replaced).
-        { type: "remote-exec", inline: [`rm -rf ${stage} && mkdir -p -m 0700 ${stage}`] },
-        ...names.map((f) => ({ type: "file" as const, source: this.renderedPaths[f], destination: `${stage}/${f}` })),
+        // A fresh private staging directory in the SSH user's home (see stagingDir).
+        { type: "remote-exec", inline: [freshStagingCommand(stage)] },
+        ...names.map((f) => ({ type: "file" as const, source: terraformLiteral(this.renderedPaths[f]), destination: `${stage}/${f}` })),
         ...Object.keys(props.secretFiles ?? {})
           .sort()
           .map((f) => ({ type: "file" as const, content: props.secretFiles![f], destination: `${stage}/${f}` })),
         // Terraform joins inline lines into one script without `set -e`: its exit status is
         // the last command's. Keep the install script's status, or a failed install would
         // pass as a success once the staging dir is removed.
-        { type: "remote-exec", inline: [`rc=0; sudo bash ${stage}/${props.installScript} || rc=$?; rm -rf ${stage}; exit $rc`] },
+        // A failed upload fails the resource before this step (on_failure defaults to fail).
+        { type: "remote-exec", inline: [`rc=0; sudo bash ${shellQuote(`${stage}/${props.installScript}`)} || rc=$?; rm -rf ${shellQuote(stage)}; exit $rc`] },
       ],
     });
     // Addresses read like the description: null_resource.<node>_<component>

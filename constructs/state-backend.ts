@@ -8,6 +8,7 @@
  */
 import { ConsulBackend, HttpBackend, LocalBackend, type TerraformStack } from "cdktf";
 import type { Cluster } from "./description/schema";
+import { terraformLiteral } from "./escape";
 
 export function configureStateBackend(stack: TerraformStack, cluster: Cluster, stackName: string): void {
   const state = cluster.state;
@@ -26,9 +27,9 @@ export function configureStateBackend(stack: TerraformStack, cluster: Cluster, s
     return;
   }
   new ConsulBackend(stack, {
-    address: consul.address,
-    scheme: consul.scheme,
-    path: `${consul.path.replace(/\/$/, "")}/${stackName}`,
+    address: terraformLiteral(consul.address),
+    scheme: terraformLiteral(consul.scheme),
+    path: terraformLiteral(`${consul.path.replace(/\/$/, "")}/${stackName}`),
     lock: true,
     gzip: true,
     // No token here: Terraform reads CONSUL_HTTP_TOKEN from the operator's environment.

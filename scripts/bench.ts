@@ -19,6 +19,7 @@
  * The pure helpers (cluster generator, resource diff, directory diff) are exported for
  * __tests__/bench.test.ts; the benchmark itself runs only when this file is the entry point.
  */
+import { createHash } from "crypto";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -63,6 +64,20 @@ export function generatedOverlayAddress(i: number): string {
 }
 
 /**
+ * A well-formed ssh-ed25519 public key derived from `seed` (descriptions require pinned
+ * host keys; generated nodes get placeholders that no host holds).
+ */
+export function placeholderHostKey(seed: string): string {
+  const field = (b: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const key = createHash("sha256").update(`placeholder host key ${seed}`).digest();
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(key)]).toString("base64")}`;
+}
+
+/**
  * A description with `n` nodes node-1..node-n, everything else as in `baseText` (the
  * example). Nodes have no explicit priority: all default 100, which the validator accepts.
  */
@@ -73,6 +88,7 @@ export function generateClusterYaml(baseText: string, n: number): string {
     name: `node-${i + 1}`,
     address: generatedAddress(i),
     overlayAddress: generatedOverlayAddress(i),
+    hostKey: placeholderHostKey(`node-${i + 1}`),
   }));
   return stringifyYaml(doc);
 }
@@ -501,6 +517,7 @@ function bench(): BenchReport {
             name: `node-${i + 1}`,
             address: "192.0.2.250",
             overlayAddress: "172.16.1.250",
+            hostKey: placeholderHostKey(`node-${i + 1}`),
             // distinct explicit priorities unless all are default: the new node is the least preferred
             ...(explicit ? { floatingIp: { priority: 50 } } : {}),
           });

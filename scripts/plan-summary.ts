@@ -1,19 +1,31 @@
 /**
- * `npm run summary [-- --out DIR] [--base DIR] [--plan STACK=FILE]... [--title TEXT] [--json]`
+ * `npm run summary [-- --base-ref REF | --base DIR] [--out DIR] [--plan STACK=FILE]... [--title TEXT] [--json]`
  *
- * Prints, as Markdown (for a CI comment), what the synth output in DIR (default
- * ./cdktf.out) would change compared with a baseline synth output (e.g. the main branch's
- * CI artifact), per node and per job, and a one-line total. Without --base everything is
- * new. With `--plan nodes=plan.json` (the output of `terraform show -json PLANFILE` for
- * that stack; STACK is the stack name or its suffix after the cluster name) the rows of
- * that stack are Terraform's real plan instead. See docs/plan-review.md.
+ * Prints, as Markdown (for a CI comment), what a change would do per node and per job,
+ * and a one-line total (see docs/plan-review.md). Compares two synth outputs:
+ * - the baseline: `--base DIR` (e.g. main's CI artifact), or `--base-ref REF`, which checks
+ *   REF out in a temporary git worktree (node_modules linked), synthesizes the same
+ *   description path there with REF's own code, and removes the worktree afterwards;
+ *   neither: no baseline, everything is new;
+ * - the change: `--out DIR` (default ./cdktf.out), or, with `--base-ref` and no `--out`,
+ *   a fresh synth of the working tree (so it cannot be stale).
+ * With `--plan nodes=plan.json` (the output of `terraform show -json PLANFILE` for that
+ * stack; STACK is the stack name or its suffix after the cluster name) the rows of that
+ * stack are Terraform's real plan instead.
+ * The description (CLUSTER_FILE, default the example) and its stacks are named on stderr;
+ * stdout holds only the summary.
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ANNOUNCED_ENV, loadSelectedDescription, type SelectedDescription } from "../constructs/description/selection";
 import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../constructs/plan-summary";
 import { readSynthOutput } from "./lib/synth-output";
 
+const REPO_ROOT = path.resolve(__dirname, "..");
 const USAGE =
-  "usage: npm run summary -- [--out DIR (default cdktf.out)] [--base DIR] [--plan STACK=FILE (terraform show -json PLANFILE; repeatable)] [--title TEXT] [--json]";
+  "usage: npm run summary -- [--base-ref REF | --base DIR] [--out DIR (default cdktf.out)] [--plan STACK=FILE (terraform show -json PLANFILE; repeatable)] [--title TEXT] [--json]";
 
 /** "nodes" → the one stack named "<cluster>-nodes"; a full stack name as is. */
 function resolveStack(name: string, stacks: string[]): string {
@@ -23,10 +35,57 @@ function resolveStack(name: string, stacks: string[]): string {
   throw new Error(`--plan ${name}=…: no single synthesized stack named ${name} or *-${name} (stacks: ${stacks.join(", ")})\n${USAGE}`);
 }
 
+/** Synthesizes `description` with the code in `repo` into `outdir`; the app's error output when it fails. */
+function synthAt(repo: string, description: string, outdir: string): string | undefined {
+  const r = spawnSync(path.join(repo, "node_modules", ".bin", "tsx"), ["main.ts"], {
+    cwd: repo,
+    encoding: "utf8",
+    env: { ...process.env, CLUSTER_FILE: description, CDKTF_OUTDIR: outdir, [ANNOUNCED_ENV]: "1" },
+  });
+  if (r.status === 0) return undefined;
+  return (r.stderr || r.stdout || String(r.error ?? `exit ${r.status}`)).trim();
+}
+
+function git(args: string[]): { status: number | null; out: string } {
+  const r = spawnSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" });
+  return { status: r.status, out: `${r.stdout ?? ""}${r.stderr ?? ""}`.trim() };
+}
+
+/**
+ * The baseline synthesized at a git ref: `{ dir }`, or `{ note }` when the ref has no such
+ * description or does not synthesize. `cleanup` removes the worktree in every case.
+ */
+function baselineAtRef(ref: string, sel: SelectedDescription, tmp: string): { dir?: string; note?: string; cleanup: () => void } {
+  const worktree = path.join(tmp, "base");
+  const added = git(["worktree", "add", "--detach", "--quiet", worktree, ref]);
+  if (added.status !== 0) throw new Error(`cannot check out ${ref}: ${added.out}`);
+  const cleanup = () => {
+    git(["worktree", "remove", "--force", worktree]);
+    git(["worktree", "prune"]);
+  };
+  try {
+    fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(worktree, "node_modules"));
+    // A description inside the repository is read as it was at REF; one outside it is the same file.
+    const rel = path.relative(REPO_ROOT, sel.absolutePath);
+    const inside = !rel.startsWith("..") && !path.isAbsolute(rel);
+    const description = inside ? path.join(worktree, rel) : sel.absolutePath;
+    process.stderr.write(`baseline: ${ref} (${git(["rev-parse", "--short", ref]).out}), synthesizing ${inside ? `${rel} as it was there` : sel.file} with its code\n`);
+    if (!fs.existsSync(description)) return { note: `${rel} does not exist at ${ref}: every resource is new.`, cleanup };
+    const dir = path.join(tmp, "base-out");
+    const failed = synthAt(worktree, description, dir);
+    if (failed) return { note: `The description does not synthesize at ${ref}, so there is no comparison: ${failed.split("\n").slice(0, 3).join(" ")}`, cleanup };
+    return { dir, cleanup };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+}
+
 function main(argv: string[]): number {
-  let out = "cdktf.out";
+  let out: string | undefined;
   let base: string | undefined;
-  let title = "Plan review";
+  let baseRef: string | undefined;
+  let title: string | undefined;
   let json = false;
   const planFiles: [string, string][] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -38,6 +97,7 @@ function main(argv: string[]): number {
     };
     if (a === "--out") out = value();
     else if (a === "--base") base = value();
+    else if (a === "--base-ref") baseRef = value();
     else if (a === "--title") title = value();
     else if (a === "--json") json = true;
     else if (a === "--plan") {
@@ -51,21 +111,59 @@ function main(argv: string[]): number {
       return 0;
     } else throw new Error(`unknown argument ${a}\n${USAGE}`);
   }
-  const head = readSynthOutput(out);
-  const plans: Record<string, TerraformPlanJson> = {};
-  for (const [name, file] of planFiles) {
-    const stack = resolveStack(name, Object.keys(head.stacks));
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(fs.readFileSync(file, "utf8"));
-    } catch (e) {
-      throw new Error(`--plan ${name}=${file}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    plans[stack] = parsePlanJson(parsed, file);
+  if (base !== undefined && baseRef !== undefined) throw new Error(`--base and --base-ref exclude each other\n${USAGE}`);
+
+  const loaded = loadSelectedDescription();
+  if (!loaded.ok) {
+    process.stderr.write(loaded.message);
+    return 2;
   }
-  const summary = summarizePlan(base === undefined ? undefined : readSynthOutput(base), head, { plans });
-  process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : renderPlanMarkdown(summary, title));
-  return 0;
+  process.stderr.write(loaded.notice);
+
+  const tmp = baseRef !== undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "plan-summary-")) : undefined;
+  let cleanupBase = () => {};
+  try {
+    let baseDir = base;
+    const notes: string[] = [];
+    if (baseRef !== undefined) {
+      const b = baselineAtRef(baseRef, loaded.selection, tmp!);
+      cleanupBase = b.cleanup;
+      if (b.note) notes.push(b.note);
+      baseDir = b.dir;
+      if (!b.dir && !b.note?.includes("every resource is new")) {
+        // no comparison possible: say so instead of a misleading "everything is new"
+        process.stdout.write(json ? `${JSON.stringify({ notes }, null, 2)}\n` : `### ${title ?? `Plan review against ${baseRef}`}\n\n> ${notes[0]}\n`);
+        return 0;
+      }
+    }
+    let outDir = out ?? "cdktf.out";
+    if (baseRef !== undefined && out === undefined) {
+      outDir = path.join(tmp!, "head-out");
+      process.stderr.write(`change: the working tree, synthesizing ${loaded.selection.file}\n`);
+      const failed = synthAt(REPO_ROOT, loaded.selection.absolutePath, outDir);
+      if (failed) throw new Error(`the working tree does not synthesize: ${failed}`);
+    }
+    const head = readSynthOutput(outDir);
+    const plans: Record<string, TerraformPlanJson> = {};
+    for (const [name, file] of planFiles) {
+      const stack = resolveStack(name, Object.keys(head.stacks));
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(fs.readFileSync(file, "utf8"));
+      } catch (e) {
+        throw new Error(`--plan ${name}=${file}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      plans[stack] = parsePlanJson(parsed, file);
+    }
+    const summary = summarizePlan(baseDir === undefined ? undefined : readSynthOutput(baseDir), head, { plans });
+    const withNotes = { ...summary, notes: [...notes.filter((n) => !summary.notes.includes(n)), ...summary.notes] };
+    const heading = title ?? (baseRef !== undefined ? `Plan review against ${baseRef}` : "Plan review");
+    process.stdout.write(json ? `${JSON.stringify(withNotes, null, 2)}\n` : renderPlanMarkdown(withNotes, heading));
+    return 0;
+  } finally {
+    cleanupBase();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 try {

@@ -63,7 +63,7 @@ describe("provider generations: install scripts on a namespace VM of each year (
   function sandboxed(year: Year, edit: (c: Cluster) => void = () => {}): Cluster {
     return edited(load(year), (c) => {
       c.bastion = { host: "10.214.1.2", port: 22, user: "root", hostKey: hostKeys.bastion };
-      c.ssh = { user: "root", privateKey: { file: keyFile } };
+      c.ssh = { ...c.ssh, user: "root", privateKey: { file: keyFile } };
       c.nodes[0] = { ...c.nodes[0], address: "10.214.2.2", hostKey: hostKeys.vm };
       edit(c);
     });
@@ -79,7 +79,8 @@ describe("provider generations: install scripts on a namespace VM of each year (
     fs.rmSync(local, { recursive: true, force: true });
     fs.mkdirSync(local);
     for (const [f, text] of Object.entries(files)) if (f.startsWith(prefix)) fs.writeFileSync(path.join(local, f.slice(prefix.length)), text);
-    const stage = `/tmp/stage-${agent}`;
+    // unique to this sandbox: /tmp is the machine's own (other runs of this test may be going on)
+    const stage = `/tmp/stage-${sb.id}-${agent}`;
     expect(onVm(`rm -rf ${stage}`).status).toBe(0);
     const up = sb.inNs(opNs, ["scp", "-O", "-q", "-r", "-F", sshConfig, "-J", "bastion", local, `vm-a:${stage}`], { timeoutMs: 60000 });
     expect(up.stderr).toBe("");
@@ -169,6 +170,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.214.2.2")}`]);
   afterAll(() => {
     for (const s of synths) cleanupSynth(s);
     if (!sb) return;
+    for (const agent of ["consul", "nomad"]) fs.rmSync(`/tmp/stage-${sb.id}-${agent}`, { recursive: true, force: true });
     sb.cleanup();
     expect(sb.leftoverNamespaces()).toEqual([]);
   });

@@ -3,7 +3,7 @@
  * list of problems, each with its path in the file, its line, and what was expected.
  */
 import * as fs from "fs";
-import { LineCounter, parseDocument, isNode } from "yaml";
+import { LineCounter, parseDocument, isNode, visit } from "yaml";
 import type { z } from "zod";
 import { clusterSchema, type Cluster } from "./schema";
 import { crossFieldViolations, type PartialCluster, type Violation } from "./rules";
@@ -88,18 +88,27 @@ export function validateDescription(raw: unknown): { ok: true; cluster: Cluster 
 function partialCluster(raw: unknown): PartialCluster {
   if (typeof raw !== "object" || raw === null) return {};
   const r = raw as Record<string, unknown>;
-  const section = <K extends "overlay" | "floatingIp" | "app" | "servers" | "consul">(k: K): Cluster[K] | undefined => {
+  const section = <K extends "bastion" | "ssh" | "overlay" | "floatingIp" | "app" | "servers" | "consul" | "nomad">(k: K): Cluster[K] | undefined => {
     const res = clusterSchema.shape[k].safeParse(r[k], { reportInput: true });
     return res.success ? (res.data as Cluster[K]) : undefined;
   };
   const nodeSchema = clusterSchema.shape.nodes.element;
   const nodes = Array.isArray(r.nodes) ? r.nodes.map((n) => { const res = nodeSchema.safeParse(n); return res.success ? res.data : undefined; }) : undefined;
-  return { overlay: section("overlay"), floatingIp: section("floatingIp"), app: section("app"), servers: section("servers"), consul: section("consul"), nodes };
+  return { bastion: section("bastion"), ssh: section("ssh"), overlay: section("overlay"), floatingIp: section("floatingIp"), app: section("app"), servers: section("servers"), consul: section("consul"), nomad: section("nomad"), nodes };
 }
 
 const toKey = (p: PropertyKey): string | number => (typeof p === "number" ? p : String(p));
 
+/** Largest description file accepted, and largest value it may expand to through YAML aliases. */
+export const MAX_DESCRIPTION_BYTES = 1024 * 1024;
+const MAX_EXPANDED_BYTES = 1024 * 1024;
+/** Alias uses allowed in one file: plenty for sharing a `meta` map, far from billion laughs. */
+const MAX_ALIASES = 64;
+
 export function loadDescriptionText(text: string): LoadResult {
+  if (Buffer.byteLength(text, "utf8") > MAX_DESCRIPTION_BYTES) {
+    return { ok: false, problems: [{ path: "(file)", message: `expected a description of at most ${MAX_DESCRIPTION_BYTES / 1024} KiB, got ${Math.ceil(Buffer.byteLength(text, "utf8") / 1024)} KiB` }] };
+  }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -112,7 +121,27 @@ export function loadDescriptionText(text: string): LoadResult {
       })),
     };
   }
-  const result = validateDescription(doc.toJS());
+  let raw: unknown;
+  const firstAliasLine = (): number | undefined => {
+    let line: number | undefined;
+    visit(doc, { Alias: (_k, node) => { if (node.range) line = lineCounter.linePos(node.range[0]).line; return visit.BREAK; } });
+    return line;
+  };
+  const aliasProblem = (what: string): LoadResult => ({
+    ok: false,
+    problems: [{ path: "(yaml)", line: firstAliasLine(), message: `expected a description without alias amplification: ${what} (at most ${MAX_ALIASES} alias uses and ${MAX_EXPANDED_BYTES / 1024} KiB once expanded)` }],
+  });
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (e) {
+    // The yaml library refuses excessive alias expansion (billion laughs) with a ReferenceError.
+    return aliasProblem(e instanceof Error ? e.message.split("\n")[0] : String(e));
+  }
+  let aliases = 0;
+  visit(doc, { Alias: () => { aliases++; } });
+  if (aliases > MAX_ALIASES) return aliasProblem(`${aliases} alias uses`);
+  if (aliases > 0 && JSON.stringify(raw).length > MAX_EXPANDED_BYTES) return aliasProblem(`it expands to ${Math.ceil(JSON.stringify(raw).length / 1024)} KiB`);
+  const result = validateDescription(raw);
   if (result.ok) return result;
   const lineOf = (path: (string | number)[]): number | undefined => {
     for (let n = path.length; n >= 0; n--) {

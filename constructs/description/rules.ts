@@ -2,6 +2,7 @@
  * Rules that relate several fields of a (shape-valid) description. Each returns every
  * violation it finds, so an operator fixes them all in one go.
  */
+import { extraConfigProblems } from "./hcl1-check";
 import type { Cluster, ClusterNode } from "./schema";
 import { HAPROXY_MIN_MEMORY_MIB } from "../render/jobs/haproxy-cfg";
 import { apiMinimumMemoryMiB } from "../render/jobs/api";
@@ -12,12 +13,15 @@ import { apiMinimumMemoryMiB } from "../render/jobs/api";
  * problems elsewhere in the file.
  */
 export interface PartialCluster {
+  bastion?: Cluster["bastion"];
+  ssh?: Cluster["ssh"];
   overlay?: Cluster["overlay"];
   floatingIp?: Cluster["floatingIp"];
   nodes?: (ClusterNode | undefined)[];
   app?: Cluster["app"];
   servers?: Cluster["servers"];
   consul?: Cluster["consul"];
+  nomad?: Cluster["nomad"];
 }
 
 export interface Violation {
@@ -42,6 +46,16 @@ export function inPrefix(ip: string, cidr: string): boolean {
   return ((ipToInt(ip) & mask) >>> 0) === ((network & mask) >>> 0);
 }
 
+/** Network and broadcast addresses of a prefix (as dotted quads). */
+export function reservedAddresses(cidr: string): { network: string; broadcast: string } {
+  const { network, bits } = parseCidr(cidr);
+  const mask = bits === 0 ? 0 : bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+  const net = (network & mask) >>> 0;
+  const bc = (net | (~mask >>> 0)) >>> 0;
+  const dotted = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
+  return { network: dotted(net), broadcast: dotted(bc) };
+}
+
 function duplicates<T>(items: T[], key: (t: T) => string): Map<string, number[]> {
   const seen = new Map<string, number[]>();
   items.forEach((item, i) => seen.set(key(item), [...(seen.get(key(item)) ?? []), i]));
@@ -62,6 +76,13 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
   if (c.overlay) overlayRules(c.overlay.prefix, c.floatingIp, nodes, v);
   if (c.nodes && nodes.length === c.nodes.length) floatingIpRules(nodes.map((x) => x.n), v);
   if (c.app) appRules(c.app, v);
+  for (const agent of ["consul", "nomad"] as const) {
+    const extra = c[agent]?.extraConfig;
+    if (extra === undefined) continue;
+    for (const p of extraConfigProblems(agent, extra)) {
+      v.push({ path: [agent, "extraConfig"], message: `${p.message} (line ${p.line} of the HCL)` });
+    }
+  }
   if (c.servers?.vm) serverVmRules(c.servers.vm, c.overlay, c.floatingIp, nodes, v);
   if (c.overlay?.linkDns === "agent" && c.consul && c.consul.recursors.length === 0) {
     v.push({
@@ -70,7 +91,37 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
         "expected at least one upstream DNS server (e.g. [1.1.1.1, 1.0.0.1], what the provider's servers use): with overlay.linkDns: agent the host sends *.internal.<domain> lookups to this Consul agent, which without recursors cannot answer them, and retry_join on such a name never resolves",
     });
   }
+  if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);
   return v;
+}
+
+/**
+ * Pinned host keys are the default: an unchecked SSH connection needs the operator's
+ * explicit `ssh.insecureIgnoreHostKey: true`. A node's key also needs the bastion's:
+ * Terraform up to 1.11 (fixed by hashicorp/terraform#38318) and OpenTofu check the bastion
+ * hop against the node's `host_key`, which works only because ssh.ts adds the bastion's
+ * key to it (see `hostKeyValue`).
+ */
+function hostKeyRules(bastion: Cluster["bastion"], ssh: Cluster["ssh"], nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
+  const optOut = "or set ssh.insecureIgnoreHostKey: true to connect without checking it";
+  if (!bastion.hostKey && !ssh.insecureIgnoreHostKey) {
+    v.push({ path: ["bastion", "hostKey"], message: `expected the bastion's pinned host key (a line of \`ssh-keyscan -p ${bastion.port} ${bastion.host}\` without the host name; README "Host keys" says which key type), ${optOut}` });
+  }
+  for (const { n, i } of nodes) {
+    if (!n.hostKey && !ssh.insecureIgnoreHostKey) {
+      v.push({ path: ["nodes", i, "hostKey"], message: `expected the node's pinned host key (a line of \`ssh-keyscan ${n.address}\` run on the bastion, without the host name; README "Host keys" says which key type), ${optOut}` });
+    } else if (n.hostKey && !bastion.hostKey) {
+      v.push({
+        path: ["nodes", i, "hostKey"],
+        message: `expected bastion.hostKey too: Terraform up to 1.11 and OpenTofu check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion`,
+      });
+    } else if (!n.hostKey && bastion.hostKey) {
+      v.push({
+        path: ["nodes", i, "hostKey"],
+        message: `expected the node's pinned host key too, since bastion.hostKey is pinned: Terraform up to 1.11 and OpenTofu ignore bastion_host_key and check the bastion only through the node's host key, so the bastion would go unchecked`,
+      });
+    }
+  }
 }
 
 /** The server VM is none of our nodes: a node with its name or addresses would be reconfigured as a client. */
@@ -97,7 +148,12 @@ function overlayRules(prefix: string, floatingIp: Cluster["floatingIp"] | undefi
     v.push({ path: ["overlay", "prefix"], message: `expected a network address (host bits zero), got ${prefix}` });
   }
 
+  const reserved = reservedAddresses(prefix);
+  const reservedMessage = (ip: string) =>
+    ip === reserved.network ? `expected a host address, not the network address of ${prefix}` : ip === reserved.broadcast ? `expected a host address, not the broadcast address of ${prefix}` : undefined;
+  if (floatingIp && reservedMessage(floatingIp.address)) v.push({ path: ["floatingIp", "address"], message: reservedMessage(floatingIp.address)! });
   for (const { n, i } of nodes) {
+    if (reservedMessage(n.overlayAddress)) v.push({ path: ["nodes", i, "overlayAddress"], message: reservedMessage(n.overlayAddress)! });
     if (!inPrefix(n.overlayAddress, prefix)) {
       v.push({ path: ["nodes", i, "overlayAddress"], message: `expected an address inside overlay.prefix ${prefix}, got ${n.overlayAddress}` });
     }
@@ -114,6 +170,9 @@ function floatingIpRules(allNodes: ClusterNode[], v: Violation[]) {
   const eligible = allNodes.filter((n) => n.floatingIp.eligible);
   if (eligible.length === 0) {
     v.push({ path: ["nodes"], message: "expected at least one node with floatingIp.eligible: true (HAProxy and the floating IP need a home)" });
+  } else if (!eligible.some((n) => !n.maintenance)) {
+    // Every eligible node drained at once: no HAProxy anywhere, the site is down.
+    v.push({ path: ["nodes"], message: "expected at least one node with floatingIp.eligible: true and maintenance: false (with all of them in maintenance the site has no HAProxy: a full outage)" });
   }
   // Equal priorities make the VIP holder depend on timing; the operator should say who is preferred.
   for (const [key, idx] of duplicates(eligible, (n) => String(n.floatingIp.priority))) {

@@ -27,20 +27,87 @@ const CIDR_RE = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d|[12]\d|3[0-2])$/;
 export const cidr = z
   .string()
   .regex(CIDR_RE, "an IPv4 prefix in CIDR notation such as 172.16.0.0/16")
-  .refine((v) => IPV4_RE.test(v.split("/")[0]), "an IPv4 prefix in CIDR notation such as 172.16.0.0/16");
+  .refine((v) => IPV4_RE.test(v.split("/")[0]), "an IPv4 prefix in CIDR notation such as 172.16.0.0/16")
+  // /31 and /32 leave no room for nodes plus a floating IP; below /8 is no team's overlay.
+  .refine((v) => { if (!CIDR_RE.test(v)) return true; const bits = Number(v.split("/")[1]); return bits >= 8 && bits <= 30; }, "a prefix length 8-30 (room for the nodes and the floating IP)");
 
 const port = z.number().int().min(1, "a TCP port 1-65535").max(65535, "a TCP port 1-65535");
+
+/**
+ * Ports the agents on every node own (Consul: DNS 53, server RPC 8300, LAN/WAN serf
+ * 8301-8302, HTTP(S)/gRPC 8500-8503, DNS 8600; Nomad: HTTP/RPC/serf 4646-4648) and Nomad's
+ * default dynamic port range (20000-32000, where jobs' dynamic ports land).
+ */
+export const AGENT_PORTS: readonly number[] = [53, 4646, 4647, 4648, 8300, 8301, 8302, 8500, 8501, 8502, 8503, 8600];
+export const NOMAD_DYNAMIC_PORTS = { min: 20000, max: 32000 } as const;
+/** A port a job binds on the node: unprivileged, and neither an agent's nor Nomad's dynamic range. */
+const jobPort = z
+  .number()
+  .int()
+  .min(1024, "an unprivileged TCP port 1024-65535")
+  .max(65535, "an unprivileged TCP port 1024-65535")
+  .refine((p) => !AGENT_PORTS.includes(p), `a port the Consul/Nomad agents do not use (not ${AGENT_PORTS.join(", ")})`)
+  .refine((p) => p < NOMAD_DYNAMIC_PORTS.min || p > NOMAD_DYNAMIC_PORTS.max, `a port outside Nomad's dynamic port range ${NOMAD_DYNAMIC_PORTS.min}-${NOMAD_DYNAMIC_PORTS.max}`);
+
+/** A Unix login name (useradd's portable rule, at most 32 characters). */
+const unixUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "a Unix user name (lowercase letters, digits, '_', '-', at most 32 characters)");
+
+/** Characters of a path we accept: no spaces, quotes, `$`, `%`, braces, backslashes or control characters. */
+const PATH_CHARS = "[A-Za-z0-9._+@=,/-]";
+const noDotDot = (v: string) => !v.split("/").includes("..");
+/** An absolute path on a node, written into agent configs and scripts. */
+const nodePath = z
+  .string()
+  .regex(new RegExp(`^/${PATH_CHARS}{1,254}$`), "an absolute path on the node of letters, digits and . _ + @ = , / - (no spaces, quotes or $), at most 255 characters")
+  .refine(noDotDot, "a path without '..'");
+/** A path on the operator's machine (absolute, relative, or under ~/). */
+const localPath = z
+  .string()
+  .regex(new RegExp(`^(~/)?${PATH_CHARS}{1,254}$`), "a file path of letters, digits and . _ + @ = , / - (optionally starting with ~/; no spaces, quotes or $), at most 255 characters");
+
+/** An http(s) URL: scheme, host, optional port and path; no credentials, query or fragment. */
+const URL_RE = /^(https?):\/\/([A-Za-z0-9.-]{1,253})(?::(\d{1,5}))?(\/[A-Za-z0-9._~\/-]*)?$/;
+export const httpUrl = (example: string, opts: { httpsOnly?: boolean } = {}) =>
+  z.string().superRefine((v, ctx) => {
+    const what = opts.httpsOnly ? `an https:// URL such as ${example}` : `an http(s) URL such as ${example}`;
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(v)) {
+      ctx.addIssue({ code: "custom", message: `${what}, without user:password@ (credentials never belong in the description)` });
+      return;
+    }
+    const m = URL_RE.exec(v);
+    if (!m || !(HOST_RE.test(m[2]) || IPV4_RE.test(m[2])) || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+      ctx.addIssue({ code: "custom", message: `${what} (scheme http or https, a host, an optional port and path; no query, fragment or special characters)` });
+      return;
+    }
+    if (opts.httpsOnly && m[1] !== "https") ctx.addIssue({ code: "custom", message: `${what} (the browser loads it over HTTPS)` });
+  });
 
 /** An OpenSSH public host key line: "<type> <base64>" (what ssh-keyscan prints after the host). */
 const sshHostKey = z
   .string()
+  .max(16384, "a host key line of at most 16 KiB")
   .regex(
     /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$/,
     "an OpenSSH public host key such as 'ssh-ed25519 AAAAC3Nza...' (ssh-keyscan output without the host name)",
   );
 
-const durationRe = /^\d+(ms|s|m|h)$/;
-export const duration = z.string().regex(durationRe, "a duration such as 30s, 5m or 1h");
+const durationRe = /^\d{1,9}(ms|s|m|h)$/;
+/** Seconds of a duration such as 90s, 5m, 1h or 500ms. */
+export function durationToSeconds(d: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(d);
+  if (!m) throw new Error(`not a duration: ${d}`);
+  const n = Number(m[1]);
+  return m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
+}
+const formatSeconds = (s: number) => (s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
+/** A duration between `min` and `max` seconds (Go's own limit is ~292 years; ours is what makes sense). */
+export const boundedDuration = (minSeconds: number, maxSeconds: number) =>
+  z
+    .string()
+    .regex(durationRe, "a duration such as 30s, 5m or 1h")
+    // (zod runs refinements after a failed regex too: leave that case to the regex's message)
+    .refine((v) => { if (!durationRe.test(v)) return true; const s = durationToSeconds(v); return s >= minSeconds && s <= maxSeconds; }, `a duration between ${formatSeconds(minSeconds)} and ${formatSeconds(maxSeconds)}`);
+export const duration = boundedDuration(1, 24 * 3600);
 
 /**
  * A container image reference with an explicit tag (or digest). `latest` and untagged
@@ -52,6 +119,7 @@ export const imageRef = z
     /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/,
     "an image reference such as ghcr.io/team/image-api:1.4.2",
   )
+  .max(255, "an image reference of at most 255 characters")
   .superRefine((v, ctx) => {
     const [withoutDigest, digest] = v.split("@");
     const lastSlash = withoutDigest.lastIndexOf("/");
@@ -64,16 +132,24 @@ export const imageRef = z
     }
   });
 
+/** An agent's extra HCL: text without control characters (tabs and newlines aside), at most 64 KiB; parsed in rules.ts. */
+const extraConfig = z
+  .string()
+  .max(65536, "at most 64 KiB of HCL")
+  .regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, "HCL text without control characters (tabs and newlines aside)");
+
 const resources = z.strictObject({
   /** CPU in MHz reserved for one instance. */
-  cpu: z.number().int().min(20, "at least 20 (MHz)").describe("CPU in MHz reserved for one instance."),
+  cpu: z.number().int().min(20, "at least 20 (MHz)").max(100000, "at most 100000 (MHz)").describe("CPU in MHz reserved for one instance."),
   /** Memory in MiB reserved for one instance. */
-  memory: z.number().int().min(16, "at least 16 (MiB)").describe("Memory in MiB reserved for one instance."),
+  memory: z.number().int().min(16, "at least 16 (MiB)").max(1048576, "at most 1048576 (MiB)").describe("Memory in MiB reserved for one instance."),
   /** Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers). */
-  memoryMax: z.number().int().min(16).optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
+  memoryMax: z.number().int().min(16).max(1048576, "at most 1048576 (MiB)").optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
 });
 
-const count = z.number().int().min(1, "at least 1 instance");
+/** Instances of one job: enough for any team's VMs, far below what would flood the servers. */
+export const MAX_COUNT = 100;
+const count = z.number().int().min(1, "at least 1 instance").max(MAX_COUNT, `at most ${MAX_COUNT} instances`);
 
 const scaling = z.strictObject({ min: count, max: count }).optional();
 
@@ -93,15 +169,15 @@ const sshPrivateKey = z.union([
   }),
   z.strictObject({
     /** Path of the private key file on the operator's machine, read by Terraform at apply time. */
-    file: z.string().min(1, "a file path").describe("Path of the private key file on the operator's machine, read by Terraform at apply time."),
+    file: localPath.describe("Path of the private key file on the operator's machine, read by Terraform at apply time."),
   }),
 ], { error: "either { agent: true } (use the ssh-agent) or { file: <path of the private key on the operator's machine> }" });
 
 const tlsFiles = z.strictObject({
   /** Paths ON THE NODE (the files are placed there by the operator, never synthesized). */
-  caFile: z.string().startsWith("/", "an absolute path on the node").describe("Paths ON THE NODE (the files are placed there by the operator, never synthesized)."),
-  certFile: z.string().startsWith("/", "an absolute path on the node"),
-  keyFile: z.string().startsWith("/", "an absolute path on the node"),
+  caFile: nodePath.describe("Paths ON THE NODE (the files are placed there by the operator, never synthesized)."),
+  certFile: nodePath,
+  keyFile: nodePath,
 });
 
 const node = z.strictObject({
@@ -111,12 +187,18 @@ const node = z.strictObject({
   address: host.describe("Address the bastion reaches the VM at (SSH)."),
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
-  /** Pinned SSH host key of the VM; without it the first connection is trusted. */
-  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM; without it the first connection is trusted."),
+  /** Pinned SSH host key of the VM (required unless ssh.insecureIgnoreHostKey). */
+  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM: `ssh-keyscan -t ed25519 ADDRESS` on the bastion, without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   /** Nomad node_class. */
-  nodeClass: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'").optional().describe("Nomad node_class."),
+  nodeClass: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-', at most 64 characters").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
-  meta: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "meta keys: letters, digits, '_', '.', '-'"), z.string()).default({}).describe("Nomad client meta."),
+  meta: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "meta keys: letters, digits, '_', '.', '-', at most 64 characters"),
+      z.string().regex(/^[A-Za-z0-9 _.,:/@+=-]{0,128}$/, "a meta value of letters, digits, spaces and _ . , : / @ + = - (no quotes, $, % or braces), at most 128 characters"),
+    )
+    .refine((m) => Object.keys(m).length <= 64, "at most 64 meta entries")
+    .default({}).describe("Nomad client meta."),
   /**
    * Whether this node runs HAProxy and may hold the floating IP, and its keepalived
    * priority (higher wins). Default: eligible, priority 100.
@@ -148,7 +230,7 @@ export const clusterSchema = z.strictObject({
   /** Team / cluster name: part of stack names (the datacenter is servers.datacenter). */
   name: name("cluster name").describe("Team / cluster name: part of stack names (the Consul datacenter is servers.datacenter)."),
   /** Nomad region of the provider's servers (every generation: global). */
-  region: z.string().regex(/^[a-z][a-z0-9-]*$/, "a Nomad region name such as global").default("global").describe("Nomad region of the provider's servers (every generation: global)."),
+  region: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "a Nomad region name such as global (at most 63 characters)").default("global").describe("Nomad region of the provider's servers (every generation: global)."),
   servers: z.strictObject({
     /**
      * The Consul datacenter the provider's servers run in (and the Nomad datacenter our
@@ -174,24 +256,36 @@ export const clusterSchema = z.strictObject({
         .default({ eligible: false }),
     }).optional().describe("The team's VM that runs the Consul and Nomad servers (2023-2025). Never provisioned by this program."),
     /** Addresses the clients retry_join (Consul) and register with (Nomad). */
-    join: z.array(host).min(1, "at least one server address").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
+    join: z.array(host).min(1, "at least one server address").max(16, "at most 16 server addresses").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
-    consulHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:8500" }).describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
+    consulHttpAddress: httpUrl("http://team.internal.example.org:8500").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
     /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
-    nomadHttpAddress: z.url({ message: "an http(s) URL such as http://team.internal.example.org:4646" }).describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
+    nomadHttpAddress: httpUrl("http://team.internal.example.org:4646").describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
   }),
   bastion: z.strictObject({
     host,
     port: port.default(22),
-    user: z.string().min(1),
-    hostKey: sshHostKey.optional(),
+    user: unixUser,
+    /** Pinned SSH host key of the bastion (required unless ssh.insecureIgnoreHostKey). */
+    hostKey: sshHostKey.optional().describe("Pinned SSH host key of the bastion: `ssh-keyscan -t ed25519 HOST` without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name").default("ubuntu").describe("SSH user on the VMs (has sudo)."),
+    user: unixUser.default("ubuntu").describe("SSH user on the VMs (has sudo)."),
     /** Where the private key comes from: never the key itself. */
     privateKey: sshPrivateKey.default({ agent: true }).describe("Where the private key comes from: never the key itself."),
-  }),
+    /**
+     * Connect without checking the host keys that are not pinned (bastion.hostKey,
+     * nodes[].hostKey). Off by default: then every key must be pinned.
+     */
+    insecureIgnoreHostKey: z
+      .boolean()
+      .default(false)
+      .describe("Connect without checking the host keys that are not pinned (bastion.hostKey, nodes[].hostKey): Terraform and OpenTofu then accept any key, not only the first one seen. Off by default: then every key must be pinned."),
+  })
+    // Optional as a whole: without it, user ubuntu and the ssh-agent (the defaults above).
+    .prefault({})
+    .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
     interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
@@ -225,13 +319,19 @@ export const clusterSchema = z.strictObject({
       /** ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the agent token lives on the node in /etc/consul.d/acl-tokens.hcl, placed by the operator."),
       /**
+       * Serve the HTTP/gRPC API on the overlay address too (default: loopback only; the
+       * overlay is shared with other teams in some years, and the local Nomad agent and the
+       * scripts need loopback only).
+       */
+      httpOnOverlay: z.boolean().optional().describe("Serve Consul's HTTP/gRPC API on the overlay address too. Default: loopback only (the overlay may be shared with other teams)."),
+      /**
        * Upstream DNS servers the client agent forwards names it does not own to. Required
        * where overlay.linkDns is `agent` (the host's lookups of the internal domain reach
        * this agent); the provider's own servers use 1.1.1.1 and 1.0.0.1.
        */
       recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
-      extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl)."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
     })
     .default({ gossipEncryption: false, acl: false, recursors: [] }),
   nomad: z
@@ -240,9 +340,9 @@ export const clusterSchema = z.strictObject({
       /** ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
-      drainDeadline: duration.default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
+      drainDeadline: boundedDuration(1, 24 * 3600).default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
-      extraConfig: z.string().optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl)."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
   // --- rollout (rolling re-provisioning of the node agents) ---
@@ -275,7 +375,7 @@ export const clusterSchema = z.strictObject({
             address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
             scheme: z.enum(["http", "https"]).default("https"),
             /** KV prefix; each stack stores its state at <path>/<stack name>. */
-            path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a Consul KV path such as terraform/team-example").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
+            path: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/, "a Consul KV path such as terraform/team-example").max(255).refine(noDotDot, "a path without '..'").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
           }),
         }),
         z.strictObject({
@@ -296,17 +396,24 @@ export const clusterSchema = z.strictObject({
     consul: agentVersion("consul"),
     nomad: agentVersion("nomad"),
   }).describe("Consul and Nomad versions on the VMs; the output uses only what they offer."),
-  nodes: z.array(node).min(1, "at least one node"),
+  // 1000: far above any team's VMs (the benchmark synthesizes up to 762), far below what floods a plan.
+  nodes: z.array(node).min(1, "at least one node").max(1000, "at most 1000 nodes"),
   app: z.strictObject({
     /** Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP). */
-    publicUrl: z.url({ message: "an https:// URL" }).refine((v) => v.startsWith("https://"), "an https:// URL (the browser loads it over HTTPS)").describe("Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP)."),
+    publicUrl: httpUrl("https://team.example.org", { httpsOnly: true }).describe("Public HTTPS URL of the site (the provider's TLS proxy in front of the floating IP)."),
     images: z.strictObject({
       haproxy: imageRef,
       api: imageRef,
       web: imageRef,
     }),
     /** Registry credentials for private images: the password is the Terraform variable registry_password. */
-    registry: z.strictObject({ server: host, username: z.string().min(1) }).optional().describe("Registry credentials for private images: the password is the Terraform variable registry_password."),
+    registry: z
+      .strictObject({
+        server: host,
+        // `$` is allowed: Harbor robot accounts are named robot$<name>; braces are not.
+        username: z.string().regex(/^[A-Za-z0-9._@+$-]{1,255}$/, "a registry user name of letters, digits and . _ @ + $ - (at most 255 characters)"),
+      })
+      .optional().describe("Registry credentials for private images: the password is the Terraform variable registry_password."),
     web: service(jobsDefaults.web).default(withResources(jobsDefaults.web)),
     api: service(jobsDefaults.api)
       .extend({
@@ -319,33 +426,33 @@ export const clusterSchema = z.strictObject({
     worker: service(jobsDefaults.worker)
       .extend({
         /** Celery worker concurrency (processes per instance). */
-        concurrency: z.number().int().min(1).default(2).describe("Celery worker concurrency (processes per instance)."),
+        concurrency: z.number().int().min(1).max(64, "at most 64 processes").default(2).describe("Celery worker concurrency (processes per instance)."),
         /** How long a stopping worker may finish its running tasks (Nomad kill_timeout). */
-        killTimeout: duration.default("120s").describe("How long a stopping worker may finish its running tasks (Nomad kill_timeout)."),
+        killTimeout: boundedDuration(1, 3600).default("120s").describe("How long a stopping worker may finish its running tasks (Nomad kill_timeout)."),
       })
       .default({ ...withResources(jobsDefaults.worker), concurrency: 2, killTimeout: "120s" }),
     haproxy: z
       .strictObject({
         resources: resources.default({ cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }),
         /** Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address). */
-        nodePort: port.default(8080).describe("Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address)."),
+        nodePort: jobPort.default(8080).describe("Port of the per-VM tunnel (https://<vm>.<domain>/ → overlay address)."),
         /** Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP). */
-        floatingPort: port.default(8081).describe("Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP)."),
+        floatingPort: jobPort.default(8081).describe("Port of the floating-IP tunnel (https://<team>.<domain>/ → floating IP)."),
         /** Health and stats port, bound to the overlay address only. */
-        statsPort: port.default(8404).describe("Health and stats port, bound to the overlay address only."),
+        statsPort: jobPort.default(8404).describe("Health and stats port, bound to the overlay address only."),
       })
       .default({ resources: { cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }, nodePort: 8080, floatingPort: 8081, statsPort: 8404 }),
     s3: z.strictObject({
-      endpoint: z.url({ message: "an http(s) URL of the S3 endpoint" }),
+      endpoint: httpUrl("https://s3.example.org"),
       bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name"),
-      region: z.string().min(1).default("us-east-1"),
+      region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "an S3 region such as us-east-1 (lowercase letters, digits, '-')").default("us-east-1"),
       // The key pair is secret: Terraform variables s3_access_key_id / s3_secret_access_key.
     }),
     broker: z.strictObject({
       host,
       port: port.default(5672),
-      vhost: z.string().min(1),
-      user: z.string().min(1),
+      vhost: z.string().regex(/^[A-Za-z0-9_.\/-]{1,255}$/, "a RabbitMQ vhost of letters, digits and _ . / - (at most 255 characters)"),
+      user: z.string().regex(/^[A-Za-z0-9_.@-]{1,255}$/, "a RabbitMQ user name of letters, digits and _ . @ - (at most 255 characters)"),
     }),
   }),
 });

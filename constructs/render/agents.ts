@@ -3,8 +3,10 @@
  * text out. Both agents run as CLIENTS only: the provider's single servers must not gain
  * peers (a client joining as a server breaks their quorum).
  */
+import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
-import { mapLines, str, strList, tidy, when } from "./hcl";
+// HCL1 quoting: Consul and Nomad read their agent configs with the HCL1 parser.
+import { hcl1MapLines as mapLines, hcl1Str as str, hcl1StrList as strList, tidy, when } from "./hcl";
 import { supports } from "../versions";
 
 export const CONSUL_CONFIG_DIR = "/etc/consul.d";
@@ -52,7 +54,7 @@ export function overlayAddressExpr(c: Cluster, n: ClusterNode): string {
 
 function header(c: Cluster, n: ClusterNode, what: string, extraFile: string): string {
   return [
-    `# ${what} for node ${n.name} of cluster ${c.name}.`,
+    `# ${what} for node ${commentText(n.name)} of cluster ${commentText(c.name)}.`,
     `# Rendered from the cluster description; a deploy overwrites local edits.`,
     `# Local additions belong in the description's extraConfig (installed as ${extraFile}).`,
   ].join("\n");
@@ -86,8 +88,13 @@ log_level  = "INFO"
 bind_addr      = ${str(addr)}
 advertise_addr = ${str(addr)}
 
-# HTTP/gRPC on loopback (CLI, local Nomad agent) and on the overlay.
-client_addr = ${str(`127.0.0.1 ${addr}`)}
+${c.consul.httpOnOverlay
+    ? `# HTTP/gRPC on loopback (CLI, local Nomad agent) and, as the description asks
+# (consul.httpOnOverlay), on the overlay.
+client_addr = ${str(`127.0.0.1 ${addr}`)}`
+    : `# HTTP/gRPC on loopback only (CLI, local Nomad agent): the overlay may be shared with
+# other teams (consul.httpOnOverlay: true opens it there).
+client_addr = "127.0.0.1"`}
 
 ${dnsComment(c)}
 addresses {
@@ -130,7 +137,7 @@ ${when(c.consul.gossipEncryption, `
 encrypt_verify_incoming = true
 encrypt_verify_outgoing = true`)}
 ${when(c.consul.tls && !supports(c.versions, "consulTlsBlock"), () => `
-# Consul ${c.versions.consul} predates the tls block (1.12): the top-level keys it reads.
+# Consul ${commentText(c.versions.consul)} predates the tls block (1.12): the top-level keys it reads.
 ca_file                = ${str(c.consul.tls!.caFile)}
 cert_file              = ${str(c.consul.tls!.certFile)}
 key_file               = ${str(c.consul.tls!.keyFile)}

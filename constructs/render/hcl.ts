@@ -3,30 +3,33 @@
  * that no description value can break out of a string.
  */
 
-/** An HCL string literal. `${` and `%{` are escaped so HCL never interpolates a value. */
+import { hcl1String, hcl2String } from "../escape";
+
+/** An HCL2 string literal (jobspecs). `${` and `%{` are escaped so HCL never interpolates a value. */
 export function str(value: string): string {
-  const escaped = value
-    .replace(/\\/g, "\\\\")
-    .replace(/"/g, '\\"')
-    .replace(/\n/g, "\\n")
-    // Function replacers: in a replacement string "$$" stands for a single "$".
-    .replace(/\$\{/g, () => "$${")
-    .replace(/%\{/g, () => "%%{");
-  return `"${escaped}"`;
+  return hcl2String(value);
 }
 
 /** An HCL list of strings on one line. */
-export function strList(values: readonly string[]): string {
-  return `[${values.map(str).join(", ")}]`;
+export function strList(values: readonly string[], quote: (v: string) => string = str): string {
+  return `[${values.map(quote).join(", ")}]`;
 }
 
 /** `key = value` lines of a map block, keys quoted, sorted for stable output. */
-export function mapLines(map: Record<string, string>, indent: string): string {
+export function mapLines(map: Record<string, string>, indent: string, quote: (v: string) => string = str): string {
   return Object.keys(map)
     .sort()
-    .map((k) => `${indent}${str(k)} = ${str(map[k])}`)
+    .map((k) => `${indent}${quote(k)} = ${quote(map[k])}`)
     .join("\n");
 }
+
+/**
+ * The same helpers for the Consul and Nomad agent configs, which HCL1 reads: there `${`
+ * cannot be escaped and is refused (see `hcl1String`).
+ */
+export const hcl1Str = hcl1String;
+export const hcl1StrList = (values: readonly string[]): string => strList(values, hcl1String);
+export const hcl1MapLines = (map: Record<string, string>, indent: string): string => mapLines(map, indent, hcl1String);
 
 /** Removes the lines a template left empty by an omitted optional part, keeps intentional blank lines single. */
 export function tidy(text: string): string {

@@ -14,6 +14,7 @@
  * - the VRRP password is a secret: the rendered config holds a placeholder, and the
  *   install script splices the value Terraform uploads at apply time.
  */
+import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
 import { parseCidr } from "../description/rules";
 import { RESTART_PENDING_DIR, preamble, sh } from "./scripts";
@@ -120,10 +121,10 @@ ${peers.map((p) => `    ${p.overlayAddress}    # ${p.name}`).join("\n")}
   # instance without one, so it advertises by multicast (virtual_router_id and the
   # password keep other teams' routers out). Add a second eligible node for failover.`;
 
-  return `# keepalived for node ${n.name} of cluster ${c.name}: the floating IP ${fip.address}.
+  return `# keepalived for node ${commentText(n.name)} of cluster ${commentText(c.name)}: the floating IP ${commentText(fip.address)}.
 # Rendered from the cluster description; a deploy overwrites local edits.
 # Design and operations: docs/floating-ip.md. Who holds the floating IP:
-#   ip -br address show dev ${iface}   (on each eligible node)
+#   ip -br address show dev ${commentText(iface)}   (on each eligible node)
 
 global_defs {
   router_id ${n.name}
@@ -142,7 +143,7 @@ global_defs {
   vrrp_version 2
 }
 
-# The local HAProxy answers ${healthCheckUrl(c, n)} while it can serve.
+# The local HAProxy answers ${commentText(healthCheckUrl(c, n))} while it can serve.
 # weight 0: failing ${h.fall} times in a row puts the instance in FAULT, which gives the
 # floating IP away at once (a negative weight would not: with nopreempt a backup never
 # takes over from a master of lower priority).
@@ -202,7 +203,7 @@ ${unicast}
 
 /** The sysctl file: HAProxy binds the floating IP also on the nodes that do not hold it. */
 export function renderNonlocalBindSysctl(c: Cluster): string {
-  return `# Managed by the deployment of cluster ${c.name} (keepalived, floating IP ${c.floatingIp.address}).
+  return `# Managed by the deployment of cluster ${commentText(c.name)} (keepalived, floating IP ${commentText(c.floatingIp.address)}).
 # HAProxy binds the floating IP on every eligible node, also while another node holds it.
 net.ipv4.ip_nonlocal_bind = 1
 `;
@@ -219,7 +220,7 @@ export const KEEPALIVED_STAGED = { config: "keepalived.conf", sysctl: "60-floati
 export function renderKeepalivedInstallScript(c: Cluster, n: ClusterNode): string {
   const prefixLength = parseCidr(c.overlay.prefix).bits;
   return `#!/usr/bin/env bash
-# Installs keepalived (floating IP ${c.floatingIp.address}) on node ${n.name} (cluster ${c.name}).
+# Installs keepalived (floating IP ${commentText(c.floatingIp.address)}) on node ${commentText(n.name)} (cluster ${commentText(c.name)}).
 # Run as root from the directory the file provisioners uploaded. Idempotent: keepalived is
 # reloaded only when its config changed; a config that fails \`keepalived -t\` is never
 # installed, so the running keepalived keeps its previous config.
@@ -364,7 +365,7 @@ fi
  */
 export function renderKeepalivedRemovalScript(c: Cluster, n: ClusterNode): string {
   return `#!/usr/bin/env bash
-# Node ${n.name} (cluster ${c.name}) is not eligible for the floating IP ${c.floatingIp.address}:
+# Node ${commentText(n.name)} (cluster ${commentText(c.name)}) is not eligible for the floating IP ${commentText(c.floatingIp.address)}:
 # keepalived is stopped and disabled, and its config from earlier deploys removed.
 set -euo pipefail
 

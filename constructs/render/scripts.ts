@@ -3,6 +3,7 @@
  * Plain bash, `set -euo pipefail`, idempotent: a second run with the same files changes
  * nothing and restarts nothing. Pure: description in, script text out.
  */
+import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
 import {
   CONSUL_ACL_TOKENS_FILE, CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, NOMAD_OPERATOR_TOKEN_FILE,
@@ -10,10 +11,10 @@ import {
 } from "./agents";
 import { minorOf, supports } from "../versions";
 
-/** Quotes a value for bash (single quotes; safe for any content). */
-export function sh(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from "../escape";
+
+/** Quotes a value for bash: the one shell-quoting helper (`shellQuote`, constructs/escape.ts). */
+export const sh = shellQuote;
 
 export type AgentKind = "consul" | "nomad";
 
@@ -125,7 +126,7 @@ export function serversHttpUrl(c: Cluster, agent: AgentKind): string {
  */
 function binaryVersionCheck(c: Cluster, agent: AgentKind): string {
   const described = agent === "consul" ? c.versions.consul : c.versions.nomad;
-  return `# The output was written for ${agent} ${described} (versions.${agent}); an older binary may lack some of it.
+  return `# The output was written for ${agent} ${commentText(described)} (versions.${agent}); an older binary may lack some of it.
 readonly DESCRIBED_VERSION=${sh(described)}
 # First line of \`${agent} version\`: "${agent === "consul" ? "Consul" : "Nomad"} v<version>…".
 installed_version=$("$AGENT" version 2>/dev/null | awk 'NR == 1 { sub(/^v/, "", $2); print $2 }')
@@ -240,14 +241,16 @@ export const NOMAD_CLI_ENV_FILE = `${NOMAD_CONFIG_DIR}/cli.env`;
  */
 function nomadCliEnv(c: Cluster): string {
   const tls = c.nomad.tls;
+  // The file is sourced as root: each value is written by bash's own quoting (%q), so a
+  // value is data whatever it contains (no $(...), no word splitting, no line breaks).
   const lines = [
-    `printf 'NOMAD_ADDR=%s\\n' "${tls ? "https" : "http"}://$address:${NOMAD_HTTP_PORT}"`,
+    `printf 'NOMAD_ADDR=%q\\n' "${tls ? "https" : "http"}://$address:${NOMAD_HTTP_PORT}"`,
     ...(tls
       ? [
-          `printf 'NOMAD_CACERT=%s\\n' ${sh(tls.caFile)}`,
-          `printf 'NOMAD_CLIENT_CERT=%s\\n' ${sh(tls.certFile)}`,
-          `printf 'NOMAD_CLIENT_KEY=%s\\n' ${sh(tls.keyFile)}`,
-          `printf 'NOMAD_TLS_SERVER_NAME=%s\\n' ${sh(`client.${c.region}.nomad`)}`,
+          `printf 'NOMAD_CACERT=%q\\n' ${sh(tls.caFile)}`,
+          `printf 'NOMAD_CLIENT_CERT=%q\\n' ${sh(tls.certFile)}`,
+          `printf 'NOMAD_CLIENT_KEY=%q\\n' ${sh(tls.keyFile)}`,
+          `printf 'NOMAD_TLS_SERVER_NAME=%q\\n' ${sh(`client.${c.region}.nomad`)}`,
         ]
       : []),
   ];
@@ -318,7 +321,7 @@ export function renderAgentInstallScript(c: Cluster, n: ClusterNode, spec: Agent
   const configDir = agent === "consul" ? CONSUL_CONFIG_DIR : NOMAD_CONFIG_DIR;
   const fileRows = spec.files.map((f) => `  ${sh(f.source)} ${sh(f.target)} ${sh(f.mode)}`).join("\n");
   return `#!/usr/bin/env bash
-# Installs the ${agent} client configuration of node ${n.name} (cluster ${c.name}).
+# Installs the ${agent} client configuration of node ${commentText(n.name)} (cluster ${commentText(c.name)}).
 # Run as root from the directory the file provisioner uploaded. Idempotent: the agent is
 # restarted only when one of its files changed; a config that fails validation is never
 # installed, so the running agent keeps its previous config.
@@ -378,7 +381,7 @@ ${
     ? `if ! output=$(${validateCommand(agent)} 2>&1); then
   fail "the new $AGENT configuration does not validate; nothing was changed. $output"
 fi`
-    : `# Nomad ${c.versions.nomad} has no \`nomad config validate\` (1.3.0): the agent itself checks the
+    : `# Nomad ${commentText(c.versions.nomad)} has no \`nomad config validate\` (1.3.0): the agent itself checks the
 # new files at the restart below, and the previous ones come back if it does not come up.
 backup=$(mktemp -d)
 trap 'rm -rf "$candidate" "$backup"' EXIT

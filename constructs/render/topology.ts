@@ -10,6 +10,7 @@
  * counts and routes, and the shared services (RabbitMQ, S3) the application uses.
  */
 import type { Cluster, ClusterNode } from "../description/schema";
+import { effectivePriority } from "./keepalived";
 
 export interface TopologyOptions {
   /** Description file named in the header comment (e.g. clusters/example.yaml). */
@@ -82,7 +83,9 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
   emit(2, "direction TB");
   emit(2, `tunnel_public[${lines(publicUrl, "public site tunnel")}]`);
   for (const n of c.nodes) emit(2, `${id.tunnel(n)}[${lines(nodeTunnelUrl(c, n), "per-VM tunnel")}]`);
-  emit(2, `servers[(${lines("Consul + Nomad servers", `datacenter ${c.servers.datacenter}, region ${c.region}`, c.servers.join.join(", "))})]`);
+  // 2023+: the servers run on one of the team's VMs (servers.vm), which our program never provisions.
+  const where = c.servers.vm ? `on team VM ${c.servers.vm.name} · ${c.servers.vm.overlayAddress}, not provisioned here` : c.servers.join.join(", ");
+  emit(2, `servers[(${lines("Consul + Nomad servers", `datacenter ${c.servers.datacenter}, region ${c.region}`, where)})]`);
   emit(2, `broker[(${lines("RabbitMQ", `${c.app.broker.host}:${c.app.broker.port}`, `vhost ${c.app.broker.vhost}`)})]`);
   emit(2, `s3[(${lines("S3 storage", c.app.s3.endpoint, `bucket ${c.app.s3.bucket}`)})]`);
   emit(1, "end");
@@ -104,7 +107,11 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
     );
     if (n.floatingIp.eligible) {
       emit(3, `${id.haproxy(n)}[${lines("HAProxy system job", `${n.overlayAddress}:${hp.nodePort} and floating IP :${hp.floatingPort}`)}]`);
-      emit(3, `${id.keepalived(n)}[${lines(`keepalived priority ${n.floatingIp.priority}`, n.maintenance ? "⚑ gives the floating IP away" : undefined)}]`);
+      // The priority keepalived runs with: 1 under maintenance, not the described one.
+      const priority = n.maintenance
+        ? `keepalived priority ${effectivePriority(n)}, maintenance: ${n.floatingIp.priority} otherwise`
+        : `keepalived priority ${n.floatingIp.priority}`;
+      emit(3, `${id.keepalived(n)}[${lines(priority, n.maintenance ? "⚑ gives the floating IP away" : undefined)}]`);
     }
     emit(2, "end");
   }
@@ -128,7 +135,7 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
     else emit(1, `${id.tunnel(n)} -.->|${lines(`${n.overlayAddress}:${hp.nodePort}: no listener`)}| ${id.agents(n)}`);
   }
   for (const n of eligible) {
-    emit(1, `${id.keepalived(n)} -.->|${lines(`may hold, priority ${n.floatingIp.priority}`)}| fip`);
+    emit(1, `${id.keepalived(n)} -.->|${lines(n.maintenance ? `only if no peer can, priority ${effectivePriority(n)}` : `may hold, priority ${n.floatingIp.priority}`)}| fip`);
     emit(1, `fip -->|${lines(`:${hp.floatingPort} on the holder`)}| ${id.haproxy(n)}`);
   }
   for (let i = 0; i < eligible.length; i++) {

@@ -2,6 +2,7 @@
  * Pieces shared by the Nomad jobspecs of the application. Pure: description in, HCL text
  * out. Every policy number lives here, once, with the reason for it.
  */
+import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
@@ -160,7 +161,7 @@ export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[
     : [...keys.map((k) => `${k}={{ key ${JSON.stringify(consulSecretsPrefix(job) + k)} | toJSON }}`), ""].join("\n");
   const origin = inVariables
     ? `the Nomad Variable ${variablePath(job)}`
-    : `Consul KV ${consulSecretsPrefix(job)} (Nomad ${c.versions.nomad} has no Variables)`;
+    : `Consul KV ${consulSecretsPrefix(job)} (Nomad ${commentText(c.versions.nomad)} has no Variables)`;
   return [
     `${indent}template {`,
     `${indent}  # Secrets from ${origin} (written by Terraform); the file`,
@@ -175,8 +176,8 @@ export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[
 
 export function jobHeader(c: Cluster, job: JobName, what: string): string {
   return [
-    `# Nomad job "${job}" of cluster ${c.name}: ${what}`,
-    `# Rendered from the cluster description by the jobs stack (${c.name}-jobs); registered by`,
+    `# Nomad job "${job}" of cluster ${commentText(c.name)}: ${what}`,
+    `# Rendered from the cluster description by the jobs stack (${commentText(c.name)}-jobs); registered by`,
     `# Terraform (nomad_job.${job}). Edit the description, not this file.`,
   ].join("\n");
 }

@@ -12,6 +12,7 @@
  * Backends come from Consul DNS SRV records: no reload when instances come and go; a
  * graceful reload only when this file changes.
  */
+import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { peakInstances, type ScaledJob } from "./common";
 
@@ -159,7 +160,7 @@ function backend(c: Cluster, name: string, job: ScaledJob, healthPath: string): 
 
 export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
   const hp = c.app.haproxy;
-  return `# HAProxy for cluster ${c.name}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
+  return `# HAProxy for cluster ${commentText(c.name)}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
 # item haproxy_cfg, written by Terraform); "\${${NODE_ADDRESS_ENV}}" is the node's overlay address.
 # Runs in master-worker mode (the image's entrypoint passes -W -db); SIGUSR2 reloads it
 # gracefully: old workers finish their connections while new ones take the sockets. The

@@ -1,6 +1,7 @@
 /**
  * Jobspec of HAProxy: a system job on every node that may hold the floating IP.
  */
+import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { FLOATING_IP_META } from "../agents";
 import { OMIT, str, tidy } from "../hcl";
@@ -162,7 +163,7 @@ ${
           timeout       = "20s"
           fail_on_error = false
         }`
-    : `        # Nomad ${c.versions.nomad} has no change_script (1.4): the signal goes straight to the
+    : `        # Nomad ${commentText(c.versions.nomad)} has no change_script (1.4): the signal goes straight to the
         # master, without the haproxy -c check first. A config the master cannot load leaves
         # the old workers serving (master-worker keeps them), and the reload fails in the logs.
         change_mode   = "signal"

@@ -1,0 +1,157 @@
+/**
+ * Hostile and careless input, per target (issue #12): the file the Nomad install sources
+ * as root, construct ids, Consul's HTTP exposure, and what main.ts leaves behind on failure.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { renderAgentInstallScript, NOMAD_CLI_ENV_FILE } from "../constructs/render/scripts";
+import { REPO_ROOT, cleanup, edited, exampleCluster, exampleText, parseHcl, synthCluster } from "./helpers/synth";
+
+const TSX = path.join(REPO_ROOT, "node_modules", ".bin", "tsx");
+
+let tmp: string;
+beforeAll(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hostile-targets-"))));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe("the Nomad CLI environment file (sourced as root)", () => {
+  it("keeps any TLS path as data: no command runs, spaces and line breaks survive", () => {
+    const pwned = path.join(tmp, "pwned");
+    // Types bypassed on purpose: the file must be safe even for what the schema refuses.
+    const tls = { caFile: `/etc/ca$(touch ${pwned}).pem`, certFile: "/etc/my cert.pem", keyFile: `/etc/k'\n.pem; touch ${pwned}` };
+    const c = edited(exampleCluster(), (x) => (x.nomad = { ...x.nomad, tls }));
+    const script = renderAgentInstallScript(c, c.nodes[0], { agent: "nomad", files: [], requiredFiles: [], removableTargets: [] });
+    const start = script.indexOf("# How the Nomad CLI reaches");
+    const end = script.indexOf("set +a", start) + "set +a".length;
+    expect(start).toBeGreaterThan(0);
+    const envFile = path.join(tmp, "cli.env");
+    // The install script's own lines, run by bash, writing to a temp file instead of /etc.
+    const block = script.slice(start, end).split(`'${NOMAD_CLI_ENV_FILE}`).join(`'${envFile}`);
+    const r = spawnSync("bash", ["-euo", "pipefail", "-c", `address=172.16.1.11 CONFIG_DIR=${tmp}\n${block}\nprintf '%s\\0' "$NOMAD_ADDR" "$NOMAD_CACERT" "$NOMAD_CLIENT_CERT" "$NOMAD_CLIENT_KEY"`], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(pwned)).toBe(false);
+    expect(r.stdout.split("\0").slice(0, 4)).toEqual(["https://172.16.1.11:4646", tls.caFile, tls.certFile, tls.keyFile]);
+    // and the file reads back the same in a fresh shell, as decommission.sh sources it
+    const again = spawnSync("bash", ["-c", `set -a; . '${envFile}'; printf '%s\\0' "$NOMAD_CLIENT_KEY"`], { encoding: "utf8" });
+    expect(again.stdout).toBe(`${tls.keyFile}\0`);
+    expect(fs.existsSync(pwned)).toBe(false);
+  });
+});
+
+describe("node names that are also construct ids", () => {
+  it.each(["membership", "nodes", "node-agents", "floating-ip", "candidates", "null", "secrets", "consul-catalog"])("a node named %s synthesizes, with its readable addresses", (name) => {
+    const out = synthCluster(edited(exampleCluster(), (c) => (c.nodes[1].name = name)));
+    try {
+      const stack = out.stacks["team-example-nodes"];
+      expect(Object.keys(stack.resource.null_resource).sort()).toEqual([`${name}_consul`, `${name}_keepalived`, `${name}_nomad`, "node-1_consul", "node-1_keepalived", "node-1_nomad"].sort());
+      expect(stack.resource.terraform_data.node_membership.for_each[name]).toMatchObject({ node: name });
+      expect(Object.keys(stack.output).sort()).toEqual(["consul_ui", "floating_ip", "floating_ip_candidates", "nodes", "nomad_ui", "public_url"]);
+    } finally {
+      cleanup(out);
+    }
+  });
+});
+
+describe("Consul's HTTP API", () => {
+  it("listens on loopback only by default, on the overlay too only when the description asks", async () => {
+    const closed = synthCluster(exampleCluster());
+    const open = synthCluster(edited(exampleCluster(), (c) => (c.consul = { ...c.consul, httpOnOverlay: true })));
+    try {
+      const file = "rendered/node-1/consul/consul.hcl";
+      expect((await parseHcl("consul.hcl", closed.files["team-example-nodes"][file])).client_addr).toBe("127.0.0.1");
+      expect((await parseHcl("consul.hcl", open.files["team-example-nodes"][file])).client_addr).toBe("127.0.0.1 172.16.1.11");
+    } finally {
+      cleanup(closed);
+      cleanup(open);
+    }
+  });
+});
+
+describe("main.ts on failure", () => {
+  function run(file: string, outdir: string) {
+    return spawnSync(TSX, ["main.ts"], { cwd: REPO_ROOT, env: { ...process.env, CDKTF_OUTDIR: outdir, CLUSTER_FILE: file }, encoding: "utf8" });
+  }
+
+  it("a quote in the key file path: the field and line, exit 1, and the previous output removed", () => {
+    const file = path.join(tmp, "quote.yaml");
+    fs.writeFileSync(file, exampleText().replace("privateKey: { agent: true }", `privateKey: { file: '~/.ssh/id"x' }`));
+    const outdir = path.join(tmp, "cdktf.out");
+    fs.mkdirSync(path.join(outdir, "stacks", "team-example-nodes"), { recursive: true });
+    fs.writeFileSync(path.join(outdir, "stacks", "team-example-nodes", "cdk.tf.json"), "{}");
+    const r = run(file, outdir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/ssh\.privateKey\.file \(line \d+\): expected a file path/);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(fs.existsSync(outdir)).toBe(false);
+  });
+
+  it("a billion-laughs file: the line of the first alias, exit 1, no output directory", () => {
+    const file = path.join(tmp, "lol.yaml");
+    const lol = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i < 9; i++) lol.push(`l${i}: &l${i} [${Array(10).fill(i === 1 ? "*a" : `*l${i - 1}`).join(", ")}]`);
+    fs.writeFileSync(file, `${lol.join("\n")}\n`);
+    const outdir = path.join(tmp, "lol.out");
+    const r = run(file, outdir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/\(yaml\) \(line 2\): expected a description without alias amplification/);
+    expect(fs.existsSync(outdir)).toBe(false);
+  });
+});
+
+describe("staging on the node", () => {
+  const out = () => synthCluster(exampleCluster());
+
+  it("stages in the SSH user's home, private (umask 077), never under a shared /tmp path", () => {
+    const o = out();
+    try {
+      const stack = o.stacks["team-example-nodes"];
+      const all = [...Object.values<any>(stack.resource.null_resource), stack.resource.terraform_data.node_membership];
+      const provisioners = all.flatMap((r) => r.provisioner.map((p: any) => Object.values(p)[0] as any));
+      expect(JSON.stringify(provisioners)).not.toMatch(/\/tmp\//);
+      for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+\/[A-Za-z0-9_.-]+$/);
+      const first = (r: any) => (Object.values(r.provisioner[0])[0] as any).inline[0];
+      for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '\.nomad-cluster-deploy\/team-example\/[a-z]+' && mkdir -p /);
+    } finally {
+      cleanup(o);
+    }
+  });
+
+  it("decommission: fails by default (the node stays in state), and runs the script only when it arrived intact", () => {
+    const o = out();
+    try {
+      const m = o.stacks["team-example-nodes"].resource.terraform_data.node_membership;
+      const steps = m.provisioner.map((p: any) => Object.values(p)[0] as any);
+      expect(steps.map((s: any) => s.when)).toEqual(["destroy", "destroy", "destroy"]);
+      // No on_failure = continue: Terraform's default (fail) keeps the instance for a retry.
+      expect(steps.map((s: any) => s.on_failure)).toEqual([undefined, undefined, undefined]);
+
+      // The last step, run by bash in a fake home with a stub sudo that records its call.
+      const run = steps[2].inline[0].replace(/\$\{self\.input\.([a-z_]+)\}/g, (_: string, k: string) => ({ node: "node-2", overlay_address: "172.16.1.12", drain_deadline: "5m" })[k]);
+      const home = fs.mkdtempSync(path.join(tmp, "home-"));
+      const bin = path.join(home, "bin");
+      fs.mkdirSync(bin);
+      fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\n`, { mode: 0o755 });
+      const staged = path.join(home, ".nomad-cluster-deploy", "team-example", "decommission");
+      fs.mkdirSync(staged, { recursive: true });
+      const exec = () => spawnSync("bash", ["-c", run], { cwd: home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8" });
+
+      // A stale or planted file (the upload failed or was raced): not run, the step fails.
+      fs.writeFileSync(path.join(staged, "decommission.sh"), "#!/bin/sh\necho planted\n");
+      const bad = exec();
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/not uploaded intact; not running it/);
+      expect(fs.existsSync(path.join(home, "sudo-called"))).toBe(false);
+
+      // The synthesized script: run with the node's arguments, staging removed.
+      fs.writeFileSync(path.join(staged, "decommission.sh"), o.files["team-example-nodes"]["rendered/decommission.sh"]);
+      const good = exec();
+      expect(good.status).toBe(0);
+      expect(fs.readFileSync(path.join(home, "sudo-called"), "utf8").trim()).toBe("bash .nomad-cluster-deploy/team-example/decommission/decommission.sh node-2 172.16.1.12 5m");
+      expect(fs.existsSync(staged)).toBe(false);
+    } finally {
+      cleanup(o);
+    }
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * `npm run synth|diff|deploy -- [cdktf options] [stack patterns]`: cdktf, with what the
+ * project's commands need set, so that an operator types no environment by hand.
+ *
+ * 1. Loads and validates the description (CLUSTER_FILE, default the example) first: each
+ *    problem is printed once and cdktf is not started (cdktf would echo the app's stderr a
+ *    second time, inside its own error block).
+ * 2. Says which description it loaded and its stack names (stderr), loudly for the example.
+ * 3. diff/deploy: refused without CLUSTER_FILE (the example is placeholders); every stack
+ *    pattern must match a stack of that description, else it stops
+ *    and names the description (instead of cdktf's bare "Could not find stack"). Without a
+ *    pattern: every stack of the description (diff runs once per stack: `cdktf diff` takes
+ *    one). Deploying a subset adds --ignore-missing-stack-dependencies (the jobs stack
+ *    declares the nodes stack as a dependency; cdktf refuses a subset otherwise).
+ * 4. Runs cdktf with CHECKPOINT_DISABLE=1 (no call to HashiCorp's checkpoint service) and
+ *    CLUSTER_FILE set to the file it checked. When stdout is not a terminal (CI, a pipe):
+ *    CI=1 and FORCE_COLOR=0 (no spinner frames, no colour codes) and --no-color for
+ *    Terraform's own output.
+ * Everything else is passed to cdktf unchanged, e.g. `npm run deploy -- --auto-approve`.
+ */
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { ANNOUNCED_ENV, loadSelectedDescription } from "../constructs/description/selection";
+
+const REPO_ROOT = path.resolve(__dirname, "..");
+const COMMANDS = ["synth", "diff", "deploy"] as const;
+type Command = (typeof COMMANDS)[number];
+/** cdktf options that take a value (the next argument is not a stack pattern). */
+const VALUE_OPTIONS = new Set(["-a", "--app", "-o", "--output", "--var", "--var-file", "--parallelism", "--terraform-parallelism", "--outputs-file", "--log-level"]);
+
+/** cdktf's stack patterns are globs (`*`, `?`). */
+export function globMatches(pattern: string, name: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+  return re.test(name);
+}
+
+/** Splits cdktf arguments into options (with their values) and positional stack patterns. */
+export function splitArgs(args: string[]): { options: string[]; patterns: string[] } {
+  const options: string[] = [];
+  const patterns: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a.startsWith("-")) {
+      options.push(a);
+      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) options.push(args[++i]);
+    } else patterns.push(a);
+  }
+  return { options, patterns };
+}
+
+function main(argv: string[]): number {
+  const command = argv[0] as Command;
+  if (!COMMANDS.includes(command)) {
+    process.stderr.write(`usage: tsx scripts/cdktf.ts ${COMMANDS.join("|")} [cdktf options] [stacks]\n`);
+    return 2;
+  }
+  const loaded = loadSelectedDescription();
+  if (!loaded.ok) {
+    process.stderr.write(loaded.message);
+    return 1;
+  }
+  process.stderr.write(loaded.notice);
+  const { options, patterns } = splitArgs(argv.slice(1));
+  const tty = process.stdout.isTTY === true;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CHECKPOINT_DISABLE: "1",
+    CLUSTER_FILE: loaded.selection.absolutePath,
+    [ANNOUNCED_ENV]: "1",
+    ...(tty ? {} : { CI: process.env.CI || "1", FORCE_COLOR: "0", NO_COLOR: "1" }),
+  };
+  const noColor = !tty && command !== "synth" && !options.includes("--no-color") ? ["--no-color"] : [];
+
+  let runs: string[][];
+  if (command === "synth") {
+    if (patterns.length) {
+      process.stderr.write(`error: synth takes no stack names (it synthesizes every stack of ${loaded.selection.file}); got ${patterns.join(" ")}\n`);
+      return 2;
+    }
+    runs = [["synth", ...options]];
+  } else {
+    const stacks = patterns.length ? loaded.stacks.filter((s) => patterns.some((p) => globMatches(p, s))) : loaded.stacks;
+    const unmatched = patterns.filter((p) => !loaded.stacks.some((s) => globMatches(p, s)));
+    if (unmatched.length) {
+      process.stderr.write(
+        `error: ${unmatched.map((p) => `'${p}'`).join(", ")} matches no stack of ${loaded.selection.file} (its stacks: ${loaded.stacks.join(", ")}).\n` +
+          (loaded.selection.fromEnv ? "Check the name, or CLUSTER_FILE.\n" : "CLUSTER_FILE is not set, so the example was loaded: set CLUSTER_FILE=clusters/<team>.yaml.\n"),
+      );
+      return 1;
+    }
+    // The example is placeholders (example.org): a diff or deploy of it is never what an operator means.
+    if (!loaded.selection.fromEnv) {
+      process.stderr.write(
+        `error: refusing to ${command} without CLUSTER_FILE: that would be the example cluster. ` +
+          `Set CLUSTER_FILE=clusters/<team>.yaml (or CLUSTER_FILE=${loaded.selection.file} if you do mean the example).\n`,
+      );
+      return 1;
+    }
+    if (command === "diff") runs = stacks.map((s) => ["diff", ...options, ...noColor, s]);
+    else {
+      const subset = stacks.length < loaded.stacks.length && !options.includes("--ignore-missing-stack-dependencies");
+      if (subset) process.stderr.write(`deploying ${stacks.join(", ")} alone: adding --ignore-missing-stack-dependencies\n`);
+      runs = [["deploy", ...options, ...noColor, ...(subset ? ["--ignore-missing-stack-dependencies"] : []), ...stacks]];
+    }
+  }
+  const cdktf = path.join(REPO_ROOT, "node_modules", ".bin", "cdktf");
+  for (const args of runs) {
+    process.stderr.write(`running: cdktf ${args.join(" ")} (CHECKPOINT_DISABLE=1${tty ? "" : ", no colours or spinners: not a terminal"})\n`);
+    const r = spawnSync(cdktf, args, { cwd: REPO_ROOT, env, stdio: "inherit" });
+    if (r.error) throw r.error;
+    if (r.status !== 0) return r.status ?? 1;
+  }
+  return 0;
+}
+
+if (require.main === module) {
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  }
+}
