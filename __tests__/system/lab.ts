@@ -25,6 +25,8 @@
  *   - consul, nomad, sudo, journalctl, apt-get: the shared stand-ins of provider-standins.ts
  *     (the newest provider generation; validation fails on a file containing
  *     STANDIN_VALIDATION_FAILS);
+ *   - Consul's DNS interface on <overlay address>:53: dnsmasq answering consul.service.consul
+ *     (what keepalived's consul_dns check asks);
  *   - `systemctl enable|disable [--now]|start|stop|restart|reload|is-active|is-enabled|
  *     daemon-reload` for consul/nomad units: state files only; for keepalived: the REAL
  *     keepalived 2.2 daemon, started with the installed /etc/keepalived/keepalived.conf,
@@ -253,6 +255,13 @@ mount --bind /mnt/lab ${d}
 mkdir -p -m 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys)}`;
     const proc = sb.start(`sshd-${name}`, ns, ["unshare", "--mount", "--propagation", "private", "bash", "-c", setup]);
+    // Stand-in for the Consul agent's DNS interface (consul.hcl: DNS on the overlay address,
+    // port 53), which keepalived's consul_dns check queries with dig: documented behaviour
+    // reproduced is only "answers A queries for consul.service.consul" (the servers' address).
+    sb.start(`consul-dns-${name}`, ns, [
+      "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
+      `--listen-address=${overlayAddress}`, "--bind-interfaces", "--port=53", "--address=/consul.service.consul/10.210.9.9",
+    ]);
     const exec = (command: string, timeoutMs = 20000) =>
       sb.run(["nsenter", "-t", String(proc.pid), "-m", "-n", "--", "bash", "-c", command], { timeoutMs });
     const callsFile = path.join(stateDir, "calls.log");
