@@ -227,11 +227,17 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig(`${n.name}`, `${subnet}.2`)}`;
 });
 
 describe("npm run drift without pinned host keys", () => {
-  it("refuses before connecting, naming the fields", () => {
+  it("refuses before connecting, naming the fields, even where the description opts out of host-key checks", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "drift-"));
     try {
+      // Descriptions must pin keys unless ssh.insecureIgnoreHostKey: true (the only unpinned
+      // form left); the drift check still never connects to an unpinned host.
+      const doc = parse(exampleText());
+      delete doc.bastion.hostKey;
+      for (const n of doc.nodes) delete n.hostKey;
+      doc.ssh = { ...doc.ssh, insecureIgnoreHostKey: true };
       const file = path.join(dir, "unpinned.yaml");
-      fs.writeFileSync(file, exampleText());
+      fs.writeFileSync(file, stringify(doc));
       const r = spawnSync(TSX, [path.join(REPO_ROOT, "scripts", "drift.ts")], { encoding: "utf8", env: { ...process.env, CLUSTER_FILE: file } });
       expect(r.status).toBe(1);
       expect(r.stderr).toContain("error: bastion.hostKey, nodes[0].hostKey (node-1), nodes[1].hostKey (node-2) not pinned");
