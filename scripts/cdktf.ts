@@ -20,7 +20,7 @@
  */
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { ANNOUNCED_ENV, loadSelectedDescription } from "../constructs/description/selection";
+import { ANNOUNCED_ENV, announceSelectedDescription } from "../constructs/description/selection";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 const COMMANDS = ["synth", "diff", "deploy"] as const;
@@ -54,12 +54,8 @@ function main(argv: string[]): number {
     process.stderr.write(`usage: tsx scripts/cdktf.ts ${COMMANDS.join("|")} [cdktf options] [stacks]\n`);
     return 2;
   }
-  const loaded = loadSelectedDescription();
-  if (!loaded.ok) {
-    process.stderr.write(loaded.message);
-    return 1;
-  }
-  process.stderr.write(loaded.notice);
+  const loaded = announceSelectedDescription();
+  if (!loaded.ok) return 1;
   const { options, patterns } = splitArgs(argv.slice(1));
   const tty = process.stdout.isTTY === true;
   const env: NodeJS.ProcessEnv = {

@@ -23,7 +23,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { loadSelectedDescription } from "../constructs/description/selection";
+import { announceSelectedDescription } from "../constructs/description/selection";
 import type { Cluster, ClusterNode } from "../constructs/description/schema";
 import { nodeComponentFiles, type InstalledFile, type NodeComponent } from "../constructs/render/node-files";
 import { nodesStackName } from "../constructs/stack-names";
@@ -141,12 +141,8 @@ function main(argv: string[]): number {
       return 1;
     }
   }
-  const loaded = loadSelectedDescription();
-  if (!loaded.ok) {
-    process.stderr.write(loaded.message);
-    return 1;
-  }
-  process.stderr.write(loaded.notice);
+  const loaded = announceSelectedDescription();
+  if (!loaded.ok) return 1;
   const c = loaded.cluster;
   const unknown = only.filter((n) => !c.nodes.some((x) => x.name === n));
   if (unknown.length) {

@@ -19,7 +19,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ANNOUNCED_ENV, loadSelectedDescription, type SelectedDescription } from "../constructs/description/selection";
+import { ANNOUNCED_ENV, announceSelectedDescription, type SelectedDescription } from "../constructs/description/selection";
 import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../constructs/plan-summary";
 import { readSynthOutput } from "./lib/synth-output";
 
@@ -113,12 +113,8 @@ function main(argv: string[]): number {
   }
   if (base !== undefined && baseRef !== undefined) throw new Error(`--base and --base-ref exclude each other\n${USAGE}`);
 
-  const loaded = loadSelectedDescription();
-  if (!loaded.ok) {
-    process.stderr.write(loaded.message);
-    return 2;
-  }
-  process.stderr.write(loaded.notice);
+  const loaded = announceSelectedDescription();
+  if (!loaded.ok) return 2;
 
   const tmp = baseRef !== undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "plan-summary-")) : undefined;
   let cleanupBase = () => {};

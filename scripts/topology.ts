@@ -12,7 +12,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { DEFAULT_CLUSTER_FILE, loadSelectedDescription } from "../constructs/description/selection";
+import { DEFAULT_CLUSTER_FILE, announceSelectedDescription } from "../constructs/description/selection";
 import { renderTopologyMarkdown, renderTopologyMermaid } from "../constructs/render/topology";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
@@ -31,12 +31,8 @@ function main(argv: string[]): number {
       return 2;
     }
   }
-  const loaded = loadSelectedDescription();
-  if (!loaded.ok) {
-    process.stderr.write(loaded.message);
-    return 1;
-  }
-  process.stderr.write(loaded.notice);
+  const loaded = announceSelectedDescription();
+  if (!loaded.ok) return 1;
   const isExample = loaded.selection.absolutePath === path.join(REPO_ROOT, DEFAULT_CLUSTER_FILE);
   if (out === undefined && !isExample) {
     process.stderr.write(

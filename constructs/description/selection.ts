@@ -58,3 +58,13 @@ export function loadSelectedDescription(env: NodeJS.ProcessEnv = process.env, cw
   }
   return { ok: true, selection, cluster: loaded.cluster, stacks: stackNames(loaded.cluster), notice: selectionNotice(selection, loaded.cluster) };
 }
+
+/**
+ * What every command does first: loads the selected description and says so on stderr
+ * (the notice), or prints its problems there. The caller picks its exit code on failure.
+ */
+export function announceSelectedDescription(stderr: { write(text: string): unknown } = process.stderr): LoadedSelection {
+  const loaded = loadSelectedDescription();
+  stderr.write(loaded.ok ? loaded.notice : loaded.message);
+  return loaded;
+}
