@@ -38,7 +38,7 @@ import * as path from "path";
 import { edited, exampleCluster } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
 import { Sandbox, systemTestPrerequisites, waitFor, type RunResult } from "./sandbox";
-import { INVALID_MARKER, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
+import { INVALID_MARKER, SYSTEMCTL_ARGS, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
 
 export const labPrerequisites = systemTestPrerequisites(["ip", "unshare", "nsenter", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd", "curl", "/usr/bin/python3"]);
 
@@ -102,15 +102,7 @@ echo "$(basename "$0") $*" >>"$STATE/calls.log"
     ...systemStandIns(state),
     ...agentStandIns(state, node, overlayAddress),
     systemctl: `${head}
-units=(); verb=""; now=false
-for a in "$@"; do
-  case $a in
-    --now) now=true ;;
-    -*) ;;
-    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
-  esac
-done
-pidfile=/run/keepalived.pid
+${SYSTEMCTL_ARGS}pidfile=/run/keepalived.pid
 ka_alive() { [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 ka_stop() {
   if ka_alive; then

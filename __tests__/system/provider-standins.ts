@@ -197,6 +197,20 @@ esac
  * in $STATE (active.<unit>, enabled.<unit>) and answers is-active/is-enabled as systemd
  * does (exit 3 / 1 when not); reload of an inactive unit fails as systemd's does.
  */
+/**
+ * How a systemctl stand-in reads its arguments, as systemctl does: the verb, then unit names
+ * (a ".service" suffix dropped), `--now` noted, other options ignored. Sets verb, units, now.
+ */
+export const SYSTEMCTL_ARGS = `units=(); verb=""; now=false
+for a in "$@"; do
+  case $a in
+    --now) now=true ;;
+    -*) ;;
+    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
+  esac
+done
+`;
+
 export function systemStandIns(state: string): Record<string, string> {
   const head = `#!/usr/bin/env bash
 set -euo pipefail
@@ -210,15 +224,7 @@ while [ "\${1#-}" != "$1" ]; do shift; done
 exec "$@"
 `,
     systemctl: `${head}
-units=(); verb=""; now=false
-for a in "$@"; do
-  case $a in
-    --now) now=true ;;
-    -*) ;;
-    *) if [[ -z $verb ]]; then verb=$a; else units+=("\${a%.service}"); fi ;;
-  esac
-done
-for u in "\${units[@]}"; do
+${SYSTEMCTL_ARGS}for u in "\${units[@]}"; do
   case $verb in
     enable) touch "$STATE/enabled.$u"; if $now; then touch "$STATE/active.$u"; fi ;;
     disable) rm -f "$STATE/enabled.$u"; if $now; then rm -f "$STATE/active.$u"; fi ;;
