@@ -226,6 +226,74 @@ const jobsDefaults = {
   haproxy: { count: 1, cpu: 200, memory: 128 },
 };
 
+// --- metrics and autoscaling (issue 15) ---
+/**
+ * Pinned images of the metrics stack (Docker Hub tags; pin by digest where a registry is
+ * reachable, as for the application's images).
+ */
+export const METRICS_IMAGES = {
+  prometheus: "prom/prometheus:v2.53.3",
+  grafana: "grafana/grafana:11.3.1",
+  autoscaler: "hashicorp/nomad-autoscaler:0.4.5",
+} as const;
+
+const metricsDefaults = {
+  prometheus: { cpu: 200, memory: 512, diskMiB: 2048, retentionDays: 15, scrapeInterval: "15s" },
+  grafana: { cpu: 100, memory: 256, port: 3000 },
+  autoscaler: { cpu: 50, memory: 128 },
+} as const;
+
+const metricsSchema = z
+  .strictObject({
+    /** The metrics stack (Prometheus, Grafana, the Nomad Autoscaler) and the agents' telemetry. Default: on. */
+    enabled: z.boolean().default(true).describe("The metrics stack (Prometheus, Grafana, the Nomad Autoscaler as Nomad jobs) and the agents' Prometheus telemetry. Default: on."),
+    images: z
+      .strictObject({
+        prometheus: imageRef.default(METRICS_IMAGES.prometheus),
+        grafana: imageRef.default(METRICS_IMAGES.grafana),
+        autoscaler: imageRef.default(METRICS_IMAGES.autoscaler),
+      })
+      .prefault({})
+      .describe("Images of the metrics stack (defaults pinned by tag)."),
+    prometheus: z
+      .strictObject({
+        resources: resources.default({ cpu: metricsDefaults.prometheus.cpu, memory: metricsDefaults.prometheus.memory }),
+        /** Nomad ephemeral disk of the Prometheus allocation (sticky, migrated on reschedule); the TSDB is capped below it. */
+        diskMiB: z.number().int().min(256, "at least 256 (MiB)").max(1048576, "at most 1048576 (MiB)").default(metricsDefaults.prometheus.diskMiB).describe("Nomad ephemeral disk (MiB) of the Prometheus allocation, sticky and migrated on reschedule; the TSDB's size cap is set below it."),
+        /** How long samples are kept (days), unless the disk cap is reached first. */
+        retentionDays: z.number().int().min(1, "at least 1 (day)").max(365, "at most 365 (days)").default(metricsDefaults.prometheus.retentionDays).describe("How long samples are kept, in days (the disk cap may drop older ones first)."),
+        scrapeInterval: boundedDuration(5, 300).default(metricsDefaults.prometheus.scrapeInterval).describe("How often every target is scraped."),
+      })
+      .prefault({}),
+    grafana: z
+      .strictObject({
+        resources: resources.default({ cpu: metricsDefaults.grafana.cpu, memory: metricsDefaults.grafana.memory }),
+        /** Grafana's port on the overlay address of the node running it (reached by an SSH port-forward through the bastion). */
+        port: jobPort.default(metricsDefaults.grafana.port).describe("Grafana's port on the overlay address of the node that runs it (reached through an SSH port-forward via the bastion)."),
+      })
+      .prefault({}),
+    autoscaling: z
+      .strictObject({
+        /** The Nomad Autoscaler scales web, api and worker within app.<job>.scaling. Default: on (with metrics). */
+        enabled: z.boolean().default(true).describe("The Nomad Autoscaler scales web, api and worker within app.<job>.scaling. Default: on (needs metrics.enabled)."),
+        resources: resources.default({ cpu: metricsDefaults.autoscaler.cpu, memory: metricsDefaults.autoscaler.memory }),
+        /** How often each policy is evaluated. */
+        evaluationInterval: boundedDuration(5, 3600).default("30s").describe("How often each scaling policy is evaluated."),
+        /** Quiet time after a scaling action before the same job is scaled again. */
+        cooldown: boundedDuration(10, 24 * 3600).default("2m").describe("Quiet time after a scaling action before the same job may be scaled again."),
+        /** Target of the web policy: HTTP requests per second per web instance (HAProxy's web backend). */
+        webRequestsPerSecond: z.number().min(0.1).max(100000).default(20).describe("web's target: HTTP requests per second per instance, measured at HAProxy's web backend."),
+        /** Target of the api policy: requests in flight per api instance (HAProxy's api and api_uploads backends). */
+        apiRequestsInFlight: z.number().min(0.1).max(10000).default(6).describe("api's target: requests in flight per instance (HAProxy's api and api_uploads backends, queued ones included)."),
+        /** Target of the worker policy: tasks waiting in the Celery queue per worker instance. */
+        workerQueuedTasks: z.number().min(0.1).max(1000000).default(8).describe("worker's target: tasks waiting in the Celery queue per worker instance."),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+  .describe("Metrics (Prometheus, Grafana) and autoscaling (Nomad Autoscaler) as Nomad jobs; on by default.");
+// --- end metrics ---
+
 export const clusterSchema = z.strictObject({
   /** Team / cluster name: part of stack names (the datacenter is servers.datacenter). */
   name: name("cluster name").describe("Team / cluster name: part of stack names (the Consul datacenter is servers.datacenter)."),
@@ -455,6 +523,7 @@ export const clusterSchema = z.strictObject({
       user: z.string().regex(/^[A-Za-z0-9_.@-]{1,255}$/, "a RabbitMQ user name of letters, digits and _ . @ - (at most 255 characters)"),
     }),
   }),
+  metrics: metricsSchema,
 });
 
 function agentVersion(product: "consul" | "nomad") {
