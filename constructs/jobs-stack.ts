@@ -21,6 +21,8 @@ import { JOB_NAMES, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
+import { KeptCount } from "./kept-count";
+import { autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { jobsStackName } from "./stack-names";
 
@@ -65,11 +67,14 @@ export class ClusterJobsStack extends TerraformStack {
     const specs = renderJobspecs(cluster);
     for (const job of JOB_NAMES) {
       const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
+      // With the autoscaler, a release registers the count running in Nomad (kept-count.ts).
+      const kept = job !== "haproxy" && autoscalingEnabled(cluster) ? new KeptCount(this, `${job}-count`, { cluster, job }) : undefined;
       this.jobs[job] = new NomadJob(this, job, {
         job,
         jobspec: specs[job],
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
+        hcl2Vars: kept && job !== "haproxy" ? { [countVariableName(job)]: kept.count } : undefined,
       });
     }
 

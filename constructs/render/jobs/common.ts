@@ -6,6 +6,7 @@ import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
+import { autoscalingEnabled, countVariableBlock, countVariableName, scalingPolicyBlock } from "./scaling";
 
 export const JOB_NAMES = ["haproxy", "web", "api", "worker"] as const;
 export type JobName = (typeof JOB_NAMES)[number];
@@ -200,6 +201,7 @@ ${indent}}`;
 export function serviceGroupPolicies(c: Cluster, job: ScaledJob, indent: string): string {
   const { min, max } = scalingBounds(c, job);
   const distinct = useDistinctHosts(c, job);
+  const autoscaling = autoscalingEnabled(c);
   const i = indent;
   return `${i}# Instances on different nodes whenever possible (soft). distinct_hosts (hard) only
 ${i}# when ${peakInstances(c, job)} instances (scaling.max + canary) fit on the nodes minus one:
@@ -217,13 +219,25 @@ ${i}}
 `
     : ""
 }
-${i}# Bounds for an autoscaler (count is the description's; Nomad itself does not autoscale).
+${
+  autoscaling
+    ? `${i}# The Nomad Autoscaler keeps the count within these bounds (policy below).
+${i}scaling {
+${i}  enabled = true
+${i}  min     = ${min}
+${i}  max     = ${max}
+
+${scalingPolicyBlock(c, job, `${i}  `)}
+${i}}
+`
+    : `${i}# Bounds for an autoscaler (count is the description's; Nomad itself does not autoscale).
 ${i}scaling {
 ${i}  enabled = true
 ${i}  min     = ${min}
 ${i}  max     = ${max}
 ${i}}
-
+`
+}
 ${i}# A crashing task is restarted in place a few times, then the allocation is failed and
 ${i}# rescheduled (another node preferred), forever, with exponential back-off.
 ${i}restart {
@@ -279,8 +293,9 @@ export function envLines(env: Record<string, string>, indent: string): string {
  * task, then closes the group and the job.
  */
 export function serviceJobOpening(c: Cluster, job: ScaledJob, what: string): string {
+  const autoscaling = autoscalingEnabled(c);
   return `${jobHeader(c, job, what)}
-
+${autoscaling ? `\n${countVariableBlock(c, job)}\n` : ""}
 job "${job}" {
 ${jobPlacement(c)}
   type        = "service"
@@ -288,7 +303,7 @@ ${jobPlacement(c)}
 ${serviceUpdateBlock("  ")}
 
   group "${job}" {
-    count = ${c.app[job].count}
+    count = ${autoscaling ? `var.${countVariableName(job)}` : c.app[job].count}
 
 ${serviceGroupPolicies(c, job, "    ")}`;
 }
