@@ -23,6 +23,7 @@ import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
 import { KeptCount } from "./kept-count";
 import { autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
+import { autoscalingRenderedFiles } from "./render/jobs/autoscaler";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { jobsStackName } from "./stack-names";
 
@@ -63,6 +64,10 @@ export class ClusterJobsStack extends TerraformStack {
     this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_file`, haproxyCfgFile);
     this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_sha256`, sha256(haproxyCfg));
     this.consul = new ConsulCatalog(this, "consul-catalog", { cluster });
+    // The autoscaler's config and the queue exporter's script (tasks of the metrics job), readable.
+    if (autoscalingEnabled(cluster)) {
+      for (const [file, text] of Object.entries(autoscalingRenderedFiles(cluster))) RenderedFiles.of(this).add(file, text);
+    }
 
     const specs = renderJobspecs(cluster);
     for (const job of JOB_NAMES) {

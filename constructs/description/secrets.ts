@@ -17,11 +17,19 @@ export const SECRET_VARIABLES = {
   s3SecretAccessKey: { name: "s3_secret_access_key", description: "S3 secret access key of the application (AWS_SECRET_ACCESS_KEY)" },
   rabbitmqPassword: { name: "rabbitmq_password", description: "Password of the RabbitMQ user app.broker.user (part of CELERY_BROKER_URL)" },
   registryPassword: { name: "registry_password", description: "Password or token of app.registry.username for pulling private images" },
+  autoscalerNomadToken: {
+    name: "autoscaler_nomad_token",
+    description: "Nomad ACL token (secret ID) of the Nomad Autoscaler, with nomad.acl: a policy with namespace \"default\" { policy = \"scale\" } (docs/operations.md, Autoscaling)",
+  },
   vrrpPassword: { name: "vrrp_password", description: "VRRP authentication of the floating IP's keepalived (nodes stack; 1-8 characters)" },
 } as const satisfies Record<string, SecretVariable>;
 
-/** The secret variables the jobs stack needs (the registry password only with app.registry). */
+/**
+ * The secret variables the jobs stack needs (the registry password only with app.registry;
+ * the autoscaler's Nomad token only with nomad.acl and autoscaling).
+ */
 export function secretVariables(c: Cluster): SecretVariable[] {
-  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword } = SECRET_VARIABLES;
-  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : [])];
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken } = SECRET_VARIABLES;
+  const autoscalerToken = c.nomad.acl && c.metrics.enabled && c.metrics.autoscaling.enabled;
+  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : []), ...(autoscalerToken ? [autoscalerNomadToken] : [])];
 }

@@ -13,8 +13,11 @@ export type JobName = (typeof JOB_NAMES)[number];
 /** Jobs whose instance count comes from the description (haproxy is a system job: one per eligible node). */
 export type ScaledJob = "web" | "api" | "worker";
 
+/** Jobs with a Nomad Variable of their own: the application's, and the metrics job (autoscaler.ts). */
+export type SecretsOwner = JobName | "metrics";
+
 /** Nomad Variable a job reads its secrets from: a job's workload identity may read nomad/jobs/<job> without any ACL policy. */
-export function variablePath(job: JobName): string {
+export function variablePath(job: SecretsOwner): string {
   return `nomad/jobs/${job}`;
 }
 
@@ -25,7 +28,7 @@ export function variablePath(job: JobName): string {
  * provider's Consul has no ACLs, so anyone who reaches its HTTP API reads them, where a
  * Nomad Variable is readable only by the job's own workload identity.
  */
-export function consulSecretsPrefix(job: JobName): string {
+export function consulSecretsPrefix(job: SecretsOwner): string {
   return `nomad-secrets/${job}/`;
 }
 
@@ -155,7 +158,7 @@ export function heredoc(text: string, indent: string): string {
  * with JSON escapes, so a secret holding `#`, quotes or spaces arrives intact (an unquoted
  * value would end at `#`).
  */
-export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
+export function secretsTemplate(c: Cluster, job: SecretsOwner, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
   const inVariables = secretsInNomadVariables(c);
   const lines = inVariables
     ? [`{{ with nomadVar ${JSON.stringify(variablePath(job))} -}}`, ...keys.map((k) => `${k}={{ .${k} | toJSON }}`), "{{- end }}", ""].join("\n")
