@@ -18,11 +18,10 @@ import * as path from "path";
 import { itIf, exampleCluster } from "../helpers/synth";
 import { renderQueueExporter } from "../../constructs/render/jobs/autoscaler";
 import { QUEUE_METRICS } from "../../constructs/render/jobs/scaling";
+import { RABBITMQ_PREREQUISITES, holdingConsumer, publishTasks, startRabbitmq } from "./rabbitmq";
 import { Sandbox, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
 
-const RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-const RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-const pre = systemTestPrerequisites(["ip", "/usr/bin/python3", RABBITMQ_SERVER, RABBITMQCTL, "/usr/lib/python3/dist-packages/kombu/__init__.py"]);
+const pre = systemTestPrerequisites(["ip", ...RABBITMQ_PREREQUISITES]);
 
 const TEAM = "team-queue";
 const PASSWORD = "p@ss:w/rd #+%x";
@@ -52,38 +51,11 @@ describe("queue exporter against a real RabbitMQ", () => {
   itIf(pre.ok, pre.reason)("exports the ready tasks and consumers of Celery's queue; nothing but broker_up 0 when the broker is gone", async () => {
     const s = (sb = new Sandbox("mq"));
     const ns = s.netns("mq");
-    const base = path.join(s.dir, "rabbitmq");
-    fs.mkdirSync(base, { recursive: true });
-    fs.writeFileSync(path.join(base, "enabled_plugins"), "[].\n");
-    fs.writeFileSync(path.join(base, "rabbitmq.conf"), "listeners.tcp.default = 127.0.0.1:5672\nloopback_users = none\n");
-    const env = {
-      ...process.env,
-      HOME: base,
-      RABBITMQ_NODENAME: "rabbit@localhost",
-      RABBITMQ_CONFIG_FILE: path.join(base, "rabbitmq"),
-      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(base, "enabled_plugins"),
-      RABBITMQ_MNESIA_BASE: path.join(base, "mnesia"),
-      RABBITMQ_LOG_BASE: path.join(base, "log"),
-      RABBITMQ_PID_FILE: path.join(base, "rabbit.pid"),
-      RABBITMQ_LOGS: "-",
-      ERL_EPMD_ADDRESS: "127.0.0.1",
-    };
-    const started = Date.now();
-    const broker = s.start("rabbitmq", ns, [RABBITMQ_SERVER], { env });
-    const ctl = (...args: string[]) => {
-      const r = s.run(["ip", "netns", "exec", ns, "env", ...Object.entries(env).filter(([k]) => k.startsWith("RABBITMQ_") || k === "HOME").map(([k, v]) => `${k}=${v}`), RABBITMQCTL, ...args], { timeoutMs: 60000 });
-      if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(" ")}: ${r.stdout}${r.stderr}\n${s.log(broker)}`);
-      return r.stdout;
-    };
-    ctl("await_startup", "--timeout", "90");
+    const mq = await startRabbitmq(s, ns, TEAM, PASSWORD);
     // eslint-disable-next-line no-console
-    console.log(`RabbitMQ started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    ctl("add_vhost", TEAM);
-    ctl("add_user", TEAM, PASSWORD);
-    ctl("set_permissions", "-p", TEAM, TEAM, ".*", ".*", ".*");
-
-    // As Terraform composes CELERY_BROKER_URL (app-secrets.ts brokerUrl): the password URL-encoded.
-    const url = `amqp://${encodeURIComponent(TEAM)}:${encodeURIComponent(PASSWORD)}@127.0.0.1:5672/${encodeURIComponent(TEAM)}`;
+    console.log(`RabbitMQ started in ${mq.startSeconds.toFixed(1)} s`);
+    const { url } = mq;
+    const broker = mq.proc;
     const script = path.join(s.dir, "queue-exporter.py");
     fs.writeFileSync(script, renderQueueExporter(exampleCluster()));
     const exporter = s.start("exporter", ns, ["env", `CELERY_BROKER_URL=${url}`, `EXPORTER_PORT=${EXPORTER_PORT}`, "/usr/bin/python3", script]);
@@ -100,38 +72,11 @@ describe("queue exporter against a real RabbitMQ", () => {
     expect(Object.fromEntries(scrape())).toEqual({ [QUEUE_METRICS.up]: 1, [depth]: 0, [consumers]: 0 });
 
     // 2. 37 tasks published the way Celery's default queue is declared.
-    const kombu = (code: string, timeoutMs = 30000) => {
-      const r = s.inNs(ns, ["env", `URL=${url}`, "/usr/bin/python3", "-c", code], { timeoutMs });
-      if (r.status !== 0) throw new Error(`kombu: ${r.stdout}${r.stderr}`);
-      return r.stdout;
-    };
-    const PREAMBLE = `import os, kombu
-ex = kombu.Exchange("celery", type="direct", durable=True)
-q = kombu.Queue("celery", ex, routing_key="celery", durable=True)
-`;
-    kombu(`${PREAMBLE}with kombu.Connection(os.environ["URL"]) as c:
-    p = c.Producer()
-    for i in range(37):
-        p.publish({"task": "resize_image", "n": i}, exchange=ex, routing_key="celery", declare=[q], delivery_mode=2)
-`);
+    publishTasks(mq, 37);
     expect(Object.fromEntries(scrape())).toEqual({ [QUEUE_METRICS.up]: 1, [depth]: 37, [consumers]: 0 });
 
     // 3. A worker-like consumer holding 5 unacked deliveries (prefetch 5): one consumer, 32 ready.
-    const consumer = s.start("consumer", ns, ["env", `URL=${url}`, "/usr/bin/python3", "-c", `${PREAMBLE}import time
-c = kombu.Connection(os.environ["URL"])
-ch = c.channel()
-ch.basic_qos(0, 5, False)
-got = []
-cons = kombu.Consumer(ch, queues=[q], callbacks=[lambda body, m: got.append(m)], auto_declare=False)
-cons.consume()
-print("consuming", flush=True)
-end = time.time() + 120
-while time.time() < end:
-    try:
-        c.drain_events(timeout=1)
-    except Exception:
-        pass
-`]);
+    const consumer = holdingConsumer(s, ns, mq, "consumer", 5);
     await waitFor("5 deliveries held by one consumer", () => {
       const m = scrape();
       return m.get(consumers) === 1 && m.get(depth) === 32;
