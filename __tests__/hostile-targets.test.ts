@@ -110,7 +110,8 @@ describe("staging on the node", () => {
       const all = [...Object.values<any>(stack.resource.null_resource), stack.resource.terraform_data.node_membership];
       const provisioners = all.flatMap((r) => r.provisioner.map((p: any) => Object.values(p)[0] as any));
       expect(JSON.stringify(provisioners)).not.toMatch(/\/tmp\//);
-      for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+\/[A-Za-z0-9_.-]+$/);
+      // a file in the staging directory, or the staging directory itself (the rendered files' directory upload)
+      for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+(\/[A-Za-z0-9_.-]+)?$/);
       const first = (r: any) => (Object.values(r.provisioner[0])[0] as any).inline[0];
       for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '\.nomad-cluster-deploy\/team-example\/[a-z]+' && mkdir -p /);
     } finally {

@@ -68,8 +68,13 @@ describe("nodes stack (example cluster)", () => {
   it("triggers carry the SHA-256 of each uploaded file, never its text", () => {
     for (const [name, res] of Object.entries(resourcesOf(stack, "null_resource")) as [string, any][]) {
       // uploads of rendered files (keepalived also uploads its password as `content`, untriggered)
-      const uploads = res.provisioner.filter((p: any) => p.file?.source).map((p: any) => p.file.source as string);
+      // the rendered files are uploaded as one directory (its contents: trailing slash)
+      const dirs = res.provisioner.filter((p: any) => p.file?.source).map((p: any) => p.file.source as string);
+      expect(dirs).toEqual([expect.stringMatching(/^rendered\/.+\/$/)]);
+      const uploads = Object.keys(files).filter((f) => f.startsWith(dirs[0]) && !f.slice(dirs[0].length).includes("/"));
       expect(uploads.length).toBeGreaterThan(1);
+      // every file in the uploaded directory is a trigger, so no upload escapes re-provisioning
+      expect(Object.keys(res.triggers).filter((k) => k.startsWith("sha256_")).sort()).toEqual(uploads.map((f) => `sha256_${path.basename(f).replace(/[^A-Za-z0-9]/g, "_")}`).sort());
       for (const source of uploads) {
         const key = `sha256_${path.basename(source).replace(/[^A-Za-z0-9]/g, "_")}`;
         expect({ name, key, value: res.triggers[key] }).toEqual({ name, key, value: sha(files[source]) });
@@ -82,7 +87,8 @@ describe("nodes stack (example cluster)", () => {
     const json = JSON.stringify(stack);
     const rendered = Object.keys(files).filter((f) => f.startsWith("rendered/"));
     expect(rendered.length).toBeGreaterThanOrEqual(11);
-    for (const f of rendered) expect({ f, referenced: json.includes(`"source":"${f}"`) }).toEqual({ f, referenced: true });
+    // a file is referenced by its own path, or by its directory's upload (`rendered/<node>/<component>/`)
+    for (const f of rendered) expect({ f, referenced: json.includes(`"source":"${f}"`) || json.includes(`"source":"${path.posix.dirname(f)}/"`) }).toEqual({ f, referenced: true });
   });
 
   it("rolls agent restarts one node at a time, Consul before Nomad", () => {

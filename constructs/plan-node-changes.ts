@@ -21,13 +21,20 @@ export function fileTriggerKey(fileName: string): string {
   return `sha256_${fileName.replace(/[^A-Za-z0-9]/g, "_")}`;
 }
 
-/** Provisioner file sources of a resource body: trigger key → source path in the stack dir. */
-function fileSources(body: Record<string, any>): Map<string, string> {
+/**
+ * Provisioner file sources of a resource body: trigger key → source path in the stack dir.
+ * A source ending in `/` is a directory uploaded whole (ProvisionedFiles): each file of the
+ * synth output directly in it counts. (Older synth outputs upload file by file.)
+ */
+function fileSources(body: Record<string, any>, files: Record<string, string>): Map<string, string> {
   const out = new Map<string, string>();
   const list: any[] = Array.isArray(body.provisioner) ? body.provisioner : body.provisioner ? [body.provisioner] : [];
   for (const entry of list) {
     const source = entry?.file?.source;
-    if (typeof source === "string") out.set(fileTriggerKey(source.split("/").pop()!), source);
+    if (typeof source !== "string") continue;
+    if (source.endsWith("/")) {
+      for (const f of Object.keys(files)) if (f.startsWith(source) && !f.slice(source.length).includes("/")) out.set(fileTriggerKey(f.slice(source.length)), f);
+    } else out.set(fileTriggerKey(source.split("/").pop()!), source);
   }
   return out;
 }
@@ -42,8 +49,8 @@ export function changedProvisionedFiles(
 ): { files: FileChange[]; otherTriggers: string[] } {
   const tb: Record<string, unknown> = before.body.triggers ?? {};
   const ta: Record<string, unknown> = after.body.triggers ?? {};
-  const sb = fileSources(before.body);
-  const sa = fileSources(after.body);
+  const sb = fileSources(before.body, before.files);
+  const sa = fileSources(after.body, after.files);
   const files: FileChange[] = [];
   const otherTriggers: string[] = [];
   for (const key of [...new Set([...Object.keys(tb), ...Object.keys(ta)])].sort()) {

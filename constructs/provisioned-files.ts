@@ -5,6 +5,7 @@
  * Re-provisioning happens only when a trigger changes: the SHA-256 of each file (never
  * the text: a rendered file must not land in state twice) and the node's SSH address.
  */
+import * as path from "path";
 import { Construct } from "constructs";
 import { type ITerraformDependable, type TerraformResource } from "cdktf";
 import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
@@ -55,6 +56,8 @@ export class ProvisionedFiles extends Construct {
   readonly resource: NullResource;
   /** Path of each file relative to the stack directory. */
   readonly renderedPaths: Record<string, string>;
+  /** The directory (relative to the stack directory, with a trailing slash) holding exactly these files: uploaded whole. */
+  readonly renderedDir: string;
 
   constructor(scope: Construct, id: string, props: ProvisionedFilesProps) {
     super(scope, id);
@@ -67,6 +70,8 @@ export class ProvisionedFiles extends Construct {
     const stage = stagingDir(cluster, component);
     const names = Object.keys(props.files).sort();
     this.renderedPaths = Object.fromEntries(names.map((f) => [f, rendered.add(`${node.name}/${component}/${f}`, props.files[f])]));
+    this.renderedDir = `${path.posix.dirname(this.renderedPaths[names[0]])}/`;
+    if (names.some((f) => this.renderedPaths[f] !== `${this.renderedDir}${f}`)) throw new Error(`rendered files of ${node.name}/${component} are not in one directory`);
 
     this.resource = new NullResource(this, "resource", {
       triggers: {
@@ -83,7 +88,12 @@ export class ProvisionedFiles extends Construct {
       provisioners: [
         // A fresh private staging directory in the SSH user's home (see stagingDir).
         { type: "remote-exec", inline: [freshStagingCommand(stage)] },
-        ...names.map((f) => ({ type: "file" as const, source: terraformLiteral(this.renderedPaths[f]), destination: `${stage}/${f}` })),
+        // One upload for all the rendered files: the directory's contents (trailing slash)
+        // into the staging directory, over one SSH session (scp -r) instead of one per file.
+        // Every session goes through the provider's bastion, whose sshd limits concurrent
+        // unauthenticated connections (MaxStartups): fewer sessions, fewer refusals, and a
+        // faster apply. The directory holds exactly this resource's files (RenderedFiles).
+        { type: "file" as const, source: terraformLiteral(this.renderedDir), destination: stage },
         ...Object.keys(props.secretFiles ?? {})
           .sort()
           .map((f) => ({ type: "file" as const, content: props.secretFiles![f], destination: `${stage}/${f}` })),

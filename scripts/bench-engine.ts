@@ -20,6 +20,7 @@
  * `npm run engines`. It is a report, not a test: it exits 0 whatever the figures, non-zero
  * only when an engine command fails.
  */
+import * as fs from "fs";
 import * as os from "os";
 import type { Cluster } from "../constructs/description/schema";
 
@@ -27,15 +28,42 @@ import type { Cluster } from "../constructs/description/schema";
 // hooks with jest's `afterAll` at import time; outside jest, cleanup is explicit (below).
 (globalThis as any).afterAll ??= () => undefined;
 
+/** One measured engine command: wall time, the engine's own CPU, and how busy the whole machine was. */
+interface Phase {
+  ms: number;
+  /** User + system CPU seconds of the engine and its provider plugins (GNU time). */
+  engineCpuS: number;
+  /** Cores in use on the whole machine meanwhile (from /proc/stat): the engine, the bastion's and the VMs' sshd, install scripts, the lab's agents. */
+  machineCores: number;
+}
+
 interface Figures {
   vms: number;
   batchSize: number | string;
   parallelism: number;
-  initMs: number;
-  freshApplyMs: number;
-  noopPlanMs: number;
-  oneNodeApplyMs: number;
-  everyNodeApplyMs: number;
+  init: Phase;
+  freshApply: Phase;
+  /** Cores the idle lab uses by itself after the fresh apply (keepalived and its track scripts, stand-in agents), over 10 s. */
+  idleLabCores: number;
+  noopPlan: Phase;
+  /** The same no-op plan with -refresh=false: how much of it is the refresh of every instance. */
+  noopPlanNoRefresh: Phase;
+  oneNodeApply: Phase;
+  everyNodeApply: Phase;
+}
+
+/** Busy and total jiffies of the whole machine (first line of /proc/stat). */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** Cores in use between two /proc/stat readings. */
+function coresBetween(a: { busy: number; total: number }, b: { busy: number; total: number }): number {
+  const total = b.total - a.total;
+  return total > 0 ? ((b.busy - a.busy) / total) * os.cpus().length : 0;
 }
 
 function env(name: string, fallback: string): string {
@@ -78,25 +106,34 @@ async function main(): Promise<number> {
             c.rollout = { batchSize };
             edit?.(c);
           });
-        const must = async (what: string, run: Promise<{ ok: boolean; status: number | null; output: string; ms: number }>, expectStatus = 0) => {
-          const r = await run;
+        const must = async (what: string, run: () => Promise<{ status: number | null; output: string; ms: number; cpuSeconds?: number }>, expectStatus = 0): Promise<Phase> => {
+          const before = cpuJiffies();
+          const r = await run();
+          const machineCores = coresBetween(before, cpuJiffies());
           if (r.status !== expectStatus) throw new Error(`${what}: exit ${r.status}\n${r.output.slice(-4000)}`);
-          log(`${what}: ${secs(r.ms)}`);
-          return r.ms;
+          const phase = { ms: r.ms, engineCpuS: r.cpuSeconds ?? NaN, machineCores };
+          log(`${what}: ${secs(r.ms)} (engine CPU ${phase.engineCpuS.toFixed(1)} s, machine ${machineCores.toFixed(2)} cores busy)`);
+          return phase;
         };
+        ws.measureCpu = true;
         ws.synth(cluster());
         const p = [`-parallelism=${parallelism}`];
-        const initMs = await must("init", ws.init());
-        const freshApplyMs = await must("fresh apply", ws.apply({ args: p, timeoutMs: 1800000 }));
-        const noopPlanMs = await must("no-op plan", ws.plan({ detailedExitcode: true, args: p }));
+        const init = await must("init", () => ws.init());
+        const freshApply = await must("fresh apply", () => ws.apply({ args: p, timeoutMs: 1800000 }));
+        const idleBefore = cpuJiffies();
+        await new Promise((r) => setTimeout(r, 10000));
+        const idleLabCores = coresBetween(idleBefore, cpuJiffies());
+        log(`idle lab: ${idleLabCores.toFixed(2)} cores busy`);
+        const noopPlan = await must("no-op plan", () => ws.plan({ detailedExitcode: true, args: p }));
+        const noopPlanNoRefresh = await must("no-op plan -refresh=false", () => ws.plan({ detailedExitcode: true, args: [...p, "-refresh=false"] }));
         ws.synth(cluster((c) => (c.nodes[0].meta = { bench: "one-node" })));
-        const oneNodeApplyMs = await must("one-node change apply", ws.apply({ args: p }));
+        const oneNodeApply = await must("one-node change apply", () => ws.apply({ args: p }));
         ws.synth(cluster((c) => {
           c.nodes[0].meta = { bench: "one-node" };
           c.consul.extraConfig = 'log_level = "DEBUG"\n';
         }));
-        const everyNodeApplyMs = await must("every-node change apply", ws.apply({ args: p, timeoutMs: 1800000 }));
-        figures.push({ vms, batchSize, parallelism, initMs, freshApplyMs, noopPlanMs, oneNodeApplyMs, everyNodeApplyMs });
+        const everyNodeApply = await must("every-node change apply", () => ws.apply({ args: p, timeoutMs: 1800000 }));
+        figures.push({ vms, batchSize, parallelism, init, freshApply, idleLabCores, noopPlan, noopPlanNoRefresh, oneNodeApply, everyNodeApply });
       } finally {
         lab.cleanup();
       }
@@ -110,8 +147,10 @@ async function main(): Promise<number> {
   const out: string[] = [];
   out.push(`### \`npm run bench:engine\` (${engine}) — ${started.toISOString()}`, "");
   out.push(`${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; -parallelism=${parallelism}; one run per case.`, "");
-  out.push("| VMs | batch | init | fresh apply | no-op plan | one-node change | every-node change (Consul) |", "|---:|---|---:|---:|---:|---:|---:|");
-  for (const f of figures) out.push(`| ${f.vms} | ${f.batchSize} | ${secs(f.initMs)} | ${secs(f.freshApplyMs)} | ${secs(f.noopPlanMs)} | ${secs(f.oneNodeApplyMs)} | ${secs(f.everyNodeApplyMs)} |`);
+  out.push("Each cell: wall time (engine CPU seconds; cores busy on the whole machine meanwhile, out of " + os.cpus().length + ").", "");
+  const cell = (f: Phase) => `${secs(f.ms)} (${f.engineCpuS.toFixed(1)} s; ${f.machineCores.toFixed(1)})`;
+  out.push("| VMs | batch | fresh apply | idle lab | no-op plan | no-op plan, -refresh=false | one-node change | every-node change (Consul) |", "|---:|---|---:|---:|---:|---:|---:|---:|");
+  for (const f of figures) out.push(`| ${f.vms} | ${f.batchSize} | ${cell(f.freshApply)} | ${f.idleLabCores.toFixed(2)} cores | ${cell(f.noopPlan)} | ${cell(f.noopPlanNoRefresh)} | ${cell(f.oneNodeApply)} | ${cell(f.everyNodeApply)} |`);
   out.push("");
   const find = (vms: number, b: number | string) => figures.find((f) => f.vms === vms && String(f.batchSize) === String(b));
   const small = Math.min(...sizes);
@@ -122,18 +161,18 @@ async function main(): Promise<number> {
   const fresh25 = find(large, "25%");
   const fresh2 = find(small, "25%") ?? find(small, 1);
   if (fresh25 && fresh2) {
-    const r = fresh25.freshApplyMs / fresh2.freshApplyMs;
+    const r = fresh25.freshApply.ms / fresh2.freshApply.ms;
     target(`fresh apply, ${large} VMs with 25% batches ÷ ${small} VMs`, r, "≤ 3×", r <= 3);
   }
   for (const b of batches) {
     const l = find(large, b);
     const s = find(small, b);
     if (l && s) {
-      const r = l.oneNodeApplyMs / s.oneNodeApplyMs;
+      const r = l.oneNodeApply.ms / s.oneNodeApply.ms;
       target(`one-node change, ${large} ÷ ${small} VMs (batch ${b})`, r, "≤ 1.5×", r <= 1.5);
     }
   }
-  for (const f of figures.filter((x) => x.vms === large)) target(`no-op plan, ${large} VMs (batch ${f.batchSize}), seconds`, f.noopPlanMs / 1000, "< 2 s", f.noopPlanMs < 2000);
+  for (const f of figures.filter((x) => x.vms === large)) target(`no-op plan, ${large} VMs (batch ${f.batchSize}), seconds`, f.noopPlan.ms / 1000, "< 2 s", f.noopPlan.ms < 2000);
   out.push("| target | value | limit | result |", "|---|---:|---|---|", ...rows, "");
   process.stdout.write(`${out.join("\n")}\n`);
   return 0;

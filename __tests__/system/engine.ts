@@ -70,10 +70,19 @@ export interface EngineRun {
   /** stdout then stderr, for messages. */
   output: string;
   ms: number;
+  /**
+   * CPU seconds (user + system) of the engine and the provider plugins it started, when the
+   * workspace measures them (`measureCpu`, the engine benchmark): GNU time's rusage of the
+   * process tree. The SSH client is Go code inside the engine, so its crypto counts here;
+   * the bastion's and the VMs' sshd do not.
+   */
+  cpuSeconds?: number;
 }
 
 export class Workspace {
   readonly dir: string;
+  /** Measure each engine run's CPU time (EngineRun.cpuSeconds) with GNU time: the engine benchmark. */
+  measureCpu = false;
   readonly bin: string;
   /** The stack the commands run in (the nodes stack unless set). */
   stack?: string;
@@ -144,7 +153,11 @@ export class Workspace {
 
   /** Runs `<engine> -chdir=<stack dir> ARGS` in the operator namespace. Never throws. */
   run(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<EngineRun> {
-    const full = ["ip", "netns", "exec", this.lab.opNs, this.bin, `-chdir=${this.stackDir()}`, ...args];
+    const cpuFile = this.measureCpu ? path.join(this.dir, `cpu-${Date.now()}-${Math.random().toString(36).slice(2)}`) : undefined;
+    const full = [
+      ...(cpuFile ? ["/usr/bin/time", "-q", "-f", "%U %S", "-o", cpuFile] : []),
+      "ip", "netns", "exec", this.lab.opNs, this.bin, `-chdir=${this.stackDir()}`, ...args,
+    ];
     const start = Date.now();
     return new Promise((resolve) => {
       const child = spawn(full[0], full.slice(1), { env: this.env(opts.env), stdio: ["ignore", "pipe", "pipe"] });
@@ -156,7 +169,14 @@ export class Workspace {
       child.on("close", (status, signal) => {
         clearTimeout(timer);
         if (signal) stderr += `\n(${this.engine} killed by ${signal} after ${Date.now() - start} ms)`;
-        resolve({ args, status, ok: status === 0, stdout, stderr, output: `${stdout}\n${stderr}`, ms: Date.now() - start });
+        const ms = Date.now() - start;
+        let cpuSeconds: number | undefined;
+        if (cpuFile && fs.existsSync(cpuFile)) {
+          const [user, sys] = fs.readFileSync(cpuFile, "utf8").trim().split(/\s+/).slice(-2).map(Number);
+          cpuSeconds = user + sys;
+          fs.rmSync(cpuFile, { force: true });
+        }
+        resolve({ args, status, ok: status === 0, stdout, stderr, output: `${stdout}\n${stderr}`, ms, cpuSeconds });
       });
     });
   }
