@@ -10,7 +10,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Sandbox } from "./sandbox";
+import { Sandbox, waitFor } from "./sandbox";
 
 export const RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 export const RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl";
@@ -52,12 +52,15 @@ export async function startRabbitmq(s: Sandbox, ns: string, team: string, passwo
   };
   const started = Date.now();
   const proc = s.start("rabbitmq", ns, [RABBITMQ_SERVER], { env: { ...process.env, ...env } });
+  const run = (...args: string[]) => s.run(["ip", "netns", "exec", ns, "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), RABBITMQCTL, ...args], { timeoutMs: 100000 });
   const ctl = (...args: string[]) => {
-    const r = s.run(["ip", "netns", "exec", ns, "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), RABBITMQCTL, ...args], { timeoutMs: 100000 });
+    const r = run(...args);
     if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(" ")}: ${r.stdout}${r.stderr}\n${s.log(proc).slice(-3000)}`);
     return r.stdout;
   };
-  ctl("await_startup", "--timeout", "90");
+  // The pid file appears once the node runs; `wait` then blocks until the broker has booted.
+  await waitFor("RabbitMQ's pid file", () => fs.existsSync(env.RABBITMQ_PID_FILE), 90000, () => s.log(proc).slice(-3000), 250);
+  ctl("wait", env.RABBITMQ_PID_FILE, "--timeout", "90");
   const startSeconds = (Date.now() - started) / 1000;
   ctl("add_vhost", team);
   ctl("add_user", team, password);
