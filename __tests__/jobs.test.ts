@@ -89,8 +89,8 @@ describe("jobs stack (example cluster)", () => {
 
   it("writes the secrets into the backend's and the worker's own Nomad Variables", () => {
     const vars = resourcesOf(stack, "nomad_variable");
-    // (haproxy's holds its config, see below)
-    expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "worker"]);
+    // (haproxy's holds its config, see below; metrics' the queue exporter's broker URL, autoscaler.test.ts)
+    expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "metrics", "worker"]);
     for (const job of ["api", "worker"] as const) {
       expect(vars[job].path).toBe(variablePath(job));
       expect(Object.keys(vars[job].items).sort()).toEqual([...APP_SECRET_ENV].sort());
@@ -395,8 +395,10 @@ describe("jobspec variants", () => {
       expect(stack.variable.rabbitmq_password.validation).toBeUndefined(); // URL-encoded first
       const vars = resourcesOf(stack, "nomad_variable");
       // haproxy:3.0.5 comes from Docker Hub: ghcr.io credentials would break its pull.
-      expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "web", "worker"]);
+      expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "metrics", "web", "worker"]);
       expect(vars.haproxy.items).not.toHaveProperty("REGISTRY_PASSWORD");
+      // the queue exporter runs the api image: it pulls with the same credentials
+      expect(vars.metrics.items.REGISTRY_PASSWORD).toBe("${var.registry_password}");
       expect(vars.web.items).toEqual({ REGISTRY_PASSWORD: "${var.registry_password}" });
       expect(vars.api.items.REGISTRY_PASSWORD).toBe("${var.registry_password}");
       expect(resourcesOf(stack, "nomad_job").web.depends_on).toEqual(["nomad_variable.web"]);
