@@ -35,12 +35,16 @@ interface Phase {
   engineCpuS: number;
   /** Cores in use on the whole machine meanwhile (from /proc/stat): the engine, the bastion's and the VMs' sshd, install scripts, the lab's agents. */
   machineCores: number;
+  /** Mean time of one provisioning (one null_resource) as the engine reports it, seconds. */
+  meanProvisioningS: number;
 }
 
 interface Figures {
   vms: number;
   batchSize: number | string;
   parallelism: number;
+  /** Provisionings on the longest dependency chain of a fresh apply (criticalPathSteps). */
+  steps: number;
   init: Phase;
   freshApply: Phase;
   /** Cores the idle lab uses by itself after the fresh apply (keepalived and its track scripts, stand-in agents), over 10 s. */
@@ -50,6 +54,32 @@ interface Figures {
   noopPlanNoRefresh: Phase;
   oneNodeApply: Phase;
   everyNodeApply: Phase;
+}
+
+/**
+ * Provisioning steps on the longest dependency chain of the stack's null_resources (what a
+ * fresh apply must run one after the other, whatever the parallelism): batches of one agent
+ * kind chain, and a node's keepalived and Nomad wait for its Consul.
+ */
+function criticalPathSteps(stackJson: any): number {
+  const rs: Record<string, any> = stackJson.resource?.null_resource ?? {};
+  const memo = new Map<string, number>();
+  const depth = (name: string): number => {
+    if (memo.has(name)) return memo.get(name)!;
+    const deps: string[] = (rs[name]?.depends_on ?? []).filter((d: string) => d.startsWith("null_resource.")).map((d: string) => d.slice("null_resource.".length));
+    const v = 1 + Math.max(0, ...deps.map(depth));
+    memo.set(name, v);
+    return v;
+  };
+  return Math.max(0, ...Object.keys(rs).map(depth));
+}
+
+/** Seconds of each "Creation complete after 1m2s" line of an apply's output (the engine's per-resource time). */
+function provisioningSeconds(output: string): number[] {
+  return [...output.matchAll(/null_resource\.\S+: Creation complete after ((?:\d+h)?(?:\d+m)?(?:\d+s)?)/g)].map((m) => {
+    const t = /(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?/.exec(m[1])!;
+    return Number(t[1] ?? 0) * 3600 + Number(t[2] ?? 0) * 60 + Number(t[3] ?? 0);
+  });
 }
 
 /** Busy and total jiffies of the whole machine (first line of /proc/stat). */
@@ -111,12 +141,14 @@ async function main(): Promise<number> {
           const r = await run();
           const machineCores = coresBetween(before, cpuJiffies());
           if (r.status !== expectStatus) throw new Error(`${what}: exit ${r.status}\n${r.output.slice(-4000)}`);
-          const phase = { ms: r.ms, engineCpuS: r.cpuSeconds ?? NaN, machineCores };
+          const times = provisioningSeconds(r.output);
+          const phase = { ms: r.ms, engineCpuS: r.cpuSeconds ?? NaN, machineCores, meanProvisioningS: times.length ? times.reduce((a, b) => a + b, 0) / times.length : NaN };
           log(`${what}: ${secs(r.ms)} (engine CPU ${phase.engineCpuS.toFixed(1)} s, machine ${machineCores.toFixed(2)} cores busy)`);
           return phase;
         };
         ws.measureCpu = true;
         ws.synth(cluster());
+        const steps = criticalPathSteps(JSON.parse(fs.readFileSync(`${ws.stackDir()}/cdk.tf.json`, "utf8")));
         const p = [`-parallelism=${parallelism}`];
         const init = await must("init", () => ws.init());
         const freshApply = await must("fresh apply", () => ws.apply({ args: p, timeoutMs: 1800000 }));
@@ -133,7 +165,7 @@ async function main(): Promise<number> {
           c.consul.extraConfig = 'log_level = "DEBUG"\n';
         }));
         const everyNodeApply = await must("every-node change apply", () => ws.apply({ args: p, timeoutMs: 1800000 }));
-        figures.push({ vms, batchSize, parallelism, init, freshApply, idleLabCores, noopPlan, noopPlanNoRefresh, oneNodeApply, everyNodeApply });
+        figures.push({ vms, batchSize, parallelism, steps, init, freshApply, idleLabCores, noopPlan, noopPlanNoRefresh, oneNodeApply, everyNodeApply });
       } finally {
         lab.cleanup();
       }
@@ -151,6 +183,11 @@ async function main(): Promise<number> {
   const cell = (f: Phase) => `${secs(f.ms)} (${f.engineCpuS.toFixed(1)} s; ${f.machineCores.toFixed(1)})`;
   out.push("| VMs | batch | fresh apply | idle lab | no-op plan | no-op plan, -refresh=false | one-node change | every-node change (Consul) |", "|---:|---|---:|---:|---:|---:|---:|---:|");
   for (const f of figures) out.push(`| ${f.vms} | ${f.batchSize} | ${cell(f.freshApply)} | ${f.idleLabCores.toFixed(2)} cores | ${cell(f.noopPlan)} | ${cell(f.noopPlanNoRefresh)} | ${cell(f.oneNodeApply)} | ${cell(f.everyNodeApply)} |`);
+  out.push("");
+  out.push("Fresh apply, where the time goes: provisionings on the longest dependency chain, the engine's mean time per provisioning, and that product (the wall time if each VM did its own work on its own cores, as real VMs do).", "");
+  out.push("| VMs | batch | chain (provisionings) | mean provisioning | chain × mean at 2 VMs | measured |", "|---:|---|---:|---:|---:|---:|");
+  const baseMean = (b: number | string) => figures.find((x) => x.vms === Math.min(...sizes) && String(x.batchSize) === String(b))?.freshApply.meanProvisioningS ?? NaN;
+  for (const f of figures) out.push(`| ${f.vms} | ${f.batchSize} | ${f.steps} | ${f.freshApply.meanProvisioningS.toFixed(1)} s | ${(f.steps * baseMean(f.batchSize)).toFixed(1)} s | ${secs(f.freshApply.ms)} |`);
   out.push("");
   const find = (vms: number, b: number | string) => figures.find((f) => f.vms === vms && String(f.batchSize) === String(b));
   const small = Math.min(...sizes);

@@ -101,4 +101,47 @@ describe("SSH host keys with the real engines, bastion on port 2222", () => {
       expect(reachedVm()).toBe(true);
     });
   });
+
+  /**
+   * README "Which key to pin": the engines' SSH client (golang.org/x/crypto/ssh) asks for an
+   * ECDSA host key before RSA before Ed25519 and the engines restrict nothing, so a VM with
+   * the stock Debian/Ubuntu key set presents its ECDSA key: pinning its Ed25519 key fails.
+   */
+  describe("a VM with ECDSA, RSA and Ed25519 host keys (stock Debian/Ubuntu)", () => {
+    let stock: Lab;
+    beforeAll(async () => {
+      if (!ok) return;
+      stock = await buildLab({ vms: 1, tag: "hkt", vmHostKeyTypes: ["ecdsa", "rsa"] });
+    });
+    afterAll(() => {
+      if (!stock) return;
+      stock.cleanup();
+      expect(stock.sandbox.leftoverNamespaces()).toEqual([]);
+    });
+
+    async function applyWithNodeKey(engine: EngineName, type: string) {
+      const ws = new Workspace(stock, engine, { vrrp_password: "unused1" });
+      ws.synth(stock.cluster((c) => (c.nodes[0].hostKey = stock.vms[0].hostKeys[type])));
+      ws.connectionTimeout("15s");
+      const init = await ws.init();
+      if (!init.ok) throw new Error(init.output);
+      stock.vms[0].clearCalls();
+      return ws.apply({ args: [TARGET] });
+    }
+
+    describe.each(ENGINE_NAMES)("%s", (engine) => {
+      itIf(ok, reason)("pinning the ECDSA key (ssh-keyscan -t ecdsa) connects and provisions", async () => {
+        const r = await applyWithNodeKey(engine, "ecdsa");
+        expect({ status: r.status, output: r.ok ? "" : r.output }).toEqual({ status: 0, output: "" });
+        expect(stock.vms[0].calls().length).toBeGreaterThan(0);
+      });
+
+      itIf(ok, reason)("pinning its Ed25519 key is refused at the node (the server presents ECDSA); nothing reaches the VM", async () => {
+        const r = await applyWithNodeKey(engine, "ed25519");
+        expect(r.status).toBe(1);
+        expect(r.output).toMatch(/ssh:\s+handshake\s+failed:\s+knownhosts:\s+key\s+(mismatch|is\s+unknown)/);
+        expect(stock.vms[0].calls()).toEqual([]);
+      });
+    });
+  });
 });

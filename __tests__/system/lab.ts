@@ -55,6 +55,8 @@ export interface LabVm {
   overlayAddress: string;
   /** "ssh-ed25519 AAAA..." of its sshd. */
   hostKey: string;
+  /** Every host key its sshd offers, by type (ed25519, and the lab's vmHostKeyTypes). */
+  hostKeys: Record<string, string>;
   /** Host directory with the stand-ins' state and calls.log (outside the VM). */
   stateDir: string;
   /** PID of its sshd (in the VM's mount and network namespaces). */
@@ -141,13 +143,14 @@ done
   };
 }
 
-function sshdConfig(dir: string, name: string, listen: string, port: number, authorizedKeys: string): string {
+function sshdConfig(dir: string, name: string, listen: string, port: number, authorizedKeys: string, extraHostKeys: string[] = []): string {
   const file = path.join(dir, `${name}_sshd_config`);
   fs.writeFileSync(
     file,
     [
       `ListenAddress ${listen}:${port}`,
       `HostKey ${path.join(dir, `${name}_host`)}`,
+      ...extraHostKeys.map((k) => `HostKey ${path.join(dir, k)}`),
       `AuthorizedKeysFile ${authorizedKeys}`,
       "PidFile none",
       "StrictModes no",
@@ -171,8 +174,10 @@ function sshdConfig(dir: string, name: string, listen: string, port: number, aut
 /**
  * Builds the lab and waits until every sshd accepts TCP connections. `bastionPort` (22)
  * tests the known_hosts pattern `[host]:port`.
+ * `vmHostKeyTypes`: host key types each VM's sshd offers besides Ed25519 (a stock
+ * Debian/Ubuntu VM has ECDSA and RSA keys too); their public keys are in `LabVm.hostKeys`.
  */
-export async function buildLab(opts: { vms: number; tag?: string; bastionPort?: number }): Promise<Lab> {
+export async function buildLab(opts: { vms: number; tag?: string; bastionPort?: number; vmHostKeyTypes?: ("ecdsa" | "rsa")[] }): Promise<Lab> {
   const sb = new Sandbox(opts.tag ?? "lab");
   try {
     return await build(sb, opts);
@@ -182,7 +187,7 @@ export async function buildLab(opts: { vms: number; tag?: string; bastionPort?: 
   }
 }
 
-async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number }): Promise<Lab> {
+async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number; vmHostKeyTypes?: ("ecdsa" | "rsa")[] }): Promise<Lab> {
   const d = sb.dir;
   const bastionPort = opts.bastionPort ?? 22;
   const opNs = sb.netns("op");
@@ -221,6 +226,10 @@ async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number }): 
     sb.must(["ip", "-n", ns, "link", "set", LAB_OVERLAY_INTERFACE, "up"]);
 
     keygen(`${name}_host`);
+    const extraKeys = (opts.vmHostKeyTypes ?? []).map((type) => {
+      sb.must(["ssh-keygen", "-q", "-t", type, "-N", "", "-C", `${name}_${type}`, "-f", path.join(d, `${name}_host_${type}`)]);
+      return `${name}_host_${type}`;
+    });
     const stateDir = path.join(d, `${name}-state`);
     const bin = path.join(d, `${name}-bin`);
     const priv = path.join(d, `${name}-private`);
@@ -245,7 +254,7 @@ chmod 1777 /tmp
 mkdir -p ${d}
 mount --bind /mnt/lab ${d}
 mkdir -p -m 0755 /run/sshd
-exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys)}`;
+exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys, extraKeys)}`;
     const proc = sb.start(`sshd-${name}`, ns, ["unshare", "--mount", "--propagation", "private", "bash", "-c", setup]);
     // Stand-in for the Consul agent's DNS interface (consul.hcl: DNS on the overlay address,
     // port 53), which keepalived's consul_dns check queries with dig: documented behaviour
@@ -263,6 +272,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys)}
       address,
       overlayAddress,
       hostKey: pub(`${name}_host`),
+      hostKeys: Object.fromEntries([["ed25519", pub(`${name}_host`)], ...(opts.vmHostKeyTypes ?? []).map((t) => [t, pub(`${name}_host_${t}`)])]),
       stateDir,
       pid: proc.pid,
       exec,
