@@ -22,7 +22,7 @@ import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-
 import { renderJobspecs } from "./render/jobs";
 import { configureStateBackend } from "./state-backend";
 import { KeptCount } from "./kept-count";
-import { autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
+import { SCALED_JOBS, autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
 import { autoscalingRenderedFiles } from "./render/jobs/autoscaler";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { jobsStackName } from "./stack-names";
@@ -73,13 +73,14 @@ export class ClusterJobsStack extends TerraformStack {
     for (const job of JOB_NAMES) {
       const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
       // With the autoscaler, a release registers the count running in Nomad (kept-count.ts).
-      const kept = job !== "haproxy" && autoscalingEnabled(cluster) ? new KeptCount(this, `${job}-count`, { cluster, job }) : undefined;
+      const scaled = SCALED_JOBS.find((j) => j === job);
+      const kept = scaled && autoscalingEnabled(cluster) ? new KeptCount(this, `${scaled}-count`, { cluster, job: scaled }) : undefined;
       this.jobs[job] = new NomadJob(this, job, {
         job,
         jobspec: specs[job],
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
-        hcl2Vars: kept && job !== "haproxy" ? { [countVariableName(job)]: kept.count } : undefined,
+        hcl2Vars: kept && scaled ? { [countVariableName(scaled)]: kept.count } : undefined,
       });
     }
 

@@ -1,5 +1,5 @@
 /**
- * System test: the queue exporter the metrics job runs (rendered/jobs/metrics/queue-exporter.py,
+ * System test: the queue exporter the metrics job runs (rendered/metrics/queue-exporter.py,
  * from the production renderer, unchanged), against a real RabbitMQ (Debian's
  * rabbitmq-server 3.10) in a network namespace of its own, with Debian's python3-kombu
  * standing in for the api image's kombu.

@@ -24,7 +24,10 @@ import { APM_NAME, CELERY_QUEUE, QUEUE_METRICS, STRATEGY_NAME } from "./scaling"
 /** Prometheus of the metrics job (metrics.ts): loopback only, same network namespace (host). */
 export const PROMETHEUS_LOCAL_URL = "http://127.0.0.1:9090";
 
-/** Loopback ports of the two tasks (host network: reserved in the group's network block). */
+/**
+ * Loopback ports of the two tasks (host network mode, 127.0.0.1 only, like Prometheus'
+ * 9090: Nomad's port reservations cover node addresses, not loopback).
+ */
 export const QUEUE_EXPORTER_PORT = 9808;
 export const AUTOSCALER_HTTP_PORT = 9809;
 
@@ -37,8 +40,8 @@ export const NOMAD_TOKEN_ENV = "NOMAD_TOKEN";
 export const BROKER_URL_ENV = "CELERY_BROKER_URL";
 
 /** Where the two files land in the synth output (relative to rendered/) and in the tasks. */
-export const AUTOSCALER_CONFIG_FILE = "jobs/metrics/nomad-autoscaler.hcl";
-export const QUEUE_EXPORTER_FILE = "jobs/metrics/queue-exporter.py";
+export const AUTOSCALER_CONFIG_FILE = "metrics/nomad-autoscaler.hcl";
+export const QUEUE_EXPORTER_FILE = "metrics/queue-exporter.py";
 
 /** Items the metrics job's Nomad Variable holds for these tasks. */
 export function metricsSecretKeys(c: Cluster): { exporter: string[]; autoscaler: string[] } {
@@ -238,21 +241,6 @@ export function autoscalingScrapeConfigs(): { job_name: string; metrics_path: st
 /** Files written readable under rendered/ (the tasks' templates carry the same text). */
 export function autoscalingRenderedFiles(c: Cluster): Record<string, string> {
   return { [AUTOSCALER_CONFIG_FILE]: renderAutoscalerConfig(c), [QUEUE_EXPORTER_FILE]: renderQueueExporter(c) };
-}
-
-/**
- * The static ports of the two tasks, for the metrics group's network block (host network:
- * reserved so that Nomad never hands them to another task on the node).
- */
-export function autoscalingPorts(indent: string): string {
-  return [
-    `${indent}port "queue_exporter" {`,
-    `${indent}  static = ${QUEUE_EXPORTER_PORT}`,
-    `${indent}}`,
-    `${indent}port "autoscaler" {`,
-    `${indent}  static = ${AUTOSCALER_HTTP_PORT}`,
-    `${indent}}`,
-  ].join("\n");
 }
 
 /** The two task blocks, for the metrics group (host network; Prometheus at 127.0.0.1:9090). */
