@@ -16,9 +16,11 @@
  * - a plan whose state changed since (another deploy) is refused by Terraform ("Saved plan
  *   is stale"), nothing applied;
  * - plans made for another commit are refused;
- * - plan-bundle.sh: the sealed plans open only with the key and the recorded SHA-256.
+ * - plan-bundle.sh: the sealed plans open only with the key and the recorded SHA-256;
+ * - the counts the Nomad Autoscaler set are kept: a plan whose nomad_job counts differ from
+ *   the ones Nomad runs now (an HTTP stand-in on loopback) is refused, nothing applied.
  */
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -242,6 +244,247 @@ describe("plan.sh / apply.sh with the real engine", () => {
     const plan = repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET);
     expect(plan.status).toBe(1);
     expect(plan.stderr).toContain("terraform-locks/nodes.terraform.lock.hcl is missing");
+  });
+});
+
+/**
+ * A stand-in for the Nomad HTTP API on loopback, reproducing what Nomad documents for
+ * "Read Job" (https://developer.hashicorp.com/nomad/api-docs/jobs#read-job):
+ * `GET /v1/job/:job_id` (query `namespace`, and `region` as every endpoint takes) answers 200
+ * with the job, whose `TaskGroups[]` carry `Name` and `Count`; an unknown job answers 404
+ * with the body `job not found`; with ACLs on, a request without a valid `X-Nomad-Token`
+ * answers 403 `Permission denied`. The jobs and their counts are read from JOBS_FILE at
+ * each request (the test changes them as the autoscaler would); each request is logged to
+ * LOG_FILE (method, path and query, whether the token matched; never the token).
+ */
+const NOMAD_STAND_IN = `
+const http = require("http");
+const fs = require("fs");
+const [jobsFile, logFile, token] = process.argv.slice(1);
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://nomad");
+  const tokenOk = req.headers["x-nomad-token"] === token;
+  fs.appendFileSync(logFile, JSON.stringify({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), tokenOk }) + "\\n");
+  const send = (code, body, type) => { res.writeHead(code, { "Content-Type": type }); res.end(body); };
+  if (!tokenOk) return send(403, "Permission denied", "text/plain");
+  const m = /^\\/v1\\/job\\/([^/]+)$/.exec(url.pathname);
+  if (req.method !== "GET" || !m) return send(404, "Invalid URL", "text/plain");
+  const jobs = JSON.parse(fs.readFileSync(jobsFile, "utf8"));
+  const id = decodeURIComponent(m[1]);
+  if (!(id in jobs)) return send(404, "job not found", "text/plain");
+  const namespace = url.searchParams.get("namespace") || "default";
+  send(200, JSON.stringify({
+    ID: id, Name: id, Namespace: namespace, Region: url.searchParams.get("region") || "global", Type: "service",
+    Status: "running", Stop: false, Version: 3, ModifyIndex: 1234, JobModifyIndex: 1200,
+    TaskGroups: [{ Name: id, Count: jobs[id], Scaling: { Enabled: true, Min: 2, Max: 4 }, Tasks: [{ Name: id, Driver: "docker" }] }],
+  }), "application/json");
+});
+server.listen(0, "127.0.0.1", () => console.log(server.address().port));
+`;
+
+interface NomadStandIn {
+  address: string;
+  setCounts(counts: Record<string, number>): void;
+  requests(): { method: string; path: string; query: Record<string, string>; tokenOk: boolean }[];
+  stop(): Promise<void>;
+}
+
+async function startNomadStandIn(dir: string, token: string): Promise<NomadStandIn> {
+  const jobsFile = path.join(dir, "nomad-jobs.json");
+  const logFile = path.join(dir, "nomad-requests.log");
+  fs.writeFileSync(jobsFile, "{}");
+  fs.writeFileSync(logFile, "");
+  const child: ChildProcess = spawn(process.execPath, ["-e", NOMAD_STAND_IN, jobsFile, logFile, token], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`Nomad stand-in exited (${code})`)));
+  });
+  return {
+    address: `http://127.0.0.1:${port}`,
+    setCounts: (counts) => fs.writeFileSync(jobsFile, JSON.stringify(counts)),
+    requests: () => fs.readFileSync(logFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        process.kill(child.pid as number, "SIGTERM");
+      }),
+  };
+}
+
+/**
+ * apply.sh against the counts Nomad runs now. The saved plan is a real one (plan.sh on the
+ * offline stand-in stack above); its plan.json (`terraform show -json` of it, which apply.sh
+ * reads) gets the resource changes that the example's real jobs stack would plan for its
+ * autoscaled jobs: the nomad_job bodies (jobspec, hcl2.vars names, the provider's address
+ * and region) are the synthesized ones, in the shape Terraform's JSON plan format gives them
+ * for terraform-provider-nomad 2.5.2's schema (hcl2: a nested block, so a list of one
+ * object {allow_fs, vars}; vars: map(string), so the count is a string). That shape was
+ * checked once with the real provider 2.5.2 (built from source) and Terraform 1.11.4 on a
+ * small plan; the provider is not built for the tests (nor is Nomad available to it).
+ */
+describe("apply.sh keeps the counts the Nomad Autoscaler set", () => {
+  const TOKEN = "nomad-acl-token-0f9c1e";
+  const repos: Repo[] = [];
+  const standIns: NomadStandIn[] = [];
+  let jobsStack: any;
+  beforeAll(() => {
+    const out = synthCluster(exampleCluster());
+    jobsStack = Object.entries(out.stacks).find(([name]) => name.endsWith("-jobs"))?.[1];
+    cleanup(out);
+  });
+  afterAll(async () => {
+    await Promise.all(standIns.map((s) => s.stop()));
+    repos.forEach((r) => fs.rmSync(r.dir, { recursive: true, force: true }));
+  });
+  const newRepo = () => {
+    const r = makeRepo();
+    repos.push(r);
+    return r;
+  };
+  const newStandIn = async (repo: Repo) => {
+    const s = await startNomadStandIn(repo.dir, TOKEN);
+    standIns.push(s);
+    return s;
+  };
+
+  /** The synthesized nomad_job.<job> as Terraform's JSON plan shows it, registering `count`. */
+  function plannedJob(job: string, actions: string[], count: number, before: number | null) {
+    const config = jobsStack.resource.nomad_job[job];
+    const varName = Object.keys(config.hcl2.vars)[0];
+    // What apply.sh relies on: the variable is <job>_count and sets the count of group <job>.
+    expect(varName).toBe(`${job}_count`);
+    expect(config.jobspec).toMatch(new RegExp(`group "${job}" \\{[^]*count += var\\.${varName}\\b`));
+    const body = (n: number) => ({
+      deregister_on_destroy: config.deregister_on_destroy,
+      deregister_on_id_change: config.deregister_on_id_change,
+      detach: config.detach,
+      hcl2: [{ allow_fs: false, vars: { [varName]: String(n) } }],
+      jobspec: config.jobspec,
+      json: null,
+      policy_override: null,
+      purge_on_destroy: config.purge_on_destroy,
+      rerun_if_dead: false,
+      read_allocation_ids: false,
+      timeouts: config.timeouts,
+      // Computed by the provider's CustomizeDiff from the jobspec parsed with the vars: known
+      // at plan time even for a new job (checked with the real provider 2.5.2 built from
+      // source and Terraform 1.11.4); id, region and type only once the job exists.
+      name: job,
+      namespace: "default",
+      datacenters: ["dc1"],
+      task_groups: [{ count: n, name: job, task: [{ driver: "docker", name: job, volume_mounts: null }], volumes: null }],
+      ...(actions.includes("create") ? {} : { id: job, region: "global", type: "service" }),
+    });
+    return {
+      resource: {
+        address: `nomad_job.${job}`,
+        mode: "managed",
+        type: "nomad_job",
+        name: job,
+        provider_name: "registry.terraform.io/hashicorp/nomad",
+        change: {
+          actions,
+          before: before === null ? null : body(before),
+          after: body(count),
+          after_unknown: {
+            allocation_ids: true, deployment_id: true, deployment_status: true, modify_index: true, status: true,
+            datacenters: [false], hcl2: [{ vars: {} }], task_groups: [{ meta: true, task: [{ meta: true }] }], timeouts: {},
+            ...(actions.includes("create") ? { id: true, region: true, type: true } : {}),
+          },
+          before_sensitive: before === null ? false : {},
+          after_sensitive: {},
+        },
+      },
+      config: { address: `nomad_job.${job}`, mode: "managed", type: "nomad_job", name: job, provider_config_key: "nomad", schema_version: 0 },
+    };
+  }
+
+  /** plan.json of the saved plan, with the jobs stack's nomad_job changes and provider. */
+  function addJobsToPlan(repo: Repo, address: string, jobs: ReturnType<typeof plannedJob>[]): void {
+    const file = path.join(repo.dir, "plan", STACK, "plan.json");
+    const plan = JSON.parse(fs.readFileSync(file, "utf8"));
+    const provider = jobsStack.provider.nomad[0];
+    expect(provider.region).toBe("global");
+    plan.resource_changes.push(...jobs.map((j) => j.resource));
+    plan.configuration.provider_config = {
+      ...plan.configuration.provider_config,
+      nomad: {
+        name: "nomad",
+        full_name: "registry.terraform.io/hashicorp/nomad",
+        version_constraint: "2.5.2",
+        // The real stack's is the cluster's (provider.address); the stand-in listens here.
+        expressions: { address: { constant_value: address }, region: { constant_value: provider.region } },
+      },
+    };
+    plan.configuration.root_module.resources.push(...jobs.map((j) => j.config));
+    fs.writeFileSync(file, JSON.stringify(plan));
+  }
+
+  /** A saved plan registering web at 3 (update), api at 2 (create) and worker at 2 (no-op). */
+  async function planned(): Promise<{ repo: Repo; nomad: NomadStandIn }> {
+    const repo = newRepo();
+    synthesize(repo, { "node-1": "node-1 v1\n" });
+    expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], SECRET).status).toBe(0);
+    const nomad = await newStandIn(repo);
+    addJobsToPlan(repo, nomad.address, [plannedJob("web", ["update"], 3, 2), plannedJob("api", ["create"], 2, null), plannedJob("worker", ["no-op"], 2, 2)]);
+    return { repo, nomad };
+  }
+  const env = { ...SECRET, NOMAD_TOKEN: TOKEN };
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("counts equal to Nomad's: the plan is applied; the token is sent, never printed", async () => {
+    const { repo, nomad } = await planned();
+    // api does not exist in Nomad (404: nothing to compare); worker's count differs but the
+    // plan does not register it (no-op: the provider calls no Register).
+    nomad.setCounts({ web: 3, worker: 4 });
+    const apply = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env);
+    expect(apply.stderr).not.toMatch(/error/i);
+    expect(apply.status).toBe(0);
+    expect(apply.stdout).toContain("Apply complete! Resources: 1 added");
+    expect(repo.state()).toEqual(["terraform_data.node-1_consul"]);
+    const reads = nomad.requests();
+    // Checked before anything is applied, and again just before the stack's apply.
+    expect(reads.map((r) => r.path).sort()).toEqual(["/v1/job/api", "/v1/job/api", "/v1/job/web", "/v1/job/web"]);
+    expect(reads.every((r) => r.method === "GET" && r.tokenOk && r.query.region === "global")).toBe(true);
+    expect(reads.find((r) => r.path === "/v1/job/web")?.query.namespace).toBe("default");
+    expect(apply.stdout + apply.stderr).not.toContain(TOKEN);
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a count the autoscaler changed since the plan: refused, naming the job and both counts, nothing applied", async () => {
+    const { repo, nomad } = await planned();
+    nomad.setCounts({ web: 4 });
+    const apply = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env);
+    expect(apply.status).toBe(1);
+    expect(apply.stderr).toContain(`${STACK}: job web: the plan registers group web with count 3 (running at plan time), Nomad runs 4 now`);
+    expect(apply.stderr).toContain("the autoscaler changed it since the plan: applying would undo it; plan again");
+    expect(apply.stdout).not.toContain("Apply complete");
+    expect(repo.state()).toEqual([]);
+    expect(fs.existsSync(path.join(repo.dir, "uploaded"))).toBe(false);
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("Nomad unreachable: refused, nothing applied; APPLY_SKIP_COUNT_CHECK=1 applies, with a warning", async () => {
+    const { repo, nomad } = await planned();
+    await nomad.stop(); // nothing listens on its port any more
+    const apply = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env);
+    expect(apply.status).toBe(1);
+    expect(apply.stderr).toContain(`${STACK}: cannot read job web from Nomad at ${nomad.address}`);
+    expect(apply.stderr).toContain("refusing to apply (APPLY_SKIP_COUNT_CHECK=1 to apply anyway");
+    expect(repo.state()).toEqual([]);
+
+    const skipped = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], { ...env, APPLY_SKIP_COUNT_CHECK: "1" });
+    expect(skipped.status).toBe(0);
+    expect(skipped.stderr).toContain("APPLY_SKIP_COUNT_CHECK=1: the counts the Nomad Autoscaler set are not compared");
+    expect(repo.state()).toEqual(["terraform_data.node-1_consul"]);
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a token Nomad refuses (403): refused, naming the answer", async () => {
+    const { repo, nomad } = await planned();
+    nomad.setCounts({ web: 3 });
+    const apply = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], { ...env, NOMAD_TOKEN: "wrong-token" });
+    expect(apply.status).toBe(1);
+    expect(apply.stderr).toContain(`Nomad at ${nomad.address} answered HTTP 403 for job web`);
+    expect(apply.stdout + apply.stderr).not.toContain("wrong-token");
+    expect(repo.state()).toEqual([]);
   });
 });
 
