@@ -40,9 +40,9 @@ plans=$(cd "$plans" && pwd)
 # The counts a stack's plan registers (nomad_job hcl2.vars "<job>_count", the job and its
 # group both named <job> as KeptCount reads them) on a job the plan creates or updates, one
 # line each: job, group, count, namespace, address, region, separated by \x1f (not a tab:
-# `read` would merge the tabs around an empty field). Read from
-# plan.json, the `terraform show -json` of this very tfplan written by plan.sh (sealed with
-# it by plan-bundle.sh); made again from the tfplan when absent.
+# `read` would merge the tabs around an empty field). Read from plan.json, the
+# `terraform show -json` of this very tfplan written by plan.sh (sealed with it by
+# plan-bundle.sh); made again from the tfplan when absent.
 planned_counts() {
   local stack=$1 dir json
   dir=$(stack_dir "$stack")
@@ -112,7 +112,8 @@ check_kept_counts() {
       200) ;;
       *) rm -f "$body"; die "$stack: Nomad at $address answered HTTP $code for job $job: cannot check its count against the plan's; refusing to apply (APPLY_SKIP_COUNT_CHECK=1 to apply anyway)" ;;
     esac
-    live=$(node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const g = (j.TaskGroups || []).find((t) => t.Name === process.argv[2]); console.log(g ? g.Count : "")' "$body" "$group")
+    live=$(node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const g = (j.TaskGroups || []).find((t) => t.Name === process.argv[2]); console.log(g ? g.Count : "")' "$body" "$group" 2>/dev/null) ||
+      { rm -f "$body"; die "$stack: Nomad at $address answered job $job with something that is not a job (JSON): cannot check its count; refusing to apply (APPLY_SKIP_COUNT_CHECK=1 to apply anyway)"; }
     if [ -n "$live" ] && [ "$live" != "$count" ]; then
       rm -f "$body"
       die "$stack: job $job: the plan registers group $group with count $count (running at plan time), Nomad runs $live now: the autoscaler changed it since the plan: applying would undo it; plan again"
