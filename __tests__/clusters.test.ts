@@ -134,7 +134,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(install).not.toContain("restore_previous");
       expect(api).toContain('{{ with nomadVar "nomad/jobs/api" -}}');
       expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
-      expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "worker"]);
+      expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "metrics", "worker"]);
       expect(cfgTemplate.change_mode).toBe("script");
       expect(cfgTemplate.destination).toBe("local/haproxy.cfg.next");
       expect(haproxyTask.service[0].provider).toBe("consul");

@@ -47,7 +47,7 @@ describe("secrets never reach the synthesized output", () => {
       out = synthCluster(c);
       // The variables are there (declared, sensitive), their values are not.
       expect(Object.keys(out.stacks[jobsStackName(c)].variable).sort()).toEqual(
-        ["rabbitmq_password", "registry_password", "s3_access_key_id", "s3_secret_access_key"],
+        ["grafana_admin_password", "rabbitmq_password", "registry_password", "s3_access_key_id", "s3_secret_access_key"],
       );
       expect(listFiles(out.outdir).length).toBeGreaterThan(10);
       expect(leaks(out.outdir, planted)).toEqual([]);

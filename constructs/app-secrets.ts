@@ -14,6 +14,7 @@ import { Keys } from "@cdktf/provider-consul/lib/keys";
 import type { Cluster } from "./description/schema";
 import { terraformLiteral } from "./escape";
 import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
+import { GRAFANA_ADMIN_PASSWORD_ENV } from "./render/jobs/metrics";
 import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
 
 /**
@@ -57,11 +58,13 @@ export class AppSecrets extends Construct {
       CELERY_BROKER_URL: brokerUrl(c, value(SECRET_VARIABLES.rabbitmqPassword)),
     };
     // The backend and the worker each read their own path (no ACL policy needed).
-    const items: Record<JobName, Record<string, string>> = {
+    const items: Partial<Record<JobName, Record<string, string>>> = {
       api: { ...app, ...registry(c.app.images.api) },
       worker: { ...app, ...registry(c.app.images.api) },
       web: registry(c.app.images.web),
       haproxy: registry(c.app.images.haproxy),
+      // Grafana's admin password (its images are public: no registry credentials).
+      ...(c.metrics.enabled ? { metrics: { [GRAFANA_ADMIN_PASSWORD_ENV]: value(SECRET_VARIABLES.grafanaAdminPassword) } } : {}),
     };
     for (const [job, secretItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
       const jobItems = { ...props.extraItems?.[job], ...secretItems };

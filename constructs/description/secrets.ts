@@ -17,11 +17,12 @@ export const SECRET_VARIABLES = {
   s3SecretAccessKey: { name: "s3_secret_access_key", description: "S3 secret access key of the application (AWS_SECRET_ACCESS_KEY)" },
   rabbitmqPassword: { name: "rabbitmq_password", description: "Password of the RabbitMQ user app.broker.user (part of CELERY_BROKER_URL)" },
   registryPassword: { name: "registry_password", description: "Password or token of app.registry.username for pulling private images" },
+  grafanaAdminPassword: { name: "grafana_admin_password", description: "Password of Grafana's admin user in the metrics job (metrics.enabled); set when Grafana creates its database" },
   vrrpPassword: { name: "vrrp_password", description: "VRRP authentication of the floating IP's keepalived (nodes stack; 1-8 characters)" },
 } as const satisfies Record<string, SecretVariable>;
 
 /** The secret variables the jobs stack needs (the registry password only with app.registry). */
 export function secretVariables(c: Cluster): SecretVariable[] {
-  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword } = SECRET_VARIABLES;
-  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : [])];
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, grafanaAdminPassword } = SECRET_VARIABLES;
+  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : []), ...(c.metrics.enabled ? [grafanaAdminPassword] : [])];
 }
