@@ -89,9 +89,10 @@ describe("jobs stack (example cluster)", () => {
 
   it("writes the secrets into the backend's and the worker's own Nomad Variables", () => {
     const vars = resourcesOf(stack, "nomad_variable");
-    // (haproxy's holds its config, see below; metrics' Grafana's admin password)
+    // (haproxy's holds its config, see below; metrics' Grafana's admin password and the queue
+    // exporter's broker URL, autoscaler.test.ts)
     expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "metrics", "worker"]);
-    expect(vars.metrics.items).toEqual({ GF_SECURITY_ADMIN_PASSWORD: "${var.grafana_admin_password}" });
+    expect(vars.metrics.items.GF_SECURITY_ADMIN_PASSWORD).toBe("${var.grafana_admin_password}");
     for (const job of ["api", "worker"] as const) {
       expect(vars[job].path).toBe(variablePath(job));
       expect(Object.keys(vars[job].items).sort()).toEqual([...APP_SECRET_ENV].sort());
@@ -145,11 +146,14 @@ describe("jobs stack (example cluster)", () => {
 
     it.each(SERVICE_JOBS)("%s: count, spread across nodes, no distinct_hosts on 2 nodes, scaling, restart/reschedule/migrate", (name) => {
       const g = groupOf(jobs[name].job, name);
-      expect(g.count).toBe(c.app[name].count);
+      // With the autoscaler (on by default) the count is the HCL2 variable Terraform fills with
+      // the running count; its default is the description's (kept-count.test.ts).
+      expect(g.count).toBe(`\${var.${name}_count}`);
+      expect(jobs[name].file).toContain(`variable "${name}_count" {\n  type    = number\n  default = ${c.app[name].count}\n}`);
       expect(g.spread).toEqual([{ attribute: "${node.unique.id}", weight: 100 }]);
       // 2 nodes, count 2 + canary: a hard distinct_hosts would block the canary.
       expect(g.constraint).toBeUndefined();
-      expect(g.scaling[0]).toEqual({ enabled: true, min: c.app[name].count, max: 2 * c.app[name].count });
+      expect(g.scaling[0]).toMatchObject({ enabled: true, min: c.app[name].count, max: 2 * c.app[name].count });
       expect(g.restart[0]).toMatchObject({ attempts: 3, mode: "fail" });
       expect(g.reschedule[0]).toMatchObject({ unlimited: true, delay_function: "exponential" });
       expect(g.migrate[0]).toMatchObject({ max_parallel: 1, health_check: "checks" });
@@ -397,6 +401,8 @@ describe("jobspec variants", () => {
       // haproxy:3.0.5 comes from Docker Hub: ghcr.io credentials would break its pull.
       expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "metrics", "web", "worker"]);
       expect(vars.haproxy.items).not.toHaveProperty("REGISTRY_PASSWORD");
+      // the queue exporter runs the api image: it pulls with the same credentials
+      expect(vars.metrics.items.REGISTRY_PASSWORD).toBe("${var.registry_password}");
       expect(vars.web.items).toEqual({ REGISTRY_PASSWORD: "${var.registry_password}" });
       expect(vars.api.items.REGISTRY_PASSWORD).toBe("${var.registry_password}");
       expect(resourcesOf(stack, "nomad_job").web.depends_on).toEqual(["nomad_variable.web"]);

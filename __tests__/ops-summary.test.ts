@@ -134,16 +134,32 @@ describe("plan summary of synthesized variants", () => {
     expect(row(extra.rows, "null_resource.node-1_nomad")?.why).toEqual(expect.arrayContaining(["+zz-extra.hcl (new file)", "nomad config changed: validated on node-1 first, then nomad restarts there (one node at a time)"]));
   });
 
-  itIf(hasJobs, NO_JOBS)("every job row says that a count scaled in Nomad is reset to the description's", () => {
-    const s = summaryOf((c) => {
+  itIf(hasJobs, NO_JOBS)("autoscaling off: every job row says that a count scaled in Nomad is reset to the description's", () => {
+    const off = (c: Cluster) => void (c.metrics.autoscaling.enabled = false);
+    const offBase = synth(edited(example, off));
+    const changed = synth(edited(example, (c) => {
+      off(c);
       c.app.web.count = 3;
-    });
-    const web = row(s.rows, "nomad_job.web");
+    }));
+    const web = row(summarizePlan(offBase, changed).rows, "nomad_job.web");
     expect(web?.why).toContain("group.web.count: 2 → 3");
     expect(web?.why[web.why.length - 1]).toBe("count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone");
     // even when the row is cut to maxWhy items, the note stays
-    const short = summarizePlan(base, synth(edited(example, (c) => void (c.app.web.count = 3))), { maxWhy: 1 });
+    const short = summarizePlan(offBase, changed, { maxWhy: 1 });
     expect(row(short.rows, "nomad_job.web")?.why).toEqual(["group.web.count: 2 → 3", "+3 more", "count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone"]);
+  });
+
+  itIf(hasJobs, NO_JOBS)("autoscaling on (the default): every job row says the count follows the autoscaler, never that it is reset", () => {
+    const s = summaryOf((c) => {
+      c.app.web.resources.cpu = 150;
+      c.app.web.scaling = { min: 2, max: 6 };
+    });
+    const web = row(s.rows, "nomad_job.web");
+    expect(web?.why).toEqual(expect.arrayContaining(["group.web.scaling.max: 4 → 6"]));
+    expect(web?.why[web.why.length - 1]).toBe("count follows the autoscaler: web is registered at the count running in Nomad, kept within 2..6 (2 only when the job is new); not reset");
+    expect(web?.why.join("\n")).not.toMatch(/count reset/);
+    const short = summarizePlan(base, synth(edited(example, (c) => void (c.app.web.resources.cpu = 150))), { maxWhy: 1 });
+    expect(row(short.rows, "nomad_job.web")?.why.slice(-1)).toEqual(["count follows the autoscaler: web is registered at the count running in Nomad, kept within 2..4 (2 only when the job is new); not reset"]);
   });
 
   it("a bastion change updates the membership inputs in place: no decommission, no re-provisioning", () => {

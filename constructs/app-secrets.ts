@@ -15,7 +15,9 @@ import type { Cluster } from "./description/schema";
 import { terraformLiteral } from "./escape";
 import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
 import { GRAFANA_ADMIN_PASSWORD_ENV } from "./render/jobs/metrics";
-import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName } from "./render/jobs/common";
+import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName, type SecretsOwner } from "./render/jobs/common";
+import { autoscalingEnabled } from "./render/jobs/scaling";
+import { BROKER_URL_ENV, NOMAD_TOKEN_ENV } from "./render/jobs/autoscaler";
 
 /**
  * The broker URL, composed by Terraform at apply time. The password is URL-encoded
@@ -40,9 +42,9 @@ export interface AppSecretsProps {
 export class AppSecrets extends Construct {
   readonly variables: Record<string, TerraformVariable> = {};
   /** The Nomad Variable of each job that has one (Nomad 1.4+). */
-  readonly nomadVariables: Partial<Record<JobName, Variable>> = {};
+  readonly nomadVariables: Partial<Record<SecretsOwner, Variable>> = {};
   /** Before Nomad 1.4: each job's items in Consul KV (consul_keys.<job>), read by `key` templates. */
-  readonly consulKeys: Partial<Record<JobName, Keys>> = {};
+  readonly consulKeys: Partial<Record<SecretsOwner, Keys>> = {};
 
   constructor(scope: Construct, id: string, props: AppSecretsProps) {
     super(scope, id);
@@ -58,16 +60,28 @@ export class AppSecrets extends Construct {
       CELERY_BROKER_URL: brokerUrl(c, value(SECRET_VARIABLES.rabbitmqPassword)),
     };
     // The backend and the worker each read their own path (no ACL policy needed).
-    const items: Partial<Record<JobName, Record<string, string>>> = {
+    const items: Record<SecretsOwner, Record<string, string>> = {
       api: { ...app, ...registry(c.app.images.api) },
       worker: { ...app, ...registry(c.app.images.api) },
       web: registry(c.app.images.web),
       haproxy: registry(c.app.images.haproxy),
-      // Grafana's admin password (its images are public: no registry credentials).
-      ...(c.metrics.enabled ? { metrics: { [GRAFANA_ADMIN_PASSWORD_ENV]: value(SECRET_VARIABLES.grafanaAdminPassword) } } : {}),
+      // The metrics job: Grafana's admin password (its images are public: no registry
+      // credentials); the queue exporter reads the broker as the worker does (the same
+      // sensitive variable), the autoscaler its Nomad token (nomad.acl).
+      metrics: {
+        ...(c.metrics.enabled ? { [GRAFANA_ADMIN_PASSWORD_ENV]: value(SECRET_VARIABLES.grafanaAdminPassword) } : {}),
+        ...(autoscalingEnabled(c)
+          ? {
+              [BROKER_URL_ENV]: app.CELERY_BROKER_URL,
+              ...(c.nomad.acl ? { [NOMAD_TOKEN_ENV]: value(SECRET_VARIABLES.autoscalerNomadToken) } : {}),
+              ...registry(c.app.images.api),
+              ...registry(c.metrics.images.autoscaler),
+            }
+          : {}),
+      },
     };
-    for (const [job, secretItems] of Object.entries(items) as [JobName, Record<string, string>][]) {
-      const jobItems = { ...props.extraItems?.[job], ...secretItems };
+    for (const [job, secretItems] of Object.entries(items) as [SecretsOwner, Record<string, string>][]) {
+      const jobItems = { ...props.extraItems?.[job as JobName], ...secretItems };
       if (Object.keys(jobItems).length === 0) continue;
       if (secretsInNomadVariables(c)) {
         const nv = new Variable(this, job, { path: variablePath(job), items: jobItems });

@@ -23,6 +23,9 @@ import { renderJobspecs } from "./render/jobs";
 import { GRAFANA_LOCAL_DIR, grafanaFiles } from "./render/metrics/grafana";
 import { nomadPrometheusRuntime, renderPrometheusConfig } from "./render/metrics/prometheus";
 import { configureStateBackend } from "./state-backend";
+import { KeptCount } from "./kept-count";
+import { SCALED_JOBS, autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
+import { autoscalingRenderedFiles } from "./render/jobs/autoscaler";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { jobsStackName } from "./stack-names";
 
@@ -63,6 +66,10 @@ export class ClusterJobsStack extends TerraformStack {
     this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_file`, haproxyCfgFile);
     this.secrets.consulKeys.haproxy?.addOverride(`//.${HAPROXY_CONFIG_ITEM}_sha256`, sha256(haproxyCfg));
     this.consul = new ConsulCatalog(this, "consul-catalog", { cluster });
+    // The autoscaler's config and the queue exporter's script (tasks of the metrics job), readable.
+    if (autoscalingEnabled(cluster)) {
+      for (const [file, text] of Object.entries(autoscalingRenderedFiles(cluster))) RenderedFiles.of(this).add(file, text);
+    }
 
     if (cluster.metrics.enabled) {
       // The metrics job's config files, readable (its templates carry the same text).
@@ -74,11 +81,15 @@ export class ClusterJobsStack extends TerraformStack {
     const specs: Partial<Record<JobName, string>> = renderJobspecs(cluster);
     for (const job of jobNames(cluster)) {
       const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
+      // With the autoscaler, a release registers the count running in Nomad (kept-count.ts).
+      const scaled = SCALED_JOBS.find((j) => j === job);
+      const kept = scaled && autoscalingEnabled(cluster) ? new KeptCount(this, `${scaled}-count`, { cluster, job: scaled }) : undefined;
       this.jobs[job] = new NomadJob(this, job, {
         job,
         jobspec: specs[job]!,
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
+        hcl2Vars: kept && scaled ? { [countVariableName(scaled)]: kept.count } : undefined,
       });
     }
 

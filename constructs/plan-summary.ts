@@ -401,10 +401,26 @@ function reprovisionWords(b: Instance, h: Instance, triggerWhy: string[]): strin
  * Registering a jobspec sets every group's count to the jobspec's: the Nomad provider has
  * no PreserveCounts (terraform-provider-nomad #420), so a count an operator changed in
  * Nomad (UI, `nomad job scale`) since the last deploy is reset. Said on every job row.
+ * With the Nomad Autoscaler the group's count is an HCL2 variable (`count = var.<job>_count`)
+ * that the release fills with the count running in Nomad, clamped into the scaling bounds
+ * (constructs/kept-count.ts): the row says the count is kept instead.
  */
 export function countResetNote(jobspec: string): string[] {
-  const counts = [...jobspecSettings(jobspec)].filter(([k]) => /(^|\/)group\.[^/]+\/count$/.test(k)).map(([k, v]) => `${/group\.([^/]+)\/count$/.exec(k)![1]} = ${v}`);
-  return counts.length ? [`count reset to the description's (${counts.join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`] : [];
+  const settings = jobspecSettings(jobspec);
+  const groups = [...settings].filter(([k]) => /(^|\/)group\.[^/]+\/count$/.test(k)).map(([k, v]) => ({ key: k, group: /group\.([^/]+)\/count$/.exec(k)![1], value: v }));
+  const notes: string[] = [];
+  const reset = groups.filter((g) => !/^var\.\w+$/.test(g.value));
+  if (reset.length) notes.push(`count reset to the description's (${reset.map((g) => `${g.group} = ${g.value}`).join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`);
+  for (const g of groups.filter((x) => /^var\.\w+$/.test(x.value))) {
+    const scope = g.key.slice(0, -"/count".length);
+    const min = settings.get(`${scope}/scaling/min`);
+    const max = settings.get(`${scope}/scaling/max`);
+    const first = settings.get(`variable.${g.value.slice(4)}/default`);
+    notes.push(
+      `count follows the autoscaler: ${g.group} is registered at the count running in Nomad, kept within ${min ?? "?"}..${max ?? "?"} (${first ?? "the default"} only when the job is new); not reset`,
+    );
+  }
+  return notes;
 }
 
 function argumentDiff(a: Record<string, any>, b: Record<string, any>): string[] {

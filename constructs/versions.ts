@@ -79,6 +79,12 @@ export const FEATURES = {
     usedBy: "group scaling { min, max } of the service jobs",
     source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/scaling",
   },
+  scalingPolicy: {
+    product: "nomad",
+    since: "0.11.0",
+    usedBy: "scaling { policy { … } } of web, api and worker, read by the Nomad Autoscaler (opaque to Nomad); `count = var.<job>_count` (HCL2 variables are parsed by the Terraform provider, jobspec2, not by Nomad)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/scaling#policy (\"policy - The autoscaling policy. This is opaque to Nomad\"); keys per the Nomad Autoscaler v0.4.5 policy parser (policy/nomad/source.go, parser.go)",
+  },
   memoryMax: {
     product: "nomad",
     since: "1.1.0",

@@ -70,5 +70,7 @@ provider_installation {
 disable_checkpoint = true
 RC
 mv "$out/terraform.rc.tmp" "$out/terraform.rc"
-TF_CLI_CONFIG_FILE="$out/terraform.rc" "$out/bin/tofu" version | head -1
+# sed reads all of it: `head -1` exits first, and under pipefail tofu's SIGPIPE (exit 141)
+# failed this script on a fresh machine.
+CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE="$out/terraform.rc" "$out/bin/tofu" version | sed -n 1p
 echo "prepare-engines: CLI config $out/terraform.rc (export TF_CLI_CONFIG_FILE=$out/terraform.rc)"

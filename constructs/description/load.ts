@@ -88,13 +88,13 @@ export function validateDescription(raw: unknown): { ok: true; cluster: Cluster 
 function partialCluster(raw: unknown): PartialCluster {
   if (typeof raw !== "object" || raw === null) return {};
   const r = raw as Record<string, unknown>;
-  const section = <K extends "bastion" | "ssh" | "overlay" | "floatingIp" | "app" | "servers" | "consul" | "nomad">(k: K): Cluster[K] | undefined => {
+  const section = <K extends "bastion" | "ssh" | "overlay" | "floatingIp" | "app" | "servers" | "consul" | "nomad" | "metrics">(k: K): Cluster[K] | undefined => {
     const res = clusterSchema.shape[k].safeParse(r[k], { reportInput: true });
     return res.success ? (res.data as Cluster[K]) : undefined;
   };
   const nodeSchema = clusterSchema.shape.nodes.element;
   const nodes = Array.isArray(r.nodes) ? r.nodes.map((n) => { const res = nodeSchema.safeParse(n); return res.success ? res.data : undefined; }) : undefined;
-  return { bastion: section("bastion"), ssh: section("ssh"), overlay: section("overlay"), floatingIp: section("floatingIp"), app: section("app"), servers: section("servers"), consul: section("consul"), nomad: section("nomad"), nodes };
+  return { bastion: section("bastion"), ssh: section("ssh"), overlay: section("overlay"), floatingIp: section("floatingIp"), app: section("app"), servers: section("servers"), consul: section("consul"), nomad: section("nomad"), metrics: section("metrics"), nodes };
 }
 
 const toKey = (p: PropertyKey): string | number => (typeof p === "number" ? p : String(p));

@@ -22,6 +22,7 @@ export interface PartialCluster {
   servers?: Cluster["servers"];
   consul?: Cluster["consul"];
   nomad?: Cluster["nomad"];
+  metrics?: Cluster["metrics"];
 }
 
 export interface Violation {
@@ -92,6 +93,14 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
     });
   }
   if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);
+  if (c.metrics?.enabled && c.metrics.autoscaling.enabled && c.nomad?.tls) {
+    // The autoscaler (a container) reaches the node's Nomad client over HTTP; with TLS it
+    // would need the CA, which lives on the node only (the docker driver's volumes are off).
+    v.push({
+      path: ["metrics", "autoscaling", "enabled"],
+      message: "expected false with nomad.tls: the Nomad Autoscaler cannot verify the node's Nomad TLS API yet (its CA stays on the node); set metrics.autoscaling.enabled: false",
+    });
+  }
   return v;
 }
 

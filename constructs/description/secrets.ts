@@ -18,11 +18,26 @@ export const SECRET_VARIABLES = {
   rabbitmqPassword: { name: "rabbitmq_password", description: "Password of the RabbitMQ user app.broker.user (part of CELERY_BROKER_URL)" },
   registryPassword: { name: "registry_password", description: "Password or token of app.registry.username for pulling private images" },
   grafanaAdminPassword: { name: "grafana_admin_password", description: "Password of Grafana's admin user in the metrics job (metrics.enabled); set when Grafana creates its database" },
+  autoscalerNomadToken: {
+    name: "autoscaler_nomad_token",
+    description: "Nomad ACL token (secret ID) of the Nomad Autoscaler, with nomad.acl: a policy with namespace \"default\" { policy = \"scale\" } (docs/operations.md, Autoscaling)",
+  },
   vrrpPassword: { name: "vrrp_password", description: "VRRP authentication of the floating IP's keepalived (nodes stack; 1-8 characters)" },
 } as const satisfies Record<string, SecretVariable>;
 
-/** The secret variables the jobs stack needs (the registry password only with app.registry). */
+/**
+ * The secret variables the jobs stack needs (the registry password only with app.registry;
+ * the autoscaler's Nomad token only with nomad.acl and autoscaling).
+ */
 export function secretVariables(c: Cluster): SecretVariable[] {
-  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, grafanaAdminPassword } = SECRET_VARIABLES;
-  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : []), ...(c.metrics.enabled ? [grafanaAdminPassword] : [])];
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken, grafanaAdminPassword } = SECRET_VARIABLES;
+  const autoscalerToken = c.nomad.acl && c.metrics.enabled && c.metrics.autoscaling.enabled;
+  return [
+    s3AccessKeyId,
+    s3SecretAccessKey,
+    rabbitmqPassword,
+    ...(c.app.registry ? [registryPassword] : []),
+    ...(autoscalerToken ? [autoscalerNomadToken] : []),
+    ...(c.metrics.enabled ? [grafanaAdminPassword] : []),
+  ];
 }

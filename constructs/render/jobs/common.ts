@@ -6,6 +6,7 @@ import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
+import { autoscalingEnabled, countVariableBlock, countVariableName, scalingPolicyBlock } from "./scaling";
 
 /** Every Nomad job this product may register: the application's four, then the metrics job (metrics.enabled). */
 export const JOB_NAMES = ["haproxy", "web", "api", "worker", "metrics"] as const;
@@ -20,8 +21,11 @@ export function jobNames(c: Cluster): JobName[] {
 /** Jobs whose instance count comes from the description (haproxy is a system job: one per eligible node). */
 export type ScaledJob = "web" | "api" | "worker";
 
+/** Jobs with a Nomad Variable of their own: the application's, and the metrics job (autoscaler.ts). */
+export type SecretsOwner = JobName | "metrics";
+
 /** Nomad Variable a job reads its secrets from: a job's workload identity may read nomad/jobs/<job> without any ACL policy. */
-export function variablePath(job: JobName): string {
+export function variablePath(job: SecretsOwner): string {
   return `nomad/jobs/${job}`;
 }
 
@@ -32,7 +36,7 @@ export function variablePath(job: JobName): string {
  * provider's Consul has no ACLs, so anyone who reaches its HTTP API reads them, where a
  * Nomad Variable is readable only by the job's own workload identity.
  */
-export function consulSecretsPrefix(job: JobName): string {
+export function consulSecretsPrefix(job: SecretsOwner): string {
   return `nomad-secrets/${job}/`;
 }
 
@@ -162,7 +166,7 @@ export function heredoc(text: string, indent: string): string {
  * with JSON escapes, so a secret holding `#`, quotes or spaces arrives intact (an unquoted
  * value would end at `#`).
  */
-export function secretsTemplate(c: Cluster, job: JobName, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
+export function secretsTemplate(c: Cluster, job: SecretsOwner, keys: readonly string[], changeMode: "restart" | "noop", indent: string): string {
   const inVariables = secretsInNomadVariables(c);
   const lines = inVariables
     ? [`{{ with nomadVar ${JSON.stringify(variablePath(job))} -}}`, ...keys.map((k) => `${k}={{ .${k} | toJSON }}`), "{{- end }}", ""].join("\n")
@@ -208,6 +212,7 @@ ${indent}}`;
 export function serviceGroupPolicies(c: Cluster, job: ScaledJob, indent: string): string {
   const { min, max } = scalingBounds(c, job);
   const distinct = useDistinctHosts(c, job);
+  const autoscaling = autoscalingEnabled(c);
   const i = indent;
   return `${i}# Instances on different nodes whenever possible (soft). distinct_hosts (hard) only
 ${i}# when ${peakInstances(c, job)} instances (scaling.max + canary) fit on the nodes minus one:
@@ -225,13 +230,25 @@ ${i}}
 `
     : ""
 }
-${i}# Bounds for an autoscaler (count is the description's; Nomad itself does not autoscale).
+${
+  autoscaling
+    ? `${i}# The Nomad Autoscaler keeps the count within these bounds (policy below).
+${i}scaling {
+${i}  enabled = true
+${i}  min     = ${min}
+${i}  max     = ${max}
+
+${scalingPolicyBlock(c, job, `${i}  `)}
+${i}}
+`
+    : `${i}# Bounds for an autoscaler (count is the description's; Nomad itself does not autoscale).
 ${i}scaling {
 ${i}  enabled = true
 ${i}  min     = ${min}
 ${i}  max     = ${max}
 ${i}}
-
+`
+}
 ${i}# A crashing task is restarted in place a few times, then the allocation is failed and
 ${i}# rescheduled (another node preferred), forever, with exponential back-off.
 ${i}restart {
@@ -287,8 +304,9 @@ export function envLines(env: Record<string, string>, indent: string): string {
  * task, then closes the group and the job.
  */
 export function serviceJobOpening(c: Cluster, job: ScaledJob, what: string): string {
+  const autoscaling = autoscalingEnabled(c);
   return `${jobHeader(c, job, what)}
-
+${autoscaling ? `\n${countVariableBlock(c, job)}\n` : ""}
 job "${job}" {
 ${jobPlacement(c)}
   type        = "service"
@@ -296,7 +314,7 @@ ${jobPlacement(c)}
 ${serviceUpdateBlock("  ")}
 
   group "${job}" {
-    count = ${c.app[job].count}
+    count = ${autoscaling ? `var.${countVariableName(job)}` : c.app[job].count}
 
 ${serviceGroupPolicies(c, job, "    ")}`;
 }

@@ -13,6 +13,7 @@
  * - the worker's queue depth from the autoscaler's exporter (WORKER_QUEUE_DEPTH_METRIC).
  */
 import type { Cluster } from "../../description/schema";
+import { QUEUE_METRICS } from "../jobs/scaling";
 
 /** The Prometheus datasource's uid (grafana.ts provisions it under this uid). */
 export const DATASOURCE_UID = "prometheus";
@@ -20,9 +21,9 @@ const DATASOURCE = { type: "prometheus", uid: DATASOURCE_UID } as const;
 
 /**
  * Tasks waiting in the Celery queue, from the queue-depth exporter the autoscaler's side of
- * the metrics group runs (constructs/render/jobs/autoscaler.ts). Renamed there if it differs.
+ * the metrics group runs (constructs/render/jobs/autoscaler.ts, names in scaling.ts).
  */
-export const WORKER_QUEUE_DEPTH_METRIC = "celery_queue_length";
+export const WORKER_QUEUE_DEPTH_METRIC = QUEUE_METRICS.messages;
 
 /** Backends of the public frontend, i.e. the routes (haproxy-cfg.ts). */
 export const ROUTE_BACKENDS = ["web", "api", "api_uploads"] as const;
