@@ -126,9 +126,9 @@ describe("blast radius of a release", () => {
     expect(files).toEqual(["team-example-jobs rendered/jobs/web.nomad.hcl"]);
   });
 
-  it("a new api image changes the two jobs that run it (api and worker), nothing else", () => {
+  it("a new api image changes the jobs that run it (api, worker, and metrics: its queue exporter runs the api image), nothing else", () => {
     const { resources } = compare((c) => (c.app.images.api = "ghcr.io/example-team/image-api:4d0e1f2"));
-    expect(resources).toEqual(["team-example-jobs nomad_job.api", "team-example-jobs nomad_job.worker"]);
+    expect(resources).toEqual(["team-example-jobs nomad_job.api", "team-example-jobs nomad_job.metrics", "team-example-jobs nomad_job.worker"]);
   });
 
   it("a new haproxy image changes nomad_job.haproxy only", () => {

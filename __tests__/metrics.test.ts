@@ -136,9 +136,10 @@ describe("metrics job (example cluster, metrics on by default)", () => {
     expect(secrets.data).toContain(`{{ key "nomad-secrets/metrics/${GRAFANA_ADMIN_PASSWORD_ENV}" | toJSON }}`);
     const o = synthCluster(old);
     try {
-      expect(resourcesOf(o.stacks[jobsStackName(old)], "consul_keys").metrics.key).toEqual([
-        { path: `nomad-secrets/metrics/${GRAFANA_ADMIN_PASSWORD_ENV}`, value: "${var.grafana_admin_password}", delete: true },
-      ]);
+      // (with the queue exporter's broker URL: autoscaling is on by default, autoscaler.test.ts)
+      expect(resourcesOf(o.stacks[jobsStackName(old)], "consul_keys").metrics.key).toEqual(
+        expect.arrayContaining([{ path: `nomad-secrets/metrics/${GRAFANA_ADMIN_PASSWORD_ENV}`, value: "${var.grafana_admin_password}", delete: true }]),
+      );
     } finally {
       cleanup(o);
     }
@@ -192,7 +193,9 @@ describe("metrics job (example cluster, metrics on by default)", () => {
     const off = edited(c, (x) => (x.metrics.enabled = false));
     const specs = renderJobspecs(off);
     expect(specs.metrics).toBeUndefined();
-    const on = renderJobspecs(c);
+    // Unchanged from metrics on without autoscaling (the autoscaler's policies and count
+    // variable are the only thing metrics add to the application's jobs: scaling-policies.test.ts).
+    const on = renderJobspecs(edited(c, (x) => (x.metrics.autoscaling.enabled = false)));
     for (const j of ["web", "api", "worker", "haproxy"] as const) expect(specs[j]).toBe(on[j]);
     const o = synthCluster(off);
     try {
@@ -226,7 +229,8 @@ describe("prometheus.yml", () => {
     const y = parseYaml(text);
     expect(y.global.scrape_interval).toBe(c.metrics.prometheus.scrapeInterval);
     const byName = Object.fromEntries(y.scrape_configs.map((s: any) => [s.job_name, s]));
-    expect(Object.keys(byName)).toEqual(["prometheus", "haproxy", "consul-agent", "nomad-client"]);
+    // (celery-queue and nomad-autoscaler: the autoscaling tasks' loopback targets, autoscaler.test.ts)
+    expect(Object.keys(byName)).toEqual(["prometheus", "haproxy", "consul-agent", "nomad-client", "celery-queue", "nomad-autoscaler"]);
     expect(byName.haproxy.metrics_path).toBe("/metrics");
     expect(byName["consul-agent"].metrics_path).toBe(CONSUL_METRICS_RELAY_PATH);
     expect(byName["nomad-client"]).toMatchObject({ metrics_path: "/v1/metrics", params: { format: ["prometheus"] } });
@@ -244,6 +248,10 @@ describe("prometheus.yml", () => {
     const locked = edited(c, (x) => {
       x.consul.acl = true;
       x.nomad.tls = tls;
+      // (a description with nomad.tls must turn autoscaling off: rules.ts)
+      x.metrics.autoscaling.enabled = false;
+      // (a description with nomad.tls must turn autoscaling off: rules.ts)
+      x.metrics.autoscaling.enabled = false;
     });
     expect(scrapeConfigs(locked, nomadPrometheusRuntime()).map((s) => s.job_name)).toEqual(["prometheus", "haproxy"]);
     const t = renderPrometheusConfig(locked, nomadPrometheusRuntime());

@@ -14,6 +14,8 @@ import type { Cluster } from "../../description/schema";
 import { str, tidy } from "../hcl";
 import { OVERLAY_HOST_NETWORK, ROLLOUT, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine } from "./common";
 import { GRAFANA_DIRS, grafanaFiles } from "../metrics/grafana";
+import { autoscalingEnabled } from "./scaling";
+import { autoscalingTasks } from "./autoscaler";
 import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig } from "../metrics/prometheus";
 
 // ---- Hooks for the other tasks of the metrics group (the autoscaler side) -------------
@@ -21,8 +23,8 @@ import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig } fro
  * Extra task blocks of the metrics group (the Nomad Autoscaler and its queue-depth
  * exporter), rendered at group level with a 4-space indent. Empty until those exist.
  */
-export function metricsGroupExtraTasks(_c: Cluster): string {
-  return "";
+export function metricsGroupExtraTasks(c: Cluster): string {
+  return autoscalingEnabled(c) ? autoscalingTasks(c, "    ") : "";
 }
 // ----------------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@
 import { stringify } from "yaml";
 import type { Cluster } from "../../description/schema";
 import { CONSUL_HTTP_PORT, durationSeconds } from "../agents";
+import { autoscalingEnabled } from "../jobs/scaling";
+import { autoscalingScrapeConfigs } from "../jobs/autoscaler";
 import { CONSUL_METRICS_RELAY_PATH, METRICS_PATH, relaysConsulMetrics } from "../jobs/haproxy-cfg";
 
 /** Where Prometheus listens: loopback only (it has no access control); Grafana and the autoscaler run in the same group. */
@@ -52,8 +54,8 @@ export interface ScrapeConfig {
  * Extra scrape jobs of tasks other helpers add to the metrics group (the autoscaler's
  * queue-depth exporter: a loopback target). Empty until those tasks exist.
  */
-export function metricsExtraScrapeConfigs(_c: Cluster): ScrapeConfig[] {
-  return [];
+export function metricsExtraScrapeConfigs(c: Cluster): ScrapeConfig[] {
+  return autoscalingEnabled(c) ? autoscalingScrapeConfigs() : [];
 }
 
 /** Labels every discovered target carries: its Consul node (our node name) and the Consul service. */
