@@ -134,7 +134,7 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
       expect(install).not.toContain("restore_previous");
       expect(api).toContain('{{ with nomadVar "nomad/jobs/api" -}}');
       expect(Object.keys(resourcesOf(jobsStack, "consul_keys"))).toEqual([]);
-      // metrics: the queue exporter's broker URL (autoscaling is on by default)
+      // metrics: Grafana's admin password, the queue exporter's broker URL (autoscaling is on by default)
       expect(Object.keys(resourcesOf(jobsStack, "nomad_variable")).sort()).toEqual(["api", "haproxy", "metrics", "worker"]);
       expect(cfgTemplate.change_mode).toBe("script");
       expect(cfgTemplate.destination).toBe("local/haproxy.cfg.next");

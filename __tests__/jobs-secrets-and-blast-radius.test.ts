@@ -47,7 +47,7 @@ describe("secrets never reach the synthesized output", () => {
       out = synthCluster(c);
       // The variables are there (declared, sensitive), their values are not.
       expect(Object.keys(out.stacks[jobsStackName(c)].variable).sort()).toEqual(
-        ["rabbitmq_password", "registry_password", "s3_access_key_id", "s3_secret_access_key"],
+        ["grafana_admin_password", "rabbitmq_password", "registry_password", "s3_access_key_id", "s3_secret_access_key"],
       );
       expect(listFiles(out.outdir).length).toBeGreaterThan(10);
       expect(leaks(out.outdir, planted)).toEqual([]);
@@ -126,9 +126,9 @@ describe("blast radius of a release", () => {
     expect(files).toEqual(["team-example-jobs rendered/jobs/web.nomad.hcl"]);
   });
 
-  it("a new api image changes the two jobs that run it (api and worker), nothing else", () => {
+  it("a new api image changes the jobs that run it (api, worker, and metrics: its queue exporter runs the api image), nothing else", () => {
     const { resources } = compare((c) => (c.app.images.api = "ghcr.io/example-team/image-api:4d0e1f2"));
-    expect(resources).toEqual(["team-example-jobs nomad_job.api", "team-example-jobs nomad_job.worker"]);
+    expect(resources).toEqual(["team-example-jobs nomad_job.api", "team-example-jobs nomad_job.metrics", "team-example-jobs nomad_job.worker"]);
   });
 
   it("a new haproxy image changes nomad_job.haproxy only", () => {

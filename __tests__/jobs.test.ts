@@ -50,9 +50,9 @@ describe("jobs stack (example cluster)", () => {
     expect(stack.provider.consul).toEqual([{ address: "team-example.internal.example.org:8500", scheme: "http", datacenter: "dc1" }]);
   });
 
-  it("registers the four jobs at readable addresses, waiting for their deployments", () => {
+  it("registers the four jobs and the metrics job at readable addresses, waiting for their deployments", () => {
     const res = resourcesOf(stack, "nomad_job");
-    expect(Object.keys(res).sort()).toEqual(["api", "haproxy", "web", "worker"]);
+    expect(Object.keys(res).sort()).toEqual(["api", "haproxy", "metrics", "web", "worker"]);
     for (const job of JOB_NAMES) {
       expect(res[job].detach).toBe(false);
       expect(res[job].purge_on_destroy).toBe(true);
@@ -80,7 +80,7 @@ describe("jobs stack (example cluster)", () => {
   });
 
   it("declares the secrets as sensitive variables without defaults (synth needs none)", () => {
-    expect(Object.keys(stack.variable).sort()).toEqual(["rabbitmq_password", "s3_access_key_id", "s3_secret_access_key"]);
+    expect(Object.keys(stack.variable).sort()).toEqual(["grafana_admin_password", "rabbitmq_password", "s3_access_key_id", "s3_secret_access_key"]);
     for (const v of Object.values<any>(stack.variable)) {
       expect(v).toMatchObject({ type: "string", sensitive: true, nullable: false });
       expect(v).not.toHaveProperty("default");
@@ -89,8 +89,10 @@ describe("jobs stack (example cluster)", () => {
 
   it("writes the secrets into the backend's and the worker's own Nomad Variables", () => {
     const vars = resourcesOf(stack, "nomad_variable");
-    // (haproxy's holds its config, see below; metrics' the queue exporter's broker URL, autoscaler.test.ts)
+    // (haproxy's holds its config, see below; metrics' Grafana's admin password and the queue
+    // exporter's broker URL, autoscaler.test.ts)
     expect(Object.keys(vars).sort()).toEqual(["api", "haproxy", "metrics", "worker"]);
+    expect(vars.metrics.items.GF_SECURITY_ADMIN_PASSWORD).toBe("${var.grafana_admin_password}");
     for (const job of ["api", "worker"] as const) {
       expect(vars[job].path).toBe(variablePath(job));
       expect(Object.keys(vars[job].items).sort()).toEqual([...APP_SECRET_ENV].sort());
@@ -120,7 +122,7 @@ describe("jobs stack (example cluster)", () => {
   });
 
   it("outputs the job names and the public URL", () => {
-    expect(stack.output.job_names.value).toEqual(["haproxy", "web", "api", "worker"]);
+    expect(stack.output.job_names.value).toEqual(["haproxy", "web", "api", "worker", "metrics"]);
     expect(stack.output.public_url.value).toBe("https://team-example.example.org");
   });
 
@@ -319,8 +321,10 @@ describe("jobs stack (example cluster)", () => {
       expect(cfg).toContain('bind "${NODE_ADDRESS}:8404" name stats');
       expect(cfg).toContain(`monitor-uri ${HEALTH_PATH}`);
       expect(cfg).toContain("stats uri /stats");
-      // stats and metrics from the node itself only (the overlay is shared between teams)
-      expect(cfg).toContain('acl this_node src 127.0.0.0/8 "${NODE_ADDRESS}"\n  http-request deny deny_status 403 unless this_node');
+      // stats from the node itself only (the overlay is shared between teams); metrics also
+      // from the cluster's own nodes (the collector), see metrics.test.ts
+      expect(cfg).toContain('acl this_node src 127.0.0.0/8 "${NODE_ADDRESS}"\n');
+      expect(cfg).toContain("http-request deny deny_status 403 unless this_node || cluster_node metrics_path");
     });
 
     it("registers a Consul service whose HTTP check is the health endpoint keepalived tracks", () => {

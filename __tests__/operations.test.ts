@@ -112,8 +112,8 @@ describe("blast radius of the operating procedures", () => {
     expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`] });
   });
 
-  it("a new api image: the api and worker jobs (same image), nothing else", () => {
+  it("a new api image: the api and worker jobs (same image) and the metrics job (its queue exporter runs the api image), nothing else", () => {
     const r = blast(base, edited(base, (c) => (c.app.images.api = "ghcr.io/example-team/image-api:4d5e6f7")));
-    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.api`, `${J}:nomad_job.worker`] });
+    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.api`, `${J}:nomad_job.metrics`, `${J}:nomad_job.worker`] });
   });
 });

@@ -190,11 +190,11 @@ describe("plan summary of synthesized variants", () => {
     expect(job?.why.join("; ")).toMatch(/deployment/);
   });
 
-  itIf(hasJobs, NO_JOBS)("the api image (shared by api and worker) changes those two jobs only", () => {
+  itIf(hasJobs, NO_JOBS)("the api image (shared by api, worker and the metrics job's queue exporter) changes those three jobs only", () => {
     const s = summaryOf((c) => {
       c.app.images.api = newTag(c.app.images.api, "4d5e6f7");
     });
-    expect([...new Set(s.rows.map((r) => `${r.groupKind}:${r.group}`))].sort()).toEqual(["job:api", "job:worker"]);
+    expect([...new Set(s.rows.map((r) => `${r.groupKind}:${r.group}`))].sort()).toEqual(["job:api", "job:metrics", "job:worker"]);
     expect(row(s.rows, "nomad_job.api")?.change).toBe("update");
     expect(row(s.rows, "nomad_job.worker")?.change).toBe("update");
   });

@@ -14,6 +14,7 @@ import { Keys } from "@cdktf/provider-consul/lib/keys";
 import type { Cluster } from "./description/schema";
 import { terraformLiteral } from "./escape";
 import { SECRET_VARIABLES, secretVariables, type SecretVariable } from "./description/secrets";
+import { GRAFANA_ADMIN_PASSWORD_ENV } from "./render/jobs/metrics";
 import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName, type SecretsOwner } from "./render/jobs/common";
 import { autoscalingEnabled } from "./render/jobs/scaling";
 import { BROKER_URL_ENV, NOMAD_TOKEN_ENV } from "./render/jobs/autoscaler";
@@ -64,16 +65,20 @@ export class AppSecrets extends Construct {
       worker: { ...app, ...registry(c.app.images.api) },
       web: registry(c.app.images.web),
       haproxy: registry(c.app.images.haproxy),
-      // The metrics job: the queue exporter reads the broker as the worker does (the same
+      // The metrics job: Grafana's admin password (its images are public: no registry
+      // credentials); the queue exporter reads the broker as the worker does (the same
       // sensitive variable), the autoscaler its Nomad token (nomad.acl).
-      metrics: autoscalingEnabled(c)
-        ? {
-            [BROKER_URL_ENV]: app.CELERY_BROKER_URL,
-            ...(c.nomad.acl ? { [NOMAD_TOKEN_ENV]: value(SECRET_VARIABLES.autoscalerNomadToken) } : {}),
-            ...registry(c.app.images.api),
-            ...registry(c.metrics.images.autoscaler),
-          }
-        : {},
+      metrics: {
+        ...(c.metrics.enabled ? { [GRAFANA_ADMIN_PASSWORD_ENV]: value(SECRET_VARIABLES.grafanaAdminPassword) } : {}),
+        ...(autoscalingEnabled(c)
+          ? {
+              [BROKER_URL_ENV]: app.CELERY_BROKER_URL,
+              ...(c.nomad.acl ? { [NOMAD_TOKEN_ENV]: value(SECRET_VARIABLES.autoscalerNomadToken) } : {}),
+              ...registry(c.app.images.api),
+              ...registry(c.metrics.images.autoscaler),
+            }
+          : {}),
+      },
     };
     for (const [job, secretItems] of Object.entries(items) as [SecretsOwner, Record<string, string>][]) {
       const jobItems = { ...props.extraItems?.[job as JobName], ...secretItems };

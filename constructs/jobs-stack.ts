@@ -17,9 +17,11 @@ import { ConsulCatalog, urlHostPort } from "./consul-catalog";
 import { NomadJob } from "./nomad-job";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { HAPROXY_CONFIG_ITEM } from "./render/jobs/haproxy";
-import { JOB_NAMES, type JobName } from "./render/jobs/common";
+import { jobNames, type JobName } from "./render/jobs/common";
 import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-cfg";
 import { renderJobspecs } from "./render/jobs";
+import { GRAFANA_LOCAL_DIR, grafanaFiles } from "./render/metrics/grafana";
+import { nomadPrometheusRuntime, renderPrometheusConfig } from "./render/metrics/prometheus";
 import { configureStateBackend } from "./state-backend";
 import { KeptCount } from "./kept-count";
 import { SCALED_JOBS, autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
@@ -69,22 +71,29 @@ export class ClusterJobsStack extends TerraformStack {
       for (const [file, text] of Object.entries(autoscalingRenderedFiles(cluster))) RenderedFiles.of(this).add(file, text);
     }
 
-    const specs = renderJobspecs(cluster);
-    for (const job of JOB_NAMES) {
+    if (cluster.metrics.enabled) {
+      // The metrics job's config files, readable (its templates carry the same text).
+      const rendered = RenderedFiles.of(this);
+      rendered.add("metrics/prometheus.yml", renderPrometheusConfig(cluster, nomadPrometheusRuntime()));
+      for (const [p, text] of Object.entries(grafanaFiles(cluster))) rendered.add(`metrics/grafana/${p.slice(`${GRAFANA_LOCAL_DIR}/`.length)}`, text);
+    }
+
+    const specs: Partial<Record<JobName, string>> = renderJobspecs(cluster);
+    for (const job of jobNames(cluster)) {
       const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
       // With the autoscaler, a release registers the count running in Nomad (kept-count.ts).
       const scaled = SCALED_JOBS.find((j) => j === job);
       const kept = scaled && autoscalingEnabled(cluster) ? new KeptCount(this, `${scaled}-count`, { cluster, job: scaled }) : undefined;
       this.jobs[job] = new NomadJob(this, job, {
         job,
-        jobspec: specs[job],
+        jobspec: specs[job]!,
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
         hcl2Vars: kept && scaled ? { [countVariableName(scaled)]: kept.count } : undefined,
       });
     }
 
-    new TerraformOutput(this, "job_names", { description: "Nomad jobs of the application", value: [...JOB_NAMES] });
+    new TerraformOutput(this, "job_names", { description: "Nomad jobs of the application", value: jobNames(cluster) });
     new TerraformOutput(this, "public_url", { description: "Public URL of the site", value: terraformLiteral(cluster.app.publicUrl) });
     new TerraformOutput(this, "nomad_jobs_ui", { value: terraformLiteral(`${cluster.servers.nomadHttpAddress.replace(/\/$/, "")}/ui/jobs`) });
   }

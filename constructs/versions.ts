@@ -91,7 +91,44 @@ export const FEATURES = {
     usedBy: "app.<job>.resources.memoryMax (resources memory_max)",
     source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/resources#memory_max (added in 1.1.0)",
   },
+  ephemeralDiskMigrate: {
+    product: "nomad",
+    since: "0.6.0",
+    usedBy: "metrics job: ephemeral_disk { sticky = true, migrate = true, size } keeps Prometheus' and Grafana's data across updates and reschedules",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/ephemeral_disk (migrate, sticky, size); migrate added in 0.6.0 (changelog)",
+  },
+  templateChangeSignal: {
+    product: "nomad",
+    since: "0.5.0",
+    usedBy: "metrics job: prometheus.yml template with change_mode = \"signal\", change_signal = \"SIGHUP\" (Prometheus reloads its config)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/template (change_mode, change_signal)",
+  },
+  templateDelimiters: {
+    product: "nomad",
+    since: "0.6.0",
+    usedBy: "metrics job: left_delimiter / right_delimiter of the config templates (Grafana's legend formats use {{ }})",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/job-specification/template (left_delimiter, right_delimiter)",
+  },
+  // ---- Nomad: agent configuration --------------------------------------------------
+  nomadTelemetryPrometheus: {
+    product: "nomad",
+    since: "0.7.0",
+    usedBy: "metrics.enabled: telemetry { prometheus_metrics, disable_hostname, collection_interval } in nomad.hcl (/v1/metrics?format=prometheus)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/configuration/telemetry (prometheus_metrics; Nomad 0.7.0 changelog: Prometheus metrics)",
+  },
+  nomadTelemetryPublish: {
+    product: "nomad",
+    since: "0.5.0",
+    usedBy: "metrics.enabled: telemetry { publish_node_metrics, publish_allocation_metrics } (host CPU/memory, allocations' usage)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/configuration/telemetry (publish_allocation_metrics, publish_node_metrics)",
+  },
   // ---- Consul: agent configuration -------------------------------------------------
+  consulTelemetryPrometheus: {
+    product: "consul",
+    since: "1.1.0",
+    usedBy: "metrics.enabled: telemetry { prometheus_retention_time, disable_hostname } in consul.hcl (/v1/agent/metrics?format=prometheus)",
+    source: "developer.hashicorp.com/consul/docs/v1.11.x/agent/options#telemetry-prometheus_retention_time (Consul 1.1.0 changelog: metrics in Prometheus format); disable_hostname in the same table",
+  },
   consulTlsBlock: {
     product: "consul",
     since: "1.12.0",

@@ -6,6 +6,8 @@
 #   .engines/mirror/...          a filesystem provider mirror with hashicorp/null 3.2.4, our
 #                                stand-in built from engines/null-provider (the Go module proxy
 #                                refuses the real provider's v3 modules: see its main.go)
+#   .engines/bin/prometheus,     Prometheus v2.53.3 and promtool, built from the Go module pinned
+#   .engines/bin/promtool        in engines/prometheus (metrics tests)
 #   .engines/terraform.rc        the CLI config: providers from that mirror only, no registry
 #
 # Use it with TF_CLI_CONFIG_FILE=.engines/terraform.rc (both engines read it). Needs Go
@@ -40,6 +42,11 @@ build() {
 
 build engines/opentofu github.com/opentofu/opentofu/cmd/tofu "$out/bin/tofu" "-s -w -X github.com/opentofu/opentofu/version.dev=no"
 build engines/null-provider . "$out/bin/terraform-provider-null" "-s -w"
+# Prometheus v2.53.3 (the metrics job's image version) and its promtool, for the metrics
+# tests: Debian 12's prometheus is built without consul_sd_configs (engines/prometheus/tools.go).
+PROMETHEUS_LDFLAGS="-s -w -X github.com/prometheus/common/version.Version=2.53.3 -X github.com/prometheus/common/version.Branch=engines"
+build engines/prometheus github.com/prometheus/prometheus/cmd/prometheus "$out/bin/prometheus" "$PROMETHEUS_LDFLAGS"
+build engines/prometheus github.com/prometheus/prometheus/cmd/promtool "$out/bin/promtool" "$PROMETHEUS_LDFLAGS"
 
 # Unpacked filesystem-mirror layout, under both hostnames: Terraform resolves "hashicorp/null"
 # to registry.terraform.io, OpenTofu to registry.opentofu.org.

@@ -4,7 +4,7 @@
  */
 import { jobsStackName } from "../../constructs/jobs-stack";
 import { fromTerraformLiteral } from "../../constructs/nomad-job";
-import { JOB_NAMES, jobspecFile, type JobName } from "../../constructs/render/jobs/common";
+import { jobNames, jobspecFile, type JobName } from "../../constructs/render/jobs/common";
 import type { Cluster } from "../../constructs/description/schema";
 import { parseHcl, resourcesOf, type SynthOutput } from "./synth";
 
@@ -21,7 +21,7 @@ export async function jobsOf(out: SynthOutput, c: Cluster): Promise<Record<JobNa
   const stack = jobsStackName(c);
   const res = resourcesOf(out.stacks[stack], "nomad_job");
   const result = {} as Record<JobName, SynthJob>;
-  for (const job of JOB_NAMES) {
+  for (const job of jobNames(c)) {
     const file = out.files[stack][`rendered/${jobspecFile(job)}`];
     if (file === undefined) throw new Error(`rendered/${jobspecFile(job)} missing`);
     const fromJson = fromTerraformLiteral(res[job].jobspec);

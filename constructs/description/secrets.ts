@@ -17,6 +17,7 @@ export const SECRET_VARIABLES = {
   s3SecretAccessKey: { name: "s3_secret_access_key", description: "S3 secret access key of the application (AWS_SECRET_ACCESS_KEY)" },
   rabbitmqPassword: { name: "rabbitmq_password", description: "Password of the RabbitMQ user app.broker.user (part of CELERY_BROKER_URL)" },
   registryPassword: { name: "registry_password", description: "Password or token of app.registry.username for pulling private images" },
+  grafanaAdminPassword: { name: "grafana_admin_password", description: "Password of Grafana's admin user in the metrics job (metrics.enabled); set when Grafana creates its database" },
   autoscalerNomadToken: {
     name: "autoscaler_nomad_token",
     description: "Nomad ACL token (secret ID) of the Nomad Autoscaler, with nomad.acl: a policy with namespace \"default\" { policy = \"scale\" } (docs/operations.md, Autoscaling)",
@@ -29,7 +30,14 @@ export const SECRET_VARIABLES = {
  * the autoscaler's Nomad token only with nomad.acl and autoscaling).
  */
 export function secretVariables(c: Cluster): SecretVariable[] {
-  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken } = SECRET_VARIABLES;
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken, grafanaAdminPassword } = SECRET_VARIABLES;
   const autoscalerToken = c.nomad.acl && c.metrics.enabled && c.metrics.autoscaling.enabled;
-  return [s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, ...(c.app.registry ? [registryPassword] : []), ...(autoscalerToken ? [autoscalerNomadToken] : [])];
+  return [
+    s3AccessKeyId,
+    s3SecretAccessKey,
+    rabbitmqPassword,
+    ...(c.app.registry ? [registryPassword] : []),
+    ...(autoscalerToken ? [autoscalerNomadToken] : []),
+    ...(c.metrics.enabled ? [grafanaAdminPassword] : []),
+  ];
 }

@@ -71,6 +71,50 @@ function dnsComment(c: Cluster): string {
 # and *.consul is not resolvable by host programs.`;
 }
 
+/**
+ * Agent telemetry (metrics.enabled). Consul keeps a Prometheus gauge or counter this long
+ * after its last update; it must exceed the longest scrape interval the description
+ * allows (300 s), or a slow scrape finds metrics gone. A constant: changing the scrape
+ * interval does not rewrite consul.hcl (no agent restart).
+ */
+export const CONSUL_PROMETHEUS_RETENTION = "10m";
+/**
+ * Nomad samples its host and allocation metrics this often; at most the shortest scrape
+ * interval the description allows (5 s), per Nomad's telemetry docs.
+ */
+export const NOMAD_TELEMETRY_COLLECTION_INTERVAL = "5s";
+
+/**
+ * Consul's telemetry block: /v1/agent/metrics?format=prometheus answers only when
+ * prometheus_retention_time is set. The HTTP API stays on loopback: HAProxy's stats
+ * frontend relays that one endpoint to the cluster's nodes (haproxy-cfg.ts).
+ */
+function consulTelemetry(): string {
+  return `
+# Metrics (metrics.enabled): Prometheus format on /v1/agent/metrics?format=prometheus (the
+# HTTP API stays on loopback; HAProxy's stats frontend relays only that endpoint). Gauges
+# without the host name prefix: the node is a label added by Prometheus.
+telemetry {
+  prometheus_retention_time = ${str(CONSUL_PROMETHEUS_RETENTION)}
+  disable_hostname          = true
+}`;
+}
+
+/** Nomad's telemetry block: /v1/metrics?format=prometheus on the agent's HTTP API (overlay). */
+function nomadTelemetry(): string {
+  return `
+# Metrics (metrics.enabled): Prometheus format on /v1/metrics?format=prometheus (the HTTP
+# API on the overlay address), with the node's CPU/memory/disk and every allocation's
+# resource usage.
+telemetry {
+  collection_interval        = ${str(NOMAD_TELEMETRY_COLLECTION_INTERVAL)}
+  disable_hostname           = true
+  prometheus_metrics         = true
+  publish_allocation_metrics = true
+  publish_node_metrics       = true
+}`;
+}
+
 export function renderConsulConfig(c: Cluster, n: ClusterNode): string {
   const addr = overlayAddressExpr(c, n);
   return tidy(`
@@ -132,6 +176,7 @@ enable_local_script_checks = false
 ui_config {
   enabled = false
 }
+${when(c.metrics.enabled, () => consulTelemetry())}
 ${when(c.consul.gossipEncryption, `
 # Gossip encryption: the key is in ${CONSUL_CONFIG_DIR}/gossip.hcl, placed on the node by the operator.
 encrypt_verify_incoming = true
@@ -254,6 +299,7 @@ plugin "docker" {
     extra_labels = ["job_name", "task_group_name", "task_name", "node_name"]
   }
 }
+${when(c.metrics.enabled, () => nomadTelemetry())}
 ${when(c.nomad.tls, () => `
 tls {
   http      = true

@@ -122,6 +122,7 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
   emit(2, `job_web[${lines(`web ×${c.app.web.count}`, c.app.images.web)}]`);
   emit(2, `job_api[${lines(`api ×${c.app.api.count}`, c.app.images.api)}]`);
   emit(2, `job_worker[${lines(`worker ×${c.app.worker.count}`, `concurrency ${c.app.worker.concurrency}`)}]`);
+  if (c.metrics.enabled) emit(2, `job_metrics[${lines("metrics ×1", `Prometheus (loopback) + Grafana :${c.metrics.grafana.port}`)}]`);
   emit(1, "end");
   out.push("");
 
@@ -151,6 +152,9 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
   emit(1, `job_worker -->|${lines("AMQP: consume")}| broker`);
   emit(1, `job_api -->|${lines("S3 API")}| s3`);
   emit(1, `job_worker -->|${lines("S3 API")}| s3`);
+  if (c.metrics.enabled) {
+    for (const n of eligible) emit(1, `job_metrics -.->|${lines("scrapes /metrics")}| ${id.haproxy(n)}`);
+  }
   out.push("");
 
   emit(1, "classDef maintenance stroke-dasharray: 5 5,fill:#eeeeee,color:#555555");

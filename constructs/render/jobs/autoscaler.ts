@@ -167,7 +167,10 @@ class Broker:
             for attempt in (1, 2):
                 try:
                     if self.conn is None:
-                        self.conn = Connection(self.url, connect_timeout=5)
+                        # Read and write timeouts too: a half-open connection (a broker or a
+                        # network path gone silent) must fail this scrape, not hang it and
+                        # every scrape after it (py-amqp socket timeouts, kombu pyamqp transport).
+                        self.conn = Connection(self.url, connect_timeout=5, transport_options={"read_timeout": 5, "write_timeout": 5})
                         self.conn.connect()
                     channel = self.conn.channel()
                     try:

@@ -8,8 +8,16 @@ import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
 import { autoscalingEnabled, countVariableBlock, countVariableName, scalingPolicyBlock } from "./scaling";
 
-export const JOB_NAMES = ["haproxy", "web", "api", "worker"] as const;
+/** Every Nomad job this product may register: the application's four, then the metrics job (metrics.enabled). */
+export const JOB_NAMES = ["haproxy", "web", "api", "worker", "metrics"] as const;
 export type JobName = (typeof JOB_NAMES)[number];
+/** The jobs of the application itself, always registered. */
+export type AppJobName = Exclude<JobName, "metrics">;
+
+/** The jobs this cluster registers, in JOB_NAMES order. */
+export function jobNames(c: Cluster): JobName[] {
+  return JOB_NAMES.filter((j) => j !== "metrics" || c.metrics.enabled);
+}
 /** Jobs whose instance count comes from the description (haproxy is a system job: one per eligible node). */
 export type ScaledJob = "web" | "api" | "worker";
 

@@ -13,6 +13,7 @@
  * graceful reload only when this file changes.
  */
 import { commentText } from "../../escape";
+import { OMIT, tidy } from "../hcl";
 import type { Cluster } from "../../description/schema";
 import { peakInstances, type ScaledJob } from "./common";
 
@@ -56,6 +57,29 @@ function hostPort(hostAndPort: string): string {
 export const HEALTH_PATH = "/healthz";
 export const STATS_PATH = "/stats";
 export const METRICS_PATH = "/metrics";
+/**
+ * Path on HAProxy's stats listener that relays the local Consul agent's Prometheus metrics
+ * (the agent's HTTP API listens on loopback only): forwarded to CONSUL_AGENT_METRICS and
+ * nothing else of the Consul API.
+ */
+export const CONSUL_METRICS_RELAY_PATH = "/consul/metrics";
+/** The Consul agent endpoint behind the relay (Consul's documented Prometheus format). */
+export const CONSUL_AGENT_METRICS = { host: "127.0.0.1", port: 8500, path: "/v1/agent/metrics", query: "format=prometheus" } as const;
+
+/**
+ * Whether the stats listener relays the Consul agent's metrics: with metrics on and without
+ * Consul ACLs. With consul.acl the endpoint needs a token with agent:read, which this
+ * product does not hold (the agent token is the operator's file on the node): the Consul
+ * agents are then not scraped (README, Metrics).
+ */
+export function relaysConsulMetrics(c: Cluster): boolean {
+  return c.metrics.enabled && !c.consul.acl;
+}
+
+/** The overlay addresses that may scrape /metrics: every node of the cluster (Prometheus runs on one, in host network mode). */
+export function scrapingAddresses(c: Cluster): string[] {
+  return [...new Set(c.nodes.map((n) => n.overlayAddress))].sort();
+}
 
 /** The file HAProxy runs, and the candidate Nomad's template writes (installed only after `haproxy -c`). */
 export const HAPROXY_CFG = "haproxy.cfg";
@@ -158,9 +182,26 @@ function backend(c: Cluster, name: string, job: ScaledJob, healthPath: string): 
   server-template ${job} ${peakInstances(c, job)} _${job}._tcp.service.consul resolvers consul resolve-opts allow-dup-ip resolve-prefer ipv4 init-addr last,none check${maxconn !== undefined ? ` maxconn ${maxconn}` : ""}`;
 }
 
+function consulMetricsRelayBackend(): string {
+  const a = CONSUL_AGENT_METRICS;
+  return `
+# The local Consul agent's metrics for the collector (${CONSUL_METRICS_RELAY_PATH} on the stats listener):
+# its HTTP API listens on loopback only. Path and query are replaced whatever was asked, so
+# no other Consul endpoint is reachable through here; no credential is passed on.
+backend consul_agent_metrics
+  http-request deny deny_status 405 unless METH_GET
+  http-request del-header X-Consul-Token
+  http-request del-header Authorization
+  http-request set-path ${a.path}
+  http-request set-query ${a.query}
+  server consul ${a.host}:${a.port}`;
+}
+
 export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
   const hp = c.app.haproxy;
-  return `# HAProxy for cluster ${commentText(c.name)}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
+  const metrics = c.metrics.enabled;
+  const relay = relaysConsulMetrics(c);
+  return tidy(`# HAProxy for cluster ${commentText(c.name)}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
 # item haproxy_cfg, written by Terraform); "\${${NODE_ADDRESS_ENV}}" is the node's overlay address.
 # Runs in master-worker mode (the image's entrypoint passes -W -db); SIGUSR2 reloads it
 # gracefully: old workers finish their connections while new ones take the sockets. The
@@ -226,6 +267,9 @@ resolvers consul
 frontend public
   bind ${hostPort(`${rt.overlayAddress}:${hp.nodePort}`)} name node
   bind ${hostPort(`${rt.floatingAddress}:${hp.floatingPort}`)} name floating
+${metrics ? `  # Per-listener counters (haproxy_listener_*{listener="node"|"floating"}): the dashboard shows
+  # which node's HAProxy receives the floating IP's traffic.
+  option socket-stats` : OMIT}
   # Only idempotent requests are retried after reaching a server (an upload is never sent twice).
   http-request disable-l7-retry unless METH_GET || METH_HEAD
   acl is_api path_beg /image
@@ -250,13 +294,23 @@ frontend stats
   # ${STATS_PATH} and ${METRICS_PATH} from this node only (an operator comes through SSH): the
   # overlay is shared by every team. (${HEALTH_PATH} is answered above, for anyone.)
   acl this_node src 127.0.0.0/8 ${hostPort(rt.overlayAddress)}
-  http-request deny deny_status 403 unless this_node
+${
+  metrics
+    ? `  # ${METRICS_PATH}${relay ? ` and ${CONSUL_METRICS_RELAY_PATH}` : ""} also from the cluster's own nodes: the collector (metrics job,
+  # host network mode) scrapes from its node's overlay address. No other team's address.
+  acl cluster_node src ${scrapingAddresses(c).join(" ")}
+  acl metrics_path path ${METRICS_PATH}${relay ? ` ${CONSUL_METRICS_RELAY_PATH}` : ""}
+  http-request deny deny_status 403 unless this_node || cluster_node metrics_path`
+    : `  http-request deny deny_status 403 unless this_node`
+}
   http-request use-service prometheus-exporter if { path ${METRICS_PATH} }
+${relay ? `  use_backend consul_agent_metrics if { path ${CONSUL_METRICS_RELAY_PATH} }` : OMIT}
   stats enable
   stats uri ${STATS_PATH}
   stats refresh 10s
   stats show-legends
-`;
+${relay ? consulMetricsRelayBackend() : OMIT}
+`);
 }
 
 /**

@@ -77,6 +77,16 @@ function upInstances(backend: string): string {
 }
 
 /**
+ * Fail static on a partial loss too: the web and api loads are sums over every HAProxy, so
+ * one HAProxy still registered in Consul but not scraped (up == 0: its node's overlay cut,
+ * Prometheus timing out) would make the load look smaller and scale the job down. With any
+ * HAProxy target down the query returns no series ("no data": no action). A HAProxy gone
+ * from Consul is gone from the floating IP too, and its traffic with it.
+ * (`haproxy` is the scrape job of rendered/metrics/prometheus.yml.)
+ */
+const EVERY_HAPROXY_SCRAPED = ` unless on() (up{job="haproxy"} == 0)`;
+
+/**
  * The PromQL query of a job's policy: one series, the load per running instance.
  * - web: HTTP requests per second at HAProxy's web backend, summed over every HAProxy (one
  *   per floating-IP-eligible node), divided by the instances UP.
@@ -92,9 +102,9 @@ export function scalingQuery(c: Cluster, job: ScaledJob): string {
   const w = `${queryWindowSeconds(c)}s`;
   switch (job) {
     case "web":
-      return `sum(rate(${HAPROXY_METRICS.requestsTotal}{proxy="web"}[${w}])) / ${upInstances("web")}`;
+      return `sum(rate(${HAPROXY_METRICS.requestsTotal}{proxy="web"}[${w}])) / ${upInstances("web")}${EVERY_HAPROXY_SCRAPED}`;
     case "api":
-      return `sum(avg_over_time(${HAPROXY_METRICS.currentSessions}{proxy=~"${haproxyBackends("api").join("|")}"}[${w}])) / ${upInstances("api")}`;
+      return `sum(avg_over_time(${HAPROXY_METRICS.currentSessions}{proxy=~"${haproxyBackends("api").join("|")}"}[${w}])) / ${upInstances("api")}${EVERY_HAPROXY_SCRAPED}`;
     case "worker":
       return `sum(${QUEUE_METRICS.messages}{queue="${CELERY_QUEUE}"}) / clamp_min(sum(${QUEUE_METRICS.consumers}{queue="${CELERY_QUEUE}"}), 1)`;
   }
