@@ -376,7 +376,7 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
           why.push(...variableItemsDiff(bb.items ?? {}, hb.items ?? {}, String(hb.path ?? "")));
         } else why.push(...mapDiff("", { [k]: bb[k] }, { [k]: hb[k] }));
       }
-      if (b!.type === "nomad_job" && change === "update") why.push("new Nomad deployment (canary first)");
+      if (b!.type === "nomad_job" && change === "update") why.push(/^\s*canary\s*=\s*[1-9]/m.test(String(hb.jobspec ?? "")) ? "new Nomad deployment (canary first)" : "new Nomad deployment");
       // after the "+N more" cut: a reviewer must always see it
       const always = b!.type === "nomad_job" && typeof hb.jobspec === "string" ? countResetNote(hb.jobspec) : [];
       return { change, why, always };
