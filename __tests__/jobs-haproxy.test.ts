@@ -196,24 +196,6 @@ function alive(pid: number): boolean {
   }
 }
 
-const BACKEND_PY = `
-import json, sys
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = json.dumps({"who": name, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer((host, port), Handler).serve_forever()
-`;
 
 const FUNCTIONAL_REASON = "needs haproxy and dnsmasq (apt-get install haproxy dnsmasq)";
 
@@ -276,8 +258,8 @@ describe("HAProxy with Consul-DNS-like discovery (real haproxy + dnsmasq, loopba
       x.app.haproxy = { ...x.app.haproxy, nodePort: ports.node, floatingPort: ports.floating, statsPort: ports.stats };
     });
 
-    const script = path.join(dir, "backend.py");
-    fs.writeFileSync(script, BACKEND_PY);
+    // The stand-in instance shared with the system tests (any GET → 200 {"who", "path"}).
+    const script = path.join(__dirname, "system", "fixtures", "backend.py");
     for (const b of BACKENDS) start(b.name, "/usr/bin/python3", [script, b.name, b.addr, String(ports.backends[b.name])]);
 
     const srv = BACKENDS.flatMap((b) => [

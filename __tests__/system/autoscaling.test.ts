@@ -39,24 +39,6 @@ const BACKENDS = [
 const BACKEND_PORT = 8001;
 const API_DELAY_S = 0.5;
 
-const BACKEND_PY = `import sys, time
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-name, addr, port, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path.startswith("/image"):
-            time.sleep(delay)
-        body = name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer((addr, port), H).serve_forever()
-`;
 
 /** Bounded client load: `threads` loops, each at most `rate` requests/s (0: back to back), for `seconds`. */
 const LOAD_PY = `import sys, threading, time, http.client
@@ -103,9 +85,8 @@ describe("scaling policies against a real Prometheus, HAProxy and RabbitMQ", () 
     for (const a of [OVERLAY, FLOATING, ...BACKENDS.map((b) => b.addr)]) s.inNs(ns, ["ip", "address", "add", `${a}/32`, "dev", "lo"]);
 
     // Stand-in instances, Consul DNS stand-in, the real HAProxy with the rendered config.
-    fs.writeFileSync(path.join(s.dir, "backend.py"), BACKEND_PY);
     fs.writeFileSync(path.join(s.dir, "load.py"), LOAD_PY);
-    for (const b of BACKENDS) s.start(b.name, ns, ["/usr/bin/python3", path.join(s.dir, "backend.py"), b.name, b.addr, String(BACKEND_PORT), b.service === "api" ? String(API_DELAY_S) : "0"]);
+    for (const b of BACKENDS) s.start(b.name, ns, ["/usr/bin/python3", path.join(__dirname, "fixtures", "backend.py"), b.name, b.addr, String(BACKEND_PORT), b.service === "api" ? String(API_DELAY_S) : "0"]);
     s.start("dnsmasq", ns, [
       "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=", "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53", "--log-facility=-",
       ...BACKENDS.flatMap((b) => [`--srv-host=_${b.service}._tcp.service.consul,${b.name}.node.consul,${BACKEND_PORT},1,10`, `--host-record=${b.name}.node.consul,${b.addr}`]),

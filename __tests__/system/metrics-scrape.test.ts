@@ -55,24 +55,6 @@ function testCluster() {
   });
 }
 
-const BACKEND_PY = String.raw`
-import json, sys
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = json.dumps({"who": name, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer((host, port), Handler).serve_forever()
-`;
 
 /** A few metrics in Consul's Prometheus format (names from Consul's telemetry reference). */
 const CONSUL_METRICS = `# HELP consul_runtime_alloc_bytes consul_runtime_alloc_bytes
@@ -143,8 +125,7 @@ describe("real Prometheus scraping the real HAProxy through Consul discovery (na
     s.must(["ip", "-n", ns.other, "route", "add", "10.215.1.0/24", "via", "10.215.2.1"]);
 
     // node-1: backends, Consul DNS stand-in, Consul and Nomad agent HTTP stand-ins, HAProxy.
-    const py = path.join(s.dir, "backend.py");
-    fs.writeFileSync(py, BACKEND_PY);
+    const py = path.join(__dirname, "fixtures", "backend.py");
     s.start("web1", ns.lb, ["/usr/bin/python3", py, "web1", "127.0.0.21", "8001"]);
     s.start("api1", ns.lb, ["/usr/bin/python3", py, "api1", "127.0.0.11", "8002"]);
     s.start("dnsmasq", ns.lb, [
