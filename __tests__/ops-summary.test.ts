@@ -292,6 +292,15 @@ EOH
     expect(summarizePlan(mk("1"), mk("2")).rows[0].why[0]).toBe("image tag 1 → 2 (task.web.config.image)");
   });
 
+  it("an argument added on one side reads as added (+hcl2.vars.web_count), not as removed and added", () => {
+    const a = stackWith({ nomad_job: { web: { jobspec: jobspec("x:1", 2) } } });
+    const b = stackWith({ nomad_job: { web: { jobspec: jobspec("x:1", 2), hcl2: { vars: { web_count: "${min(2, 4)}" } } } } });
+    const why = summarizePlan(a, b).rows[0].why;
+    expect(why).toContain("+hcl2.vars.web_count");
+    expect(why.filter((w) => w.startsWith("-"))).toEqual([]);
+    expect(summarizePlan(b, a).rows[0].why).toContain("-hcl2.vars.web_count");
+  });
+
   it("groups a nomad_variable by its nomad/jobs/<job> path; a path change is a replace", () => {
     const v = (p: string) => stackWith({ nomad_job: { api: { jobspec: 'job "api" {\n}\n' } }, nomad_variable: { api_secrets: { path: p, items: { A: "${var.a}" } } } });
     const s = summarizePlan(v("nomad/jobs/api"), v("nomad/jobs/api/secrets"));

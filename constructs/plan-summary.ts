@@ -459,6 +459,9 @@ function show(v: unknown): string {
 }
 
 function leaves(v: any, prefix = "", out = new Map<string, unknown>()): Map<string, unknown> {
+  // An absent argument (undefined, as JSON has it) is no leaf: an argument added on one side
+  // is "+name.leaf", not "-name" and "+name.leaf".
+  if (v === undefined) return out;
   if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length) {
     for (const [k, x] of Object.entries(v)) leaves(x, prefix ? `${prefix}.${k}` : k, out);
   } else out.set(prefix, v);
