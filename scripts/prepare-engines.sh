@@ -8,6 +8,9 @@
 #                                refuses the real provider's v3 modules: see its main.go)
 #   .engines/bin/prometheus,     Prometheus v2.53.3 and promtool, built from the Go module pinned
 #   .engines/bin/promtool        in engines/prometheus (metrics tests)
+#   .engines/bin/consul          Consul 1.14.11 (MPL-2.0), built from the Go module pinned in
+#                                engines/consul: the real agent (servers, clients, DNS) of the
+#                                system tests' lab
 #   .engines/terraform.rc        the CLI config: providers from that mirror only, no registry
 #
 # Use it with TF_CLI_CONFIG_FILE=.engines/terraform.rc (both engines read it). Needs Go
@@ -47,6 +50,11 @@ build engines/null-provider . "$out/bin/terraform-provider-null" "-s -w"
 PROMETHEUS_LDFLAGS="-s -w -X github.com/prometheus/common/version.Version=2.53.3 -X github.com/prometheus/common/version.Branch=engines"
 build engines/prometheus github.com/prometheus/prometheus/cmd/prometheus "$out/bin/prometheus" "$PROMETHEUS_LDFLAGS"
 build engines/prometheus github.com/prometheus/prometheus/cmd/promtool "$out/bin/promtool" "$PROMETHEUS_LDFLAGS"
+# Consul 1.14.11, the newest MPL-2.0 release whose module builds from what the Go module proxy
+# serves here (1.15 and 1.16 need submodules marked not to use; 1.17+ is BUSL). The lab runs
+# it for the provider's servers and for our rendered client configs (docs/lab.md).
+CONSUL_LDFLAGS="-s -w -X github.com/hashicorp/consul/version.GitCommit=engines -X github.com/hashicorp/consul/version.VersionPrerelease="
+build engines/consul github.com/hashicorp/consul "$out/bin/consul" "$CONSUL_LDFLAGS"
 
 # Unpacked filesystem-mirror layout, under both hostnames: Terraform resolves "hashicorp/null"
 # to registry.terraform.io, OpenTofu to registry.opentofu.org.

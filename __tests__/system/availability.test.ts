@@ -11,11 +11,14 @@
  * addresses as inputs, `script_user nobody`: the CI machine has no keepalived_script user),
  * the HAProxy task's own start script, keepalived 2.2.7, HAProxy 2.6, dig, the kernel's
  * ARP/TCP between namespaces joined by a bridge (the overlay).
+ * Consul is real: each node runs Consul 1.14.11 with the client config the deployment
+ * renders for it, joined to a real server in its own namespace (the provider's); HAProxy
+ * discovers web and api through the agents' real SRV answers.
  * Stand-ins, each for a documented behaviour:
- * - dnsmasq on each VM's overlay address, port 53, for the node's Consul agent DNS: SRV
- *   records `_api._tcp.service.consul` / `_web._tcp.service.consul` with A records of the
- *   targets, as Consul answers for healthy instances. Registering or deregistering an
- *   instance is a restart of dnsmasq with the new set (Consul's answer changes at once);
+ * - Nomad placing an instance: its services, read from our rendered web/api jobspec, are
+ *   registered in the real agent of the node it runs on as Nomad's Consul integration does
+ *   (consul.ts, registerAsNomad: name, tags, address, port, the HTTP check), and
+ *   deregistered when Nomad stops it;
  * - `__tests__/system/fixtures/backend.py` for instances (any GET → 200; SIGTERM: stop
  *   accepting, finish running requests, exit, as gunicorn and the web server do);
  * - the maintenance steps are those of the install script and the Nomad drain: keepalived
@@ -39,9 +42,14 @@ import type { Cluster, ClusterNode } from "../../constructs/description/schema";
 import { VRRP_PASSWORD_PLACEHOLDER, renderKeepalivedConfig } from "../../constructs/render/keepalived";
 import { HAPROXY_CFG_CANDIDATE, renderHaproxyConfig, renderHaproxyStartScript, type HaproxyRuntime } from "../../constructs/render/jobs/haproxy-cfg";
 import { renderApiJob } from "../../constructs/render/jobs/api";
+import { renderWebJob } from "../../constructs/render/jobs/web";
+import { renderConsulConfig } from "../../constructs/render/agents";
 import { Sandbox, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
+import { CONSUL_MISSING, deregisterService, dig, haveConsul, nomadRegistrations, registerService, startProviderServer, startRenderedClient, type ConsulAgent, type NomadRegistration } from "./consul";
 
-const pre = systemTestPrerequisites(["keepalived", "haproxy", "dnsmasq", "ip", "curl", "/usr/bin/python3", "/usr/bin/dig"]);
+const system = systemTestPrerequisites(["keepalived", "haproxy", "ip", "curl", "/usr/bin/python3", "/usr/bin/dig"]);
+const pre = !system.ok || haveConsul() ? system : { ok: false, reason: CONSUL_MISSING };
+const SERVER = "10.214.0.250";
 
 const IFACE = "ovl214";
 const VIP = "10.214.0.100";
@@ -56,6 +64,8 @@ interface Instance {
   name: string;
   service: "api" | "web";
   addr: string;
+  /** The node whose Nomad client runs it (its services go to that node's Consul agent). */
+  node: number;
 }
 
 function testCluster(): Cluster {
@@ -67,6 +77,7 @@ function testCluster(): Cluster {
     c.nodes[0].overlayAddress = "10.214.0.1";
     c.nodes[1].overlayAddress = "10.214.0.2";
     c.app.haproxy = { ...c.app.haproxy, ...PORTS };
+    c.servers = { ...c.servers, datacenter: "dc1", join: [SERVER] };
   });
 }
 
@@ -114,14 +125,16 @@ describe("availability through the floating IP (real keepalived + HAProxy in nam
     const ns: Record<string, string> = { [n1.name]: s.netns("n1"), [n2.name]: s.netns("n2") };
     const be = s.netns("be");
     const cl = s.netns("cl");
+    const srv = s.netns("srv");
     attach(ns[n1.name], [n1.overlayAddress]);
     attach(ns[n2.name], [n2.overlayAddress]);
+    attach(srv, [SERVER]);
     const instances: Instance[] = [
-      { name: "api1", service: "api", addr: "10.214.0.11" },
-      { name: "api2", service: "api", addr: "10.214.0.12" },
-      { name: "api3", service: "api", addr: "10.214.0.13" },
-      { name: "web1", service: "web", addr: "10.214.0.21" },
-      { name: "web2", service: "web", addr: "10.214.0.22" },
+      { name: "api1", service: "api", addr: "10.214.0.11", node: 0 },
+      { name: "api2", service: "api", addr: "10.214.0.12", node: 1 },
+      { name: "api3", service: "api", addr: "10.214.0.13", node: 0 },
+      { name: "web1", service: "web", addr: "10.214.0.21", node: 0 },
+      { name: "web2", service: "web", addr: "10.214.0.22", node: 1 },
     ];
     attach(be, instances.map((i) => i.addr));
     attach(cl, [CLIENT]);
@@ -136,31 +149,33 @@ describe("availability through the floating IP (real keepalived + HAProxy in nam
     const registered = new Set(["api1", "api2", "web1", "web2"]);
     for (const i of instances) if (registered.has(i.name)) startBackend(i);
 
-    // Consul DNS stand-ins (one per node; the catalog is the same everywhere).
-    const dns: Record<string, ReturnType<Sandbox["start"]>> = {};
-    const startDns = (n: ClusterNode) => {
-      const records = instances
-        .filter((i) => registered.has(i.name))
-        .flatMap((i) => [`--srv-host=_${i.service}._tcp.service.consul,${i.name}.node.consul,${BACKEND_PORT},1,10`, `--host-record=${i.name}.node.consul,${i.addr}`]);
-      dns[n.name] = s.start(`dns-${n.name}`, ns[n.name], [
-        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-        `--listen-address=${n.overlayAddress}`, "--bind-interfaces", "--port=53",
-        "--host-record=consul.service.consul,10.214.0.250", ...records,
-      ]);
-    };
-    const dnsAnswers = (n: ClusterNode, name: string) =>
-      s.inNs(ns[n.name], ["/usr/bin/dig", "+time=1", "+tries=1", "+short", "-p", "53", `@${n.overlayAddress}`, name, "SRV"]).stdout;
-    /** Consul's answer changes: dnsmasq restarted with the registered set, on both nodes. */
+    // The provider's Consul server, and each node's real agent with its rendered config.
+    await startProviderServer(s, srv, "2022", SERVER);
+    const agents: ConsulAgent[] = [n1, n2].map((n) => startRenderedClient(s, ns[n.name], renderConsulConfig(cluster, n), n.name));
+    const dnsAddrs = (n: ClusterNode, service: string) => dig(s, ns[n.name], n.overlayAddress, `${service}.service.consul`, "A").sort();
+    for (const n of [n1, n2]) await waitFor(`${n.name}'s agent answering DNS`, () => dig(s, ns[n.name], n.overlayAddress, "consul.service.consul").includes(SERVER), 30000);
+
+    /** Nomad's side: each registered instance's services in its node's agent, as Nomad registers them. */
+    const jobspecs = { api: renderApiJob(cluster), web: renderWebJob(cluster) };
+    const inConsul = new Map<string, NomadRegistration[]>();
     const publish = async () => {
-      for (const n of [n1, n2]) {
-        if (dns[n.name]) await s.stop(dns[n.name], "SIGTERM");
-        startDns(n);
+      for (const i of instances) {
+        const agent = agents[i.node];
+        if (registered.has(i.name) && !inConsul.has(i.name)) {
+          const regs = await nomadRegistrations(jobspecs[i.service], { task: i.service, allocId: `alloc-${i.name}`, address: i.addr, port: BACKEND_PORT });
+          for (const reg of regs) registerService(s, agent, reg);
+          inConsul.set(i.name, regs);
+        } else if (!registered.has(i.name) && inConsul.has(i.name)) {
+          for (const reg of inConsul.get(i.name)!) deregisterService(s, agent, reg.ID);
+          inConsul.delete(i.name);
+        }
       }
+      // Consul answers healthy instances only: a new one once its first check passed.
       for (const n of [n1, n2]) {
-        await waitFor(`DNS of ${n.name} with the new set`, () => {
-          const out = dnsAnswers(n, "_api._tcp.service.consul");
-          return [...registered].filter((r) => r.startsWith("api")).every((r) => out.includes(`${r}.node.consul`)) && out.split("\n").filter(Boolean).length === [...registered].filter((r) => r.startsWith("api")).length;
-        }, 10000);
+        for (const service of ["api", "web"] as const) {
+          const want = instances.filter((i) => i.service === service && registered.has(i.name)).map((i) => i.addr).sort();
+          await waitFor(`${n.name}'s Consul DNS with the registered ${service} set`, () => JSON.stringify(dnsAddrs(n, service)) === JSON.stringify(want), 30000, () => JSON.stringify(dnsAddrs(n, service)));
+        }
       }
     };
     await publish();

@@ -7,10 +7,11 @@
  *
  * Checks: exactly one node holds the floating IP; a clean stop of the holder moves it;
  * the restarted node does not take it back (nopreempt); a failing HAProxy health endpoint
- * moves it; a dead local Consul DNS moves it (dnsmasq on the node's overlay address, port
- * 53, stands in for the Consul agent's DNS: it answers consul.service.consul like an agent
- * does, and stops answering when stopped, as a dead agent does); a crash of the holder
- * moves it. Each takeover is timed and printed.
+ * moves it; a dead local Consul agent moves it (each node runs the REAL Consul 1.14.11 with
+ * the client config the deployment renders for it, joined to a real server in a third
+ * namespace as the provider runs it; keepalived's check asks that agent's DNS on the
+ * overlay port 53 for consul.service.consul); a crash of the holder moves it. Each takeover
+ * is timed and printed.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -19,9 +20,13 @@ import { edited, exampleCluster, itIf } from "../helpers/synth";
 import { crossFieldViolations } from "../../constructs/description/rules";
 import type { Cluster, ClusterNode } from "../../constructs/description/schema";
 import { VRRP_PASSWORD_PLACEHOLDER, consulDnsCheckCommand, renderKeepalivedConfig } from "../../constructs/render/keepalived";
+import { renderConsulConfig } from "../../constructs/render/agents";
 import { Sandbox, pidAlive, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
+import { CONSUL_MISSING, haveConsul, startProviderServer, startRenderedClient, type ConsulAgent } from "./consul";
 
-const pre = systemTestPrerequisites(["keepalived", "ip", "curl", "/usr/bin/python3", "dnsmasq", "/usr/bin/dig"]);
+const system = systemTestPrerequisites(["keepalived", "ip", "curl", "/usr/bin/python3", "/usr/bin/dig"]);
+const pre = !system.ok || haveConsul() ? system : { ok: false, reason: CONSUL_MISSING };
+const SERVER = "10.213.0.250";
 
 const IFACE = "ovl213";
 const VIP = "10.213.0.100";
@@ -37,6 +42,7 @@ export function testCluster(): Cluster {
     c.nodes[0].overlayAddress = "10.213.0.1";
     c.nodes[1].overlayAddress = "10.213.0.2";
     c.app.haproxy.statsPort = HEALTH_PORT;
+    c.servers = { ...c.servers, datacenter: "dc1", join: [SERVER] };
   });
 }
 
@@ -56,7 +62,19 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
     const s = (sb = new Sandbox("ka"));
     const [n1, n2] = cluster.nodes;
     const ns: Record<string, string> = { [n1.name]: s.netns("n1"), [n2.name]: s.netns("n2") };
-    s.link(ns[n1.name], IFACE, `${n1.overlayAddress}/24`, ns[n2.name], IFACE, `${n2.overlayAddress}/24`);
+    // The overlay: a bridge joining both nodes and the provider's Consul server.
+    const sw = s.netns("sw");
+    s.must(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
+    s.must(["ip", "-n", sw, "link", "set", "br0", "up"]);
+    const srv = s.netns("srv");
+    const plugged: [string, string][] = [[ns[n1.name], n1.overlayAddress], [ns[n2.name], n2.overlayAddress], [srv, SERVER]];
+    plugged.forEach(([n, a], i) => {
+      s.must(["ip", "-n", n, "link", "add", IFACE, "type", "veth", "peer", "name", `p${i}`, "netns", sw]);
+      s.must(["ip", "-n", sw, "link", "set", `p${i}`, "master", "br0", "up"]);
+      s.must(["ip", "-n", n, "address", "add", `${a}/24`, "dev", IFACE]);
+      s.must(["ip", "-n", n, "link", "set", IFACE, "up"]);
+    });
+    await startProviderServer(s, srv, "2022", SERVER);
 
     // Per node: the rendered config (password spliced in as the install script does).
     const confs: Record<string, string> = {};
@@ -86,18 +104,15 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
     for (const n of [n1, n2]) startHealth(n);
     for (const n of [n1, n2]) await waitFor(`health endpoint of ${n.name}`, () => healthy(n), 10000);
 
-    // Stand-in Consul agent DNS on <overlay address>:53.
-    const dns: Record<string, ReturnType<Sandbox["start"]>> = {};
-    const startDns = (n: ClusterNode) => {
-      dns[n.name] = s.start(`dns-${n.name}`, ns[n.name], [
-        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-        `--listen-address=${n.overlayAddress}`, "--bind-interfaces", "--port=53", "--host-record=consul.service.consul,10.213.0.250",
-      ]);
+    // Each node's real Consul agent, with its rendered client config (DNS on <overlay address>:53).
+    const agents: Record<string, ConsulAgent> = {};
+    const startAgent = (n: ClusterNode) => {
+      agents[n.name] = startRenderedClient(s, ns[n.name], renderConsulConfig(cluster, n), n.name);
     };
     // The rendered check command itself, run inside the node's namespace.
     const dnsAnswers = (n: ClusterNode) => s.inNs(ns[n.name], consulDnsCheckCommand(n).split(" ")).status === 0;
-    for (const n of [n1, n2]) startDns(n);
-    for (const n of [n1, n2]) await waitFor(`Consul DNS stand-in of ${n.name}`, () => dnsAnswers(n), 10000);
+    for (const n of [n1, n2]) startAgent(n);
+    for (const n of [n1, n2]) await waitFor(`${n.name}'s Consul agent answering DNS`, () => dnsAnswers(n), 30000, () => agents[n.name].log().split("\n").slice(-15).join("\n"));
 
     const kad: Record<string, ReturnType<Sandbox["start"]>> = {};
     const startKeepalived = (n: ClusterNode) => {
@@ -152,21 +167,21 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
       await takeover(n1, "health failure");
       figures.push({ event: "holder's HAProxy /healthz fails", newHolder: n1.name, ms: Date.now() - t0 });
 
-      // 5. node-2's HAProxy recovers; then the holder's Consul DNS dies: node-2 takes over.
+      // 5. node-2's HAProxy recovers; then the holder's Consul agent dies: node-2 takes over.
       startHealth(n2);
       await waitFor("node-2 health endpoint back", () => healthy(n2), 10000);
       // rise 2 × interval 2 s: node-2 is a candidate again after ~4 s; give it 6 s.
       await sleep(6000);
       expect(holders()).toEqual([n1.name]);
       t0 = Date.now();
-      await s.stop(dns[n1.name], "SIGTERM");
+      await s.stop({ name: agents[n1.name].name, pid: agents[n1.name].pid }, "SIGKILL");
       expect(dnsAnswers(n1)).toBe(false);
-      await takeover(n2, "Consul DNS dead");
-      figures.push({ event: "holder's Consul DNS stops answering", newHolder: n2.name, ms: Date.now() - t0 });
+      await takeover(n2, "Consul agent dead");
+      figures.push({ event: "holder's Consul agent dies (SIGKILL)", newHolder: n2.name, ms: Date.now() - t0 });
 
-      // 6. node-1's DNS recovers; then the holder (node-2) crashes (SIGKILL: no goodbye advert).
-      startDns(n1);
-      await waitFor("node-1 Consul DNS back", () => dnsAnswers(n1), 10000);
+      // 6. node-1's agent is back (it rejoins); then the holder (node-2) crashes (SIGKILL: no goodbye advert).
+      startAgent(n1);
+      await waitFor("node-1 Consul DNS back", () => dnsAnswers(n1), 30000);
       await sleep(6000);
       expect(holders()).toEqual([n2.name]);
       t0 = Date.now();

@@ -17,20 +17,31 @@
  * bastion, overlay address 10.210.0.(1+i)/24 on interface `ovl210`; floating IP 10.210.0.100,
  * VRRP router id 210. Namespaces are private to the lab, so parallel labs do not collide.
  *
+ * The provider, real (docs/lab.md): a "servers" namespace on the overlay (10.210.0.250) runs
+ * a real Consul 1.14.11 server configured as the 2022 playbook configures the provider's
+ * per-team instance (datacenter dc1, no ACL, no gossip key, HTTP API on the overlay), which
+ * is the example description's shape; the lab's description joins its address. With
+ * `neighbour: true`, another team's namespace on the same overlay (10.210.0.200) runs a real
+ * Consul client of the same shared dc1, as any 2022 VM can (lab.neighbour). The public
+ * resolvers the descriptions may render as recursors (1.1.1.1, 1.0.0.1) are a dnsmasq in
+ * the bastion namespace that knows only the lab's names: nothing leaves the lab.
+ *
  * Each VM is isolated from this machine: its sshd runs in a private mount namespace where
- * /etc and /var are overlays on a tmpfs (writes never reach the host), /root, /tmp and /run
- * are empty tmpfs, and /usr/local/sbin holds programs standing in for what has no real
- * binary here (licence: no Consul/Nomad binaries), each appending its command line to the
- * VM's calls.log:
- *   - consul, nomad, sudo, journalctl, apt-get: the shared stand-ins of provider-standins.ts
- *     (the newest provider generation; validation fails on a file containing
- *     STANDIN_VALIDATION_FAILS);
- *   - Consul's DNS interface on <overlay address>:53: dnsmasq answering consul.service.consul
- *     (what keepalived's consul_dns check asks);
+ * /etc and /var are overlays on a tmpfs (writes never reach the host), /root, /tmp, /run and
+ * /opt are empty tmpfs, and /usr/local/sbin holds:
+ *   - consul: the REAL Consul (.engines/bin/consul) behind a wrapper that appends its command
+ *     line to the VM's calls.log and answers `consul version` with the version the
+ *     description's generation installs (the lab's binary is 1.14.11 for every generation:
+ *     the install's version floor reads that line; docs/lab.md, "The version gap");
+ *   - nomad, sudo, journalctl, apt-get: the stand-ins of provider-standins.ts (Nomad may not
+ *     be used here; each reproduced behaviour cites Nomad's documentation there);
  *   - `systemctl enable|disable [--now]|start|stop|restart|reload|is-active|is-enabled|
- *     daemon-reload` for consul/nomad units: state files only; for keepalived: the REAL
- *     keepalived 2.2 daemon, started with the installed /etc/keepalived/keepalived.conf,
- *     reloaded with SIGHUP (what its unit's ExecReload does), stopped with SIGTERM.
+ *     daemon-reload`: for consul, the REAL agent started as the provider's unit starts it
+ *     (ExecStartPre=consul validate /etc/consul.d/, ExecStart=consul agent
+ *     -config-dir=/etc/consul.d/, ExecReload=kill -HUP, KillSignal=SIGTERM; as root here,
+ *     User=consul there), its DNS on the overlay address port 53 as consul.hcl says; for
+ *     keepalived the REAL keepalived 2.2 daemon (SIGHUP reload, SIGTERM stop); for nomad
+ *     state files only.
  * keepalived -t, ip, sysctl (per network namespace) and useradd run for real.
  */
 import * as fs from "fs";
@@ -38,14 +49,28 @@ import * as path from "path";
 import { edited, exampleCluster } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
 import { Sandbox, systemTestPrerequisites, waitFor, type RunResult } from "./sandbox";
-import { INVALID_MARKER, SYSTEMCTL_ARGS, agentStandIns, generationProfile, systemStandIns, writeProfile } from "./provider-standins";
+import { generationProfile, vmPrograms, writeProfile } from "./provider-standins";
+import { CONSUL_BIN, CONSUL_MISSING, haveConsul, providerServerConfig, startConsul, waitForCatalogNode, waitForLeader, type ConsulAgent } from "./consul";
 
-export const labPrerequisites = systemTestPrerequisites(["ip", "unshare", "nsenter", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd", "curl", "/usr/bin/python3"]);
+const system = systemTestPrerequisites(["ip", "unshare", "nsenter", "setsid", "ssh-keygen", "/usr/sbin/sshd", "keepalived", "useradd", "curl", "dig", "dnsmasq", "/usr/bin/python3"]);
+export const labPrerequisites = haveConsul() || !system.ok ? system : { ok: false, reason: CONSUL_MISSING };
 
-/** A file containing this string fails the stand-in `consul validate` / `nomad config validate`. */
-export const STANDIN_VALIDATION_FAILS = INVALID_MARKER;
+/**
+ * An extraConfig the description accepts and the REAL `consul validate` rejects, with the
+ * error it prints (for tests of a config that fails validation on the node).
+ */
+export const LAB_CONSUL_REJECTS = {
+  extraConfig: 'log_level = "DEBUG"\ndns_config {\n  node_ttl = "one minute"\n}\n',
+  message: 'invalid duration "one minute"',
+};
 export const LAB_OVERLAY_INTERFACE = "ovl210";
 export const LAB_FLOATING_IP = "10.210.0.100";
+/** The provider's Consul server (and the Nomad servers the stand-ins answer for) on the overlay. */
+export const LAB_SERVERS_ADDRESS = "10.210.0.250";
+/** Another team's VM on the same overlay (buildLab({ neighbour: true })). */
+export const LAB_NEIGHBOUR_ADDRESS = "10.210.0.200";
+/** The public resolvers a description may render as recursors, answered inside the lab. */
+export const LAB_PUBLIC_RESOLVERS = ["1.1.1.1", "1.0.0.1"];
 
 export interface LabVm {
   name: string;
@@ -76,6 +101,10 @@ export interface LabVm {
 
 export interface Lab {
   sandbox: Sandbox;
+  /** The provider's Consul server (real, 2022 playbook shape), in its own namespace on the overlay. */
+  servers: { ns: string; address: string; datacenter: string; consul: ConsulAgent };
+  /** Another team's VM on the overlay, with a real Consul client of the same dc1 (only with `neighbour: true`). */
+  neighbour?: { ns: string; address: string; consul: ConsulAgent };
   dir: string;
   /** The operator's namespace: run the engines here. */
   opNs: string;
@@ -91,56 +120,12 @@ export interface Lab {
 }
 
 /**
- * The shared stand-ins (provider-standins.ts: consul/nomad of the newest provider
- * generation, sudo, journalctl, apt-get), with a systemctl that runs the REAL keepalived.
+ * What /usr/local/sbin holds on a VM: the real Consul behind its wrapper, the shared
+ * stand-ins (provider-standins.ts: nomad, sudo, journalctl, apt-get), and a systemctl that
+ * runs the REAL Consul agent and the REAL keepalived (vmSystemctl).
  */
-function standIns(state: string, node: string, overlayAddress: string): Record<string, string> {
-  const head = `#!/usr/bin/env bash
-set -euo pipefail
-readonly STATE=${JSON.stringify(state)}
-echo "$(basename "$0") $*" >>"$STATE/calls.log"
-`;
-  return {
-    ...systemStandIns(state),
-    ...agentStandIns(state, node, overlayAddress),
-    systemctl: `${head}
-${SYSTEMCTL_ARGS}pidfile=/run/keepalived.pid
-ka_alive() { [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-ka_stop() {
-  if ka_alive; then
-    pid=$(cat "$pidfile"); kill -TERM "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  fi
-  rm -f "$STATE/active.keepalived"
-}
-ka_start() {
-  ka_alive && return 0
-  # The real daemon, as its unit starts it; it forks, so no fd may stay tied to the SSH session.
-  keepalived -f /etc/keepalived/keepalived.conf -p "$pidfile" </dev/null >/dev/null 2>&1
-  for _ in $(seq 100); do ka_alive && break; sleep 0.05; done
-  ka_alive || { echo "keepalived.service: failed to start" >&2; exit 1; }
-  touch "$STATE/active.keepalived"
-}
-for u in "\${units[@]}"; do
-  case $verb/$u in
-    enable/*) touch "$STATE/enabled.$u"; if $now; then if [[ $u == keepalived ]]; then ka_start; else touch "$STATE/active.$u"; fi; fi ;;
-    disable/*) rm -f "$STATE/enabled.$u"; if $now; then if [[ $u == keepalived ]]; then ka_stop; else rm -f "$STATE/active.$u"; fi; fi ;;
-    start/keepalived) ka_start ;;
-    restart/keepalived) ka_stop; ka_start ;;
-    stop/keepalived) ka_stop ;;
-    reload/keepalived) ka_alive || { echo "keepalived.service is not active, cannot reload." >&2; exit 1; }; kill -HUP "$(cat "$pidfile")" ;;
-    is-active/keepalived) ka_alive || exit 3 ;;
-    start/* | restart/*) touch "$STATE/active.$u" ;;
-    stop/*) rm -f "$STATE/active.$u" ;;
-    reload/*) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
-    is-active/*) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
-    is-enabled/*) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
-    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
-  esac
-done
-[[ -n $verb ]] || exit 1
-`,
-  };
+function standIns(state: string, node: string): Record<string, string> {
+  return vmPrograms(state, node, CONSUL_BIN);
 }
 
 function sshdConfig(dir: string, name: string, listen: string, port: number, authorizedKeys: string, extraHostKeys: string[] = []): string {
@@ -177,7 +162,7 @@ function sshdConfig(dir: string, name: string, listen: string, port: number, aut
  * `vmHostKeyTypes`: host key types each VM's sshd offers besides Ed25519 (a stock
  * Debian/Ubuntu VM has ECDSA and RSA keys too); their public keys are in `LabVm.hostKeys`.
  */
-export async function buildLab(opts: { vms: number; tag?: string; bastionPort?: number; vmHostKeyTypes?: ("ecdsa" | "rsa")[] }): Promise<Lab> {
+export async function buildLab(opts: LabOptions): Promise<Lab> {
   const sb = new Sandbox(opts.tag ?? "lab");
   try {
     return await build(sb, opts);
@@ -187,7 +172,16 @@ export async function buildLab(opts: { vms: number; tag?: string; bastionPort?: 
   }
 }
 
-async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number; vmHostKeyTypes?: ("ecdsa" | "rsa")[] }): Promise<Lab> {
+export interface LabOptions {
+  vms: number;
+  tag?: string;
+  bastionPort?: number;
+  vmHostKeyTypes?: ("ecdsa" | "rsa")[];
+  /** Another team's VM on the overlay, with a Consul client of the same shared dc1. */
+  neighbour?: boolean;
+}
+
+async function build(sb: Sandbox, opts: LabOptions): Promise<Lab> {
   const d = sb.dir;
   const bastionPort = opts.bastionPort ?? 22;
   const opNs = sb.netns("op");
@@ -199,6 +193,33 @@ async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number; vmH
   sb.must(["ip", "-n", bastionNs, "link", "set", "vms", "up"]);
   sb.must(["ip", "-n", switchNs, "link", "add", "ovl", "type", "bridge"]);
   sb.must(["ip", "-n", switchNs, "link", "set", "ovl", "up"]);
+  let overlayPorts = 0;
+  /** A namespace's overlay interface, on the overlay switch. */
+  const onOverlay = (ns: string, address: string) => {
+    const port = `x${overlayPorts++}`;
+    sb.must(["ip", "-n", switchNs, "link", "add", port, "type", "veth", "peer", "name", LAB_OVERLAY_INTERFACE, "netns", ns]);
+    sb.must(["ip", "-n", switchNs, "link", "set", port, "master", "ovl", "up"]);
+    sb.must(["ip", "-n", ns, "address", "add", `${address}/24`, "dev", LAB_OVERLAY_INTERFACE]);
+    sb.must(["ip", "-n", ns, "link", "set", LAB_OVERLAY_INTERFACE, "up"]);
+  };
+
+  // The public resolvers (what a rendered `recursors` forwards to), reached through the VMs'
+  // uplink: they know the lab's names only.
+  for (const r of LAB_PUBLIC_RESOLVERS) sb.must(["ip", "-n", bastionNs, "address", "add", `${r}/32`, "dev", "lo"]);
+  sb.start("public-resolvers", bastionNs, [
+    "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=", "--log-facility=-",
+    ...LAB_PUBLIC_RESOLVERS.map((r) => `--listen-address=${r}`), "--bind-interfaces", "--port=53",
+    "--host-record=bastion.lab.internal,10.210.1.2",
+  ]);
+
+  // The provider's Consul server: one per team on a provider host, as the 2022 playbook runs it.
+  const serversNs = sb.netns("servers");
+  onOverlay(serversNs, LAB_SERVERS_ADDRESS);
+  const serverConsul = startConsul(sb, serversNs, {
+    name: "server",
+    configText: providerServerConfig("2022", { nodeName: "provider-consul", address: LAB_SERVERS_ADDRESS, team: "lab" }),
+    http: `http://${LAB_SERVERS_ADDRESS}:8500`,
+  });
 
   const keygen = (name: string) => sb.must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path.join(d, name)]);
   const pub = (name: string) => fs.readFileSync(path.join(d, `${name}.pub`), "utf8").trim().split(" ").slice(0, 2).join(" ");
@@ -220,10 +241,8 @@ async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number; vmH
     sb.must(["ip", "-n", bastionNs, "link", "set", `v${i + 1}`, "master", "vms", "up"]);
     sb.must(["ip", "-n", ns, "address", "add", `${address}/24`, "dev", "eth0"]);
     sb.must(["ip", "-n", ns, "link", "set", "eth0", "up"]);
-    sb.must(["ip", "-n", switchNs, "link", "add", `o${i + 1}`, "type", "veth", "peer", "name", LAB_OVERLAY_INTERFACE, "netns", ns]);
-    sb.must(["ip", "-n", switchNs, "link", "set", `o${i + 1}`, "master", "ovl", "up"]);
-    sb.must(["ip", "-n", ns, "address", "add", `${overlayAddress}/24`, "dev", LAB_OVERLAY_INTERFACE]);
-    sb.must(["ip", "-n", ns, "link", "set", LAB_OVERLAY_INTERFACE, "up"]);
+    for (const r of LAB_PUBLIC_RESOLVERS) sb.must(["ip", "-n", ns, "route", "add", `${r}/32`, "via", "10.210.2.1"]);
+    onOverlay(ns, overlayAddress);
 
     keygen(`${name}_host`);
     const extraKeys = (opts.vmHostKeyTypes ?? []).map((type) => {
@@ -234,9 +253,9 @@ async function build(sb: Sandbox, opts: { vms: number; bastionPort?: number; vmH
     const bin = path.join(d, `${name}-bin`);
     const priv = path.join(d, `${name}-private`);
     for (const dir of [stateDir, bin, priv]) fs.mkdirSync(dir);
-    for (const [file, text] of Object.entries(standIns(stateDir, name, overlayAddress))) fs.writeFileSync(path.join(bin, file), text, { mode: 0o755 });
-    // The servers the stand-ins answer for: the newest generation, the example's datacenter.
-    writeProfile(stateDir, { ...generationProfile("2025", "10.210.9.9", "unused"), serversDatacenter: exampleCluster().servers.datacenter });
+    for (const [file, text] of Object.entries(standIns(stateDir, name))) fs.writeFileSync(path.join(bin, file), text, { mode: 0o755 });
+    // What the Nomad stand-in answers for: the example's versions, the lab's servers (dc1/global).
+    writeProfile(stateDir, { ...generationProfile("2025", LAB_SERVERS_ADDRESS, "unused"), serversDatacenter: "dc1" });
     const setup = `set -euo pipefail
 mount -t tmpfs tmpfs ${priv}
 for dir in etc var; do
@@ -249,20 +268,13 @@ mount --bind ${bin} /usr/local/sbin
 mount -t tmpfs tmpfs /mnt
 mkdir /mnt/lab
 mount --bind ${d} /mnt/lab
-for dir in /root /tmp /run; do mount -t tmpfs tmpfs $dir; done
+for dir in /root /tmp /run /opt; do mount -t tmpfs tmpfs $dir; done
 chmod 1777 /tmp
 mkdir -p ${d}
 mount --bind /mnt/lab ${d}
 mkdir -p -m 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys, extraKeys)}`;
     const proc = sb.start(`sshd-${name}`, ns, ["unshare", "--mount", "--propagation", "private", "bash", "-c", setup]);
-    // Stand-in for the Consul agent's DNS interface (consul.hcl: DNS on the overlay address,
-    // port 53), which keepalived's consul_dns check queries with dig: documented behaviour
-    // reproduced is only "answers A queries for consul.service.consul" (the servers' address).
-    sb.start(`consul-dns-${name}`, ns, [
-      "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-      `--listen-address=${overlayAddress}`, "--bind-interfaces", "--port=53", "--address=/consul.service.consul/10.210.9.9",
-    ]);
     const exec = (command: string, timeoutMs = 20000) =>
       sb.run(["nsenter", "-t", String(proc.pid), "-m", "-n", "--", "bash", "-c", command], { timeoutMs });
     const callsFile = path.join(stateDir, "calls.log");
@@ -305,9 +317,26 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys, 
   await waitFor("the bastion's sshd", () => listening(opNs, "10.210.1.2", bastionPort), 60000, diagnostics("sshd-bastion.log"), 200);
   for (const vm of vms) await waitFor(`${vm.name}'s sshd`, () => listening(bastionNs, vm.address, 22), 60000, diagnostics(`sshd-${vm.name}.log`), 200);
 
+  await waitForLeader(sb, serverConsul);
+  let neighbour: Lab["neighbour"];
+  if (opts.neighbour) {
+    // Another team's VM: any 2022 VM on the overlay can join a client to the shared dc1.
+    const ns = sb.netns("neighbour");
+    onOverlay(ns, LAB_NEIGHBOUR_ADDRESS);
+    const consul = startConsul(sb, ns, {
+      name: "neighbour",
+      configText: `datacenter = "dc1"\nnode_name = "other-team-vm"\nbind_addr = "${LAB_NEIGHBOUR_ADDRESS}"\nadvertise_addr = "${LAB_NEIGHBOUR_ADDRESS}"\nclient_addr = "127.0.0.1"\nretry_join = ["${LAB_SERVERS_ADDRESS}"]\n`,
+      http: "http://127.0.0.1:8500",
+    });
+    await waitForCatalogNode(sb, serverConsul, "other-team-vm", LAB_NEIGHBOUR_ADDRESS);
+    neighbour = { ns, address: LAB_NEIGHBOUR_ADDRESS, consul };
+  }
+
   let extraKeys = 0;
   const lab: Lab = {
     sandbox: sb,
+    servers: { ns: serversNs, address: LAB_SERVERS_ADDRESS, datacenter: "dc1", consul: serverConsul },
+    neighbour,
     dir: d,
     opNs,
     bastion: { ns: bastionNs, host: "10.210.1.2", port: bastionPort, user: "root", hostKey: pub("bastion_host") },
@@ -325,6 +354,14 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig(d, name, address, 22, authorizedKeys, 
         c.ssh = { ...c.ssh, user: "root", privateKey: { file: lab.operatorKey } };
         c.overlay = { ...c.overlay, interface: LAB_OVERLAY_INTERFACE, prefix: "10.210.0.0/24", addressing: "static", linkDns: "none" };
         c.floatingIp = { address: LAB_FLOATING_IP, virtualRouterId: 210, advertInterval: 1 };
+        // The provider's servers as its mail gives them: an IP (infrastructure.md, "What to join").
+        c.servers = {
+          ...c.servers,
+          datacenter: "dc1",
+          join: [LAB_SERVERS_ADDRESS],
+          consulHttpAddress: `http://${LAB_SERVERS_ADDRESS}:8500`,
+          nomadHttpAddress: `http://${LAB_SERVERS_ADDRESS}:4646`,
+        };
         const template = c.nodes[0];
         c.nodes = vms.map((vm, i) => ({
           ...structuredClone(template),

@@ -1,22 +1,23 @@
 /**
- * Stand-ins for the provider's Consul and Nomad on a namespace VM, one shared fixture per
- * provider generation (no HashiCorp binaries: licence). What each generation is comes from
- * its provisioning code (playbook/ at that year's commit, docs/operations.md "Supported
- * provider generations"); what the stand-ins do follows the documented CLI on exactly the
- * points the install scripts rely on:
+ * What the provider's VM offers besides the real Consul (consul.ts), one shared fixture per
+ * provider generation. Nomad may not be used here (its Go module is marked not to use), so
+ * Nomad is a stand-in; what each generation is comes from its provisioning code
+ * (playbook/ at that year's commit, docs/operations.md "Supported provider generations");
+ * what the Nomad stand-in does follows Nomad's documented CLI on exactly the points the
+ * install scripts rely on:
  *
- * - `consul version` / `nomad version`: first line "Consul v<version>" / "Nomad v<version> (<commit>)".
- * - `consul members -detailed` asked of the servers: a server's Tags hold `role=consul` and
- *   `dc=<datacenter>` (serf tags); `consul members -status=alive` on the local agent.
- * - A Consul client of another datacenter is refused by the servers (serf merge delegate:
- *   "Member '<node>' part of wrong datacenter '<dc>'"): the client then sees only itself,
- *   and the servers' catalog (`consul catalog nodes`: Node ID Address DC) never lists it.
- * - `consul info` / `nomad agent-info`: "server = true" on a server agent.
- * - `nomad server members`: last column Region. `nomad node status -self -t <template>`.
+ * - `nomad version`: first line "Nomad v<version> (<commit>)" (CLI docs, `nomad version`).
+ * - `nomad agent-info`: "server = true" in its nomad section on a server agent.
+ * - `nomad server members`: last column Region. `nomad node status -self -t <template>`
+ *   (Go template over the node's API object: Status, HTTPAddr, Datacenter,
+ *   SchedulingEligibility, as documented for `node status -t`).
  * - A command a version lacks fails as that version fails: `nomad config validate` on Nomad
  *   1.2 is an unknown command, the CLI prints its usage and exits 127 (mitchellh/cli).
  * - Nomad 1.2's own check of a config is its start: an agent whose config it cannot load
  *   exits, and `nomad agent-info` then cannot reach it.
+ *
+ * Consul is real everywhere; on a VM the `consul` on the PATH is the real binary behind
+ * `consulWrapper` (it logs calls and reports the generation's version).
  *
  * The profile of the generation lives in $STATE/provider.env, so a test switches
  * generation (or plants a server on the VM) without restarting anything.
@@ -78,10 +79,34 @@ export const PROVIDER_SERVER_CONFIGS = {
 };
 
 /**
- * consul and nomad stand-ins; each appends its command line to $STATE/calls.log. The node
- * advertises `overlayAddress`, or (empty) what its installed consul.hcl says (advertise_addr).
+ * The real Consul on a VM, behind a wrapper that appends each command line to
+ * $STATE/calls.log (what the tests read) and answers `consul version` as the generation's
+ * binary does: the lab runs Consul 1.14.11 for every generation (docs/lab.md, "The version
+ * gap"), while the install's version floor must see what the provider installed that year.
+ * Everything else is the real CLI.
  */
-export function agentStandIns(state: string, node: string, overlayAddress: string): Record<"consul" | "nomad", string> {
+export function consulWrapper(state: string, realConsul: string): string {
+  return `#!/usr/bin/env bash
+set -euo pipefail
+readonly STATE=${JSON.stringify(state)}
+echo "consul $*" >>"$STATE/calls.log"
+if [[ \${1:-} == version ]]; then
+  # shellcheck disable=SC1091
+  . "$STATE/provider.env"
+  echo "Consul v$CONSUL_VERSION"
+  echo "Revision engines"
+  echo "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)"
+  exit 0
+fi
+exec ${JSON.stringify(realConsul)} "$@"
+`;
+}
+
+/**
+ * The Nomad stand-in (Nomad may not be used here); it appends its command line to
+ * $STATE/calls.log and answers from the generation's profile (provider.env).
+ */
+export function nomadStandIn(state: string, node: string): string {
   const head = `#!/usr/bin/env bash
 set -euo pipefail
 readonly STATE=${JSON.stringify(state)}
@@ -91,56 +116,7 @@ echo "$(basename "$0") $*" >>"$STATE/calls.log"
 active() { [[ -e "$STATE/active.$1" ]]; }
 ver_lt() { [[ "$(printf '%s\\n%s\\n' "$1" "$2" | sort -V | head -n 1)" == "$1" && "$1" != "$2" ]]; }
 `;
-  return {
-    consul: `${head}
-http=""
-for a in "$@"; do case $a in -http-addr=*) http=\${a#-http-addr=} ;; esac; done
-local_agent() { [[ -z "$http" || "$http" == *127.0.0.1* ]]; }
-# The datacenter this VM's client agent runs in: what its installed config says.
-client_dc() { sed -n 's/^datacenter *= *"\\(.*\\)"/\\1/p' /etc/consul.d/consul.hcl 2>/dev/null | head -n 1; }
-advertised() { if [[ -n ${JSON.stringify(overlayAddress)} ]]; then echo ${JSON.stringify(overlayAddress)}; else sed -n 's/^advertise_addr *= *"\\(.*\\)"/\\1/p' /etc/consul.d/consul.hcl 2>/dev/null | head -n 1; fi; }
-# Joined: the agent runs and its datacenter is the servers' (another one is refused at join).
-joined() { active consul && [[ "$(client_dc)" == "$SERVERS_DC" ]]; }
-case \${1:-} in
-  version)
-    echo "Consul v$CONSUL_VERSION"
-    echo "Revision 0000000"
-    echo "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)" ;;
-  validate)
-    if grep -rqs -- ${INVALID_MARKER} "$2"; then echo "Config validation failed: ${INVALID_MARKER} in $2" >&2; exit 1; fi
-    echo "Configuration is valid!" ;;
-  info)
-    if local_agent; then
-      if [[ "$THIS_VM_IS_SERVER" == true ]]; then role=true; elif active consul; then role=false; else echo "Error querying agent: connection refused" >&2; exit 1; fi
-    else role=true; fi
-    printf 'agent:\\n\\tcheck_monitors = 0\\nconsul:\\n\\tacl = disabled\\n\\tknown_servers = 1\\n\\tserver = %s\\n' "$role" ;;
-  members)
-    if local_agent; then
-      active consul || { echo "Error retrieving members: connection refused" >&2; exit 1; }
-      echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
-      if joined; then echo "server-1  $SERVERS_ADDR:8301  alive  server  $CONSUL_VERSION  2  $SERVERS_DC  default  <all>"; fi
-      echo "${node}  $(advertised):8301  alive  client  $CONSUL_VERSION  2  $(client_dc)  default  <default>"
-    else
-      # Asked of the servers: their LAN members, -detailed prints the serf tags.
-      if [[ " $* " == *" -detailed "* ]]; then
-        echo "Node      Address              Status  Tags"
-        echo "server-1  $SERVERS_ADDR:8301  alive   build=$CONSUL_VERSION:0000000,dc=$SERVERS_DC,id=x,port=8300,role=consul,segment=<all>,vsn=2"
-        if joined; then echo "${node}  $(advertised):8301  alive   build=$CONSUL_VERSION:0000000,dc=$SERVERS_DC,id=y,role=node,segment=<default>,vsn=2"; fi
-      else
-        echo "Node  Address  Status  Type  Build  Protocol  DC  Partition  Segment"
-        echo "server-1  $SERVERS_ADDR:8301  alive  server  $CONSUL_VERSION  2  $SERVERS_DC  default  <all>"
-      fi
-    fi ;;
-  catalog)
-    [[ \${2:-} == nodes ]] || { echo "stand-in consul: catalog $2 not supported" >&2; exit 1; }
-    echo "Node      ID        Address        DC"
-    echo "server-1  0e4d5c11  $SERVERS_ADDR  $SERVERS_DC"
-    if joined; then echo "${node}  7a1b2c3d  $(advertised)  $SERVERS_DC"; fi ;;
-  leave) ;;
-  *) echo "stand-in consul: $* not supported" >&2; exit 1 ;;
-esac
-`,
-    nomad: `${head}
+  return `${head}
 addr=\${NOMAD_ADDR:-http://127.0.0.1:4646}
 for a in "$@"; do case $a in -address=*) addr=\${a#-address=} ;; esac; done
 # The local agent: loopback, or the address its CLI environment names (cli.env's NOMAD_ADDR).
@@ -188,15 +164,9 @@ case "\${1:-} \${2:-}" in
   "node drain" | "node eligibility") ;;
   *) echo "stand-in nomad: $* not supported" >&2; exit 1 ;;
 esac
-`,
-  };
+`;
 }
 
-/**
- * sudo, systemctl, journalctl and apt-get on the VM. systemctl keeps unit state as files
- * in $STATE (active.<unit>, enabled.<unit>) and answers is-active/is-enabled as systemd
- * does (exit 3 / 1 when not); reload of an inactive unit fails as systemd's does.
- */
 /**
  * How a systemctl stand-in reads its arguments, as systemctl does: the verb, then unit names
  * (a ".service" suffix dropped), `--now` noted, other options ignored. Sets verb, units, now.
@@ -211,6 +181,7 @@ for a in "$@"; do
 done
 `;
 
+/** sudo, journalctl and apt-get on a VM (systemctl: vmSystemctl). */
 export function systemStandIns(state: string): Record<string, string> {
   const head = `#!/usr/bin/env bash
 set -euo pipefail
@@ -223,21 +194,6 @@ echo "$(basename "$0") $*" >>"$STATE/calls.log"
 while [ "\${1#-}" != "$1" ]; do shift; done
 exec "$@"
 `,
-    systemctl: `${head}
-${SYSTEMCTL_ARGS}for u in "\${units[@]}"; do
-  case $verb in
-    enable) touch "$STATE/enabled.$u"; if $now; then touch "$STATE/active.$u"; fi ;;
-    disable) rm -f "$STATE/enabled.$u"; if $now; then rm -f "$STATE/active.$u"; fi ;;
-    start | restart) touch "$STATE/active.$u" ;;
-    stop) rm -f "$STATE/active.$u" ;;
-    reload) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
-    is-active) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
-    is-enabled) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
-    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
-  esac
-done
-[[ -n $verb ]] || exit 1
-`,
     // The VM's journal is this test's, not the machine's: nothing of the host leaks into output.
     journalctl: `${head}
 echo "-- No entries --"
@@ -246,5 +202,85 @@ echo "-- No entries --"
 echo "stand-in apt-get: no package installs in this test" >&2
 exit 100
 `,
+  };
+}
+
+/**
+ * systemctl on a VM of the lab: for consul the REAL agent, started as the provider's unit
+ * starts it (playbook/roles/consul/files/consul.service: ConditionFileNotEmpty=consul.hcl,
+ * ExecStartPre=consul validate /etc/consul.d/, ExecStart=consul agent -config-dir=/etc/consul.d/,
+ * ExecReload=kill -HUP, KillSignal=SIGTERM; as root here, User=consul there; Type=simple, so
+ * a start returns once the process runs); for keepalived the REAL keepalived 2.2 daemon
+ * (SIGHUP reload, SIGTERM stop); every other unit as state files in $STATE (active.<unit>,
+ * enabled.<unit>), answering is-active/is-enabled as systemd does (exit 3 / 1 when not).
+ */
+export function vmSystemctl(state: string, realConsul: string): string {
+  return `#!/usr/bin/env bash
+set -euo pipefail
+readonly STATE=${JSON.stringify(state)}
+echo "$(basename "$0") $*" >>"$STATE/calls.log"
+${SYSTEMCTL_ARGS}readonly CONSUL=${JSON.stringify(realConsul)}
+# The real daemons fork off: no fd may stay tied to the SSH session.
+alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+stop_pid() {
+  if alive "$1"; then
+    local pid; pid=$(cat "$1"); kill -TERM "$pid"
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  rm -f "$1"
+}
+ka_pid=/run/keepalived.pid
+ka_start() {
+  alive $ka_pid && return 0
+  keepalived -f /etc/keepalived/keepalived.conf -p "$ka_pid" </dev/null >/dev/null 2>&1
+  for _ in $(seq 100); do alive $ka_pid && break; sleep 0.05; done
+  alive $ka_pid || { echo "keepalived.service: failed to start" >&2; exit 1; }
+}
+consul_pid=/run/consul.pid
+consul_start() {
+  alive $consul_pid && return 0
+  [[ -s /etc/consul.d/consul.hcl ]] || return 0
+  if ! out=$("$CONSUL" validate /etc/consul.d/ 2>&1); then
+    echo "$out" >>"$STATE/consul-agent.log"
+    echo "Job for consul.service failed because the control process exited with error code." >&2
+    exit 1
+  fi
+  CHECKPOINT_DISABLE=1 setsid "$CONSUL" agent -config-dir=/etc/consul.d/ -pid-file=$consul_pid </dev/null >>"$STATE/consul-agent.log" 2>&1 &
+  for _ in $(seq 200); do alive $consul_pid && break; sleep 0.05; done
+  alive $consul_pid || { echo "consul.service: failed to start" >&2; exit 1; }
+}
+for u in "\${units[@]}"; do
+  case $verb/$u in
+    enable/*) touch "$STATE/enabled.$u"; if $now; then case $u in keepalived) ka_start ;; consul) consul_start ;; *) touch "$STATE/active.$u" ;; esac; fi ;;
+    disable/*) rm -f "$STATE/enabled.$u"; if $now; then case $u in keepalived) stop_pid $ka_pid ;; consul) stop_pid $consul_pid ;; *) rm -f "$STATE/active.$u" ;; esac; fi ;;
+    start/keepalived) ka_start ;;
+    restart/keepalived) stop_pid $ka_pid; ka_start ;;
+    stop/keepalived) stop_pid $ka_pid ;;
+    reload/keepalived) alive $ka_pid || { echo "keepalived.service is not active, cannot reload." >&2; exit 1; }; kill -HUP "$(cat $ka_pid)" ;;
+    is-active/keepalived) alive $ka_pid || exit 3 ;;
+    start/consul) consul_start ;;
+    restart/consul) stop_pid $consul_pid; consul_start ;;
+    stop/consul) stop_pid $consul_pid ;;
+    reload/consul) alive $consul_pid || { echo "consul.service is not active, cannot reload." >&2; exit 1; }; kill -HUP "$(cat $consul_pid)" ;;
+    is-active/consul) alive $consul_pid || exit 3 ;;
+    start/* | restart/*) touch "$STATE/active.$u" ;;
+    stop/*) rm -f "$STATE/active.$u" ;;
+    reload/*) [[ -e "$STATE/active.$u" ]] || { echo "$u.service is not active, cannot reload." >&2; exit 1; } ;;
+    is-active/*) [[ -e "$STATE/active.$u" ]] || exit 3 ;;
+    is-enabled/*) [[ -e "$STATE/enabled.$u" ]] || exit 1 ;;
+    *) echo "stand-in systemctl: $verb not supported" >&2; exit 1 ;;
+  esac
+done
+[[ -n $verb ]] || exit 1
+`;
+}
+
+/** Everything /usr/local/sbin holds on a lab VM (consul wrapper, nomad, systemctl, sudo, journalctl, apt-get). */
+export function vmPrograms(state: string, node: string, realConsul: string): Record<string, string> {
+  return {
+    ...systemStandIns(state),
+    consul: consulWrapper(state, realConsul),
+    nomad: nomadStandIn(state, node),
+    systemctl: vmSystemctl(state, realConsul),
   };
 }

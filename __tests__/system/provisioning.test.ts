@@ -1,7 +1,8 @@
 /**
  * System test: changes to a provisioned cluster, applied by the real Terraform (1.11.4)
- * to two VMs behind a real sshd bastion (lab.ts: real sshd and keepalived, stand-ins for
- * Consul/Nomad, each VM isolated in its own mount namespace). engines.test.ts covers the
+ * to two VMs behind a real sshd bastion (lab.ts: real sshd, keepalived and Consul (the
+ * provider's server and our rendered clients), a Nomad stand-in, each VM isolated in its
+ * own mount namespace). engines.test.ts covers the
  * first apply with both engines; this file follows one cluster through changes:
  * re-provisioning without a change restarts nothing, a config that fails validation stops
  * the roll and leaves the previous config, keepalived gets the secret and real
@@ -14,7 +15,8 @@ import * as fs from "fs";
 import { edited, itIf } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
 import { nodesStackName } from "../../constructs/nodes-stack";
-import { STANDIN_VALIDATION_FAILS, buildLab, labPrerequisites, type Lab } from "./lab";
+import { LAB_CONSUL_REJECTS, buildLab, labPrerequisites, type Lab } from "./lab";
+import { catalogNodes, consulCli } from "./consul";
 import { Workspace, enginePrerequisites, type EngineRun } from "./engine";
 import { waitFor } from "./sandbox";
 
@@ -86,7 +88,9 @@ describe("provisioning changes applied by the real Terraform through a bastion",
     expect(vm(0).read("/etc/systemd/system/consul.service.d/10-dns-port.conf")).toBe(stack["rendered/node-1/consul/consul-dns.conf"]);
     // Staging directories and the password file do not outlive the run.
     for (const v of lab.vms) expect(v.exec(`ls ~/${STAGING_ROOT}/${base.name} 2>/dev/null | wc -l`).stdout.trim()).toBe("0");
-    // Real keepalived, real VRRP on the overlay: node-1 (priority 150) wins.
+    // The real servers' catalog has both nodes at their overlay addresses.
+    expect(catalogNodes(lab.sandbox, lab.servers.consul)).toMatchObject({ "node-1": "10.210.0.1", "node-2": "10.210.0.2" });
+    // Real keepalived, real VRRP on the overlay, tracking the real agent's DNS: node-1 (priority 150) wins.
     await waitFor("node-1 to hold the floating IP", () => vm(0).holdsFloatingIp(), 30000);
     expect(vm(1).holdsFloatingIp()).toBe(false);
   });
@@ -104,11 +108,11 @@ describe("provisioning changes applied by the real Terraform through a bastion",
   itIf(ok, reason)("a Consul config that fails validation fails the apply at node-1, keeps its config, and node-2 is never touched", async () => {
     const before = vm(0).read("/etc/consul.d/consul.hcl");
     clearCalls();
-    const broken = edited(base, (c) => (c.consul.extraConfig = `# ${STANDIN_VALIDATION_FAILS}\nlog_level = "DEBUG"\n`));
+    const broken = edited(base, (c) => (c.consul.extraConfig = LAB_CONSUL_REJECTS.extraConfig));
     const { run } = await deploy(broken);
     expect(run.status).toBe(1);
     expect(run.output).toContain("the new consul configuration does not validate; nothing was changed.");
-    expect(run.output).toContain(`Config validation failed: ${STANDIN_VALIDATION_FAILS}`);
+    expect(run.output).toContain(LAB_CONSUL_REJECTS.message);
     expect(vm(0).read("/etc/consul.d/consul.hcl")).toBe(before);
     expect(vm(0).read("/etc/consul.d/zz-extra.hcl")).toBeUndefined();
     expect(restartsIn(vm(0).calls())).toEqual([]);
@@ -167,6 +171,9 @@ describe("provisioning changes applied by the real Terraform through a bastion",
     expectOk(run);
     // node-3: its terraform_data.node_membership instance is destroyed, its decommission runs.
     expect(vm(2).calls().filter((c) => /^(consul leave|nomad node drain)/.test(c)).length).toBe(2);
+    // The real servers saw node-3 leave gracefully (`consul members` Status column).
+    const members = consulCli(lab.sandbox, lab.servers.ns, ["members", `-http-addr=${lab.servers.consul.http}`]).stdout;
+    expect(members).toMatch(/^node-3\s+10\.210\.0\.3:8301\s+left\s/m);
     expect(vm(2).keepalivedRunning()).toBe(false);
     // node-2: no longer eligible.
     expect(run.output).toContain("stopping and disabling keepalived");
