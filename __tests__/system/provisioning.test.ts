@@ -12,7 +12,9 @@
  */
 import { STAGING_ROOT } from "../../constructs/provisioned-files";
 import * as fs from "fs";
-import { edited, itIf } from "../helpers/synth";
+import * as path from "path";
+import { stringify } from "yaml";
+import { REPO_ROOT, edited, itIf } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
 import { nodesStackName } from "../../constructs/nodes-stack";
 import { LAB_CONSUL_REJECTS, buildLab, labPrerequisites, type Lab } from "./lab";
@@ -93,6 +95,29 @@ describe("provisioning changes applied by the real Terraform through a bastion",
     // Real keepalived, real VRRP on the overlay, tracking the real agent's DNS: node-1 (priority 150) wins.
     await waitFor("node-1 to hold the floating IP", () => vm(0).holdsFloatingIp(), 30000);
     expect(vm(1).holdsFloatingIp()).toBe(false);
+  });
+
+  itIf(ok, reason)("npm run drift on the files the real deploy installed: none; a hand edit of the running agent's config is reported, then undone", () => {
+    const file = path.join(lab.dir, "described.yaml");
+    fs.writeFileSync(file, stringify(base));
+    const drift = () => {
+      const r = lab.sandbox.run(["ip", "netns", "exec", lab.opNs, path.join(REPO_ROOT, "node_modules", ".bin", "tsx"), path.join(REPO_ROOT, "scripts", "drift.ts")], {
+        timeoutMs: 120000,
+        env: { ...process.env, CLUSTER_FILE: file },
+      });
+      return { status: r.status, out: r.stdout + r.stderr };
+    };
+    expect(drift()).toMatchObject({ status: 0 });
+    const edit = (from: string, to: string) => expect(vm(0).exec(`sed -i 's/^log_level  = "${from}"$/log_level  = "${to}"/' /etc/consul.d/consul.hcl`).status).toBe(0);
+    edit("INFO", "DEBUG");
+    try {
+      const r = drift();
+      expect(r.status).toBe(2);
+      expect(r.out).toContain("node-1: DRIFT in consul");
+    } finally {
+      edit("DEBUG", "INFO");
+    }
+    expect(drift()).toMatchObject({ status: 0 });
   });
 
   itIf(ok, reason)("re-provisioning with identical files (-replace) restarts and reloads nothing", async () => {
