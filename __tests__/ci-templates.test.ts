@@ -587,6 +587,24 @@ describe("GitLab CI templates", () => {
   });
 });
 
+describe("docs/ci.md: the comparison with Atlantis and Terraform Cloud", () => {
+  test("every test the table's 'this pipeline' column cites exists in the test file it names", () => {
+    const text = fs.readFileSync(path.join(ROOT, "docs", "ci.md"), "utf8");
+    const table = text.slice(text.indexOf("## Against Atlantis and Terraform Cloud"), text.indexOf("## What the tests prove"));
+    const rows = table.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| |") && !l.startsWith("|---"));
+    expect(rows.map((r) => r.split("|")[1].trim())).toEqual(["when the plan is reviewed", "what is applied", "serialization", "an old commit", "approval", "untrusted code"]);
+    for (const row of rows) {
+      const ours = row.split("|")[2];
+      const cites = [...ours.matchAll(/`([\w-]+\.test\.ts)`(?:: ((?:"[^"]+"(?:, )?)+))?/g)];
+      expect([row.split("|")[1].trim(), cites.length > 0]).toEqual([row.split("|")[1].trim(), true]);
+      for (const [, file, names] of cites) {
+        const source = fs.readFileSync(path.join(ROOT, "__tests__", file), "utf8");
+        for (const [, name] of (names ?? "").matchAll(/"([^"]+)"/g)) expect([file, name, source.includes(name)]).toEqual([file, name, true]);
+      }
+    }
+  });
+});
+
 describe("committed provider lock files", () => {
   test("each kind of stack has one, pinning exactly the providers and versions it requires", async () => {
     const out = synthCluster(clusterFromText(exampleText()));
