@@ -472,6 +472,9 @@ describe("GitLab CI templates", () => {
     expect(ci.approval.script).toEqual(["npm ci --ignore-scripts", "npx tsx scripts/ci/check-approval.ts gitlab"]);
     expect(ci.approval.variables.DEPLOY_BRANCH).toBe("$CI_DEFAULT_BRANCH");
     expect(ci.approval.cache).toEqual([]);
+    // Its token is a variable scoped to production: the jobs that run install scripts never get it.
+    expect(ci.approval.environment).toEqual({ name: "production", action: "prepare" });
+    for (const job of ["test", "synth", "images"]) expect([job, ci[job].environment]).toEqual([job, undefined]);
   });
 
   test("only the tip deploys: DEPLOY_BRANCH for plan.sh and apply.sh; plan and apply share resource_group production", () => {
