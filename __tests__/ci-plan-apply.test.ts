@@ -27,6 +27,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { findEngine } from "./helpers/engine";
 import { cleanup, exampleCluster, hasCommand, itIf, synthCluster } from "./helpers/synth";
+import { startStateBackend, type StateBackend } from "./helpers/http-state-backend";
 
 const ROOT = path.resolve(__dirname, "..");
 // Terraform or OpenTofu (helpers/engine.ts); the scripts take it from TERRAFORM.
@@ -40,7 +41,7 @@ interface Repo {
   run(cmd: string, args: string[], env?: Record<string, string>): SpawnSyncReturns<string>;
   stackDir: string;
   writeRendered(node: string, text: string): void;
-  commit(message: string): string;
+  commit(message: string, push?: boolean): string;
   state(): string[];
 }
 
@@ -74,6 +75,30 @@ function synthesize(repo: Repo, nodes: Record<string, string>): void {
   fs.writeFileSync(path.join(repo.stackDir, "cdk.tf.json"), JSON.stringify(tf, null, 2));
 }
 
+/**
+ * A git checkout whose `origin` (a bare repository beside it) has the branch main: what a CI
+ * job's checkout is. Returns `commit(message, push)`: commits everything; pushed to main,
+ * unless push is false (then the checkout is ahead of the tip). The scripts read the tip
+ * with `git ls-remote origin refs/heads/main` (DEPLOY_BRANCH=main).
+ */
+function gitWithOrigin(dir: string): (message: string, push?: boolean) => string {
+  const git = (...args: string[]) => {
+    const r = spawnSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.org", ...args], { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return r.stdout.trim();
+  };
+  git("init", "-q", "-b", "main");
+  git("init", "-q", "--bare", "-b", "main", "origin.git");
+  git("remote", "add", "origin", path.join(dir, "origin.git"));
+  fs.appendFileSync(path.join(dir, ".git", "info", "exclude"), "origin.git/\n");
+  return (message, push = true) => {
+    git("add", "-A");
+    git("commit", "--allow-empty", "-q", "-m", message);
+    if (push) git("push", "-q", "--force", "origin", "HEAD:main");
+    return git("rev-parse", "HEAD");
+  };
+}
+
 function makeRepo(): Repo {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-plan-apply-"));
   fs.mkdirSync(path.join(dir, "scripts", "ci"), { recursive: true });
@@ -93,28 +118,19 @@ function makeRepo(): Repo {
       spawnSync(cmd, args, {
         cwd: dir,
         encoding: "utf8",
-        env: { ...process.env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, ...env },
+        env: { ...process.env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, DEPLOY_BRANCH: "main", ...env },
       }),
     writeRendered: (node, text) => {
       fs.mkdirSync(path.join(stackDir, "rendered", node), { recursive: true });
       fs.writeFileSync(path.join(stackDir, "rendered", node, "consul.hcl"), text);
     },
-    commit: (message) => {
-      const git = (...args: string[]) => {
-        const r = spawnSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.org", ...args], { cwd: dir, encoding: "utf8" });
-        if (r.status !== 0) throw new Error(r.stderr);
-        return r.stdout.trim();
-      };
-      git("add", "-A");
-      git("commit", "--allow-empty", "-q", "-m", message);
-      return git("rev-parse", "HEAD");
-    },
+    commit: (message, push) => commit(message, push),
     state: () => {
       const r = spawnSync(TERRAFORM, [`-chdir=${stackDir}`, "state", "list"], { encoding: "utf8" });
       return r.status === 0 ? r.stdout.trim().split("\n").filter(Boolean).sort() : [];
     },
   };
-  spawnSync("git", ["init", "-q", "-b", "main"], { cwd: dir });
+  const commit = gitWithOrigin(dir);
   repo.commit("init");
   return repo;
 }
@@ -516,7 +532,8 @@ describe("plan.sh / apply.sh on the real nodes stack", () => {
     for (const f of ["lib.sh", "plan.sh", "apply.sh"]) fs.copyFileSync(path.join(ROOT, "scripts", "ci", f), path.join(dir, "scripts", "ci", f));
     fs.cpSync(path.join(ROOT, "terraform-locks"), path.join(dir, "terraform-locks"), { recursive: true });
     const stack = Object.keys(out.stacks).find((s) => s.endsWith("-nodes")) as string;
-    const env = { CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, TF_CLI_CONFIG_FILE: rc, ...SECRET };
+    gitWithOrigin(dir)("the example, synthesized");
+    const env = { CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, TF_CLI_CONFIG_FILE: rc, DEPLOY_BRANCH: "main", ...SECRET };
     const run: Repo["run"] = (cmd, args, extra = {}) => spawnSync(cmd, args, { cwd: dir, encoding: "utf8", env: { ...process.env, ...env, ...extra } });
     const state = () => {
       const r = run(TERRAFORM, [`-chdir=cdktf.out/stacks/${stack}`, "state", "list"]);
@@ -579,4 +596,185 @@ describe("plan.sh / apply.sh on the real nodes stack", () => {
     expect(stale.stdout + stale.stderr).toContain("Saved plan is stale");
     expect(repo.state()).toEqual(before);
   });
+});
+
+/**
+ * Only the tip deploys, with the HTTP state backend the templates use (a GitLab-like stand-in
+ * on loopback): an old pipeline re-run is refused by plan.sh and apply.sh (exit 3) and the
+ * rollback is a revert commit, logged; a plan with no change says so (the pipelines then
+ * skip the deploy); a partial apply's retry skips the stack already applied and applies the
+ * rest; a cancellation signalled to apply.sh alone (as the runners do to a step's main
+ * process) reaches Terraform, which stops and unlocks.
+ */
+describe("only the tip deploys; retries and cancellations (HTTP state backend)", () => {
+  const repos: Repo[] = [];
+  const backends: StateBackend[] = [];
+  afterAll(async () => {
+    for (const b of backends) await b.stop();
+    repos.forEach((r) => fs.rmSync(r.dir, { recursive: true, force: true }));
+  });
+  const JOBS = "team-test-jobs";
+
+  /** Two stacks on the HTTP backend: nodes (one resource per node, its file uploaded) and jobs. */
+  function synthesizeHttp(repo: Repo, nodes: Record<string, string>, jobsCommand = "true"): void {
+    synthesize(repo, nodes);
+    const nodesTf = JSON.parse(fs.readFileSync(path.join(repo.stackDir, "cdk.tf.json"), "utf8"));
+    nodesTf.terraform = { backend: { http: {} } };
+    fs.writeFileSync(path.join(repo.stackDir, "cdk.tf.json"), JSON.stringify(nodesTf, null, 2));
+    const jobsDir = path.join(repo.dir, "cdktf.out", "stacks", JOBS);
+    fs.rmSync(jobsDir, { recursive: true, force: true });
+    fs.mkdirSync(jobsDir, { recursive: true });
+    const generation = Object.values(nodes).join("|");
+    fs.writeFileSync(
+      path.join(jobsDir, "cdk.tf.json"),
+      JSON.stringify({
+        terraform: { backend: { http: {} } },
+        resource: { terraform_data: { web: { input: generation, provisioner: [{ "local-exec": { command: jobsCommand } }] } } },
+      }),
+    );
+  }
+
+  async function httpRepo(): Promise<{ repo: Repo; backend: StateBackend; env: Record<string, string> }> {
+    const repo = makeRepo();
+    repos.push(repo);
+    fs.writeFileSync(path.join(repo.dir, "terraform-locks", "jobs.terraform.lock.hcl"), "");
+    const backend = await startStateBackend(repo.dir);
+    backends.push(backend);
+    fs.appendFileSync(path.join(repo.dir, ".gitignore"), "state-backend/\nplan-*/\n");
+    const env = {
+      ...SECRET,
+      TF_STATE_HTTP_BASE: backend.base,
+      TF_HTTP_USERNAME: backend.username,
+      TF_HTTP_PASSWORD: backend.password,
+      TF_HTTP_LOCK_METHOD: "POST",
+      TF_HTTP_UNLOCK_METHOD: "DELETE",
+    };
+    return { repo, backend, env };
+  }
+  const applied = (backend: StateBackend, stack: string) =>
+    (backend.latest(`production-${stack}`)?.resources ?? []).map((r) => `${r.type}.${r.name}`).sort();
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("an old pipeline re-run is refused by plan.sh and apply.sh; the rollback is a revert commit, planned as a rollback", async () => {
+    const { repo, backend, env } = await httpRepo();
+    fs.writeFileSync(path.join(repo.dir, "description"), "v1\n");
+    const c1 = repo.commit("v1");
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n" });
+    expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], env).status).toBe(0);
+    expect(fs.readFileSync(path.join(repo.dir, "plan", "changes"), "utf8").trim()).toBe("true");
+    expect(repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env).status).toBe(0);
+    fs.renameSync(path.join(repo.dir, "plan"), path.join(repo.dir, "plan-c1"));
+
+    fs.writeFileSync(path.join(repo.dir, "description"), "v2\n");
+    const c2 = repo.commit("v2");
+    synthesizeHttp(repo, { "node-1": "node-1 v2\n" });
+    expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], env).status).toBe(0);
+    expect(repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env).status).toBe(0);
+    const stateAfterC2 = backend.latest(`production-${STACK}`);
+
+    // A re-run of c1's pipeline: its checkout, its synth, a fresh plan: refused, nothing planned.
+    expect(repo.run("git", ["checkout", "-q", "--detach", c1]).status).toBe(0);
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n" });
+    fs.rmSync(path.join(repo.dir, "plan"), { recursive: true, force: true });
+    const replan = repo.run("scripts/ci/plan.sh", ["--out", "plan"], env);
+    expect(replan.status).toBe(3);
+    expect(replan.stderr).toContain(`commit ${c1} is not the tip of main (${c2}): refusing to plan`);
+    expect(replan.stderr).toContain("To roll back, revert the change (git revert <commit>)");
+    expect(fs.existsSync(path.join(repo.dir, "plan"))).toBe(false);
+    // …and its deploy job re-run with c1's saved plan: refused before anything is applied.
+    const reapply = repo.run("scripts/ci/apply.sh", ["--plans", "plan-c1"], env);
+    expect(reapply.status).toBe(3);
+    expect(reapply.stderr).toContain(`commit ${c1} is not the tip of main (${c2}): refusing to apply`);
+    expect(backend.latest(`production-${STACK}`)).toEqual(stateAfterC2);
+    expect(fs.readFileSync(path.join(repo.dir, "uploaded", "node-1.hcl"), "utf8")).toBe("node-1 v2\n");
+
+    // The rollback: a revert commit on main, which is the tip: planned, logged as a rollback, applied.
+    expect(repo.run("git", ["checkout", "-q", "main"]).status).toBe(0);
+    expect(repo.run("git", ["-c", "user.name=t", "-c", "user.email=t@example.org", "revert", "--no-edit", c2]).status).toBe(0);
+    expect(repo.run("git", ["push", "-q", "origin", "HEAD:main"]).status).toBe(0);
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n" });
+    const revert = repo.run("scripts/ci/plan.sh", ["--out", "plan"], env);
+    expect(revert.status).toBe(0);
+    expect(revert.stderr).toMatch(new RegExp(`rollback: commit [0-9a-f]{40} reverts ${c2}`));
+    expect(fs.readFileSync(path.join(repo.dir, "plan", "plan.md"), "utf8")).toContain(`**Rollback**: this commit reverts \`${c2}\``);
+    expect(repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env).status).toBe(0);
+    expect(fs.readFileSync(path.join(repo.dir, "uploaded", "node-1.hcl"), "utf8")).toBe("node-1 v1\n");
+
+    // The same commit planned again: no change, said so (the pipelines skip the deploy).
+    fs.rmSync(path.join(repo.dir, "plan"), { recursive: true });
+    const again = repo.run("scripts/ci/plan.sh", ["--out", "plan"], env);
+    expect(again.status).toBe(0);
+    expect(again.stderr).toContain("no stack changes anything, nothing to deploy");
+    expect(fs.readFileSync(path.join(repo.dir, "plan", "changes"), "utf8").trim()).toBe("false");
+    expect(fs.readFileSync(path.join(repo.dir, "plan", STACK, "changes"), "utf8").trim()).toBe("false");
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a commit ahead of the tip (not pushed) or without DEPLOY_BRANCH is refused", async () => {
+    const { repo, env } = await httpRepo();
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n" });
+    const local = repo.commit("local only", false);
+    const ahead = repo.run("scripts/ci/plan.sh", ["--out", "plan"], env);
+    expect(ahead.status).toBe(3);
+    expect(ahead.stderr).toContain(`commit ${local} is not the tip of main`);
+    const unset = repo.run("scripts/ci/plan.sh", ["--out", "plan"], { ...env, DEPLOY_BRANCH: "" });
+    expect(unset.status).toBe(1);
+    expect(unset.stderr).toContain("DEPLOY_BRANCH is not set");
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a partial apply (nodes applied, jobs failed) retried: nodes skipped as already applied, jobs applied", async () => {
+    const { repo, backend, env } = await httpRepo();
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n", "node-2": "node-2 v1\n" });
+    expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], env).status).toBe(0);
+    // Another run holds the jobs state when the deploy reaches it.
+    expect(await backend.hold(`production-${JOBS}`, "someone-elses-lock")).toBe(200);
+    const first = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], { ...env, TF_LOCK_TIMEOUT: "1s" });
+    expect(first.status).toBe(1);
+    expect(first.stderr).toContain(`${JOBS}: the state is locked by another run`);
+    expect(applied(backend, STACK)).toEqual(["terraform_data.node-1_consul", "terraform_data.node-2_consul"]);
+    expect(applied(backend, JOBS)).toEqual([]);
+    // Released; the deploy job re-run with the same saved plans.
+    backend.requests();
+    const res = await fetch(`${backend.base}/production-${JOBS}/lock`, {
+      method: "DELETE",
+      headers: { authorization: `Basic ${Buffer.from(`${backend.username}:${backend.password}`).toString("base64")}`, "content-type": "application/json" },
+      body: JSON.stringify({ ID: "someone-elses-lock" }),
+    });
+    expect(res.status).toBe(200);
+    const retry = repo.run("scripts/ci/apply.sh", ["--plans", "plan"], env);
+    expect(retry.stderr).toContain(`== ${STACK}: already applied (a retry: the state changed since the plan, and a plan now shows no change): skipped`);
+    expect(retry.status).toBe(0);
+    expect(applied(backend, JOBS)).toEqual(["terraform_data.web"]);
+    // The plan's secret was used for the no-change check, never printed.
+    expect(retry.stdout + retry.stderr).not.toContain(SECRET.TF_VAR_vrrp_password);
+  });
+
+  itIf(hasEngine, `no Terraform engine (npm run engines), git or openssl`)("a cancel signalled to apply.sh only (as a runner does) reaches Terraform: it stops, writes its state and unlocks", async () => {
+    const { repo, backend, env } = await httpRepo();
+    synthesizeHttp(repo, { "node-1": "node-1 v1\n" }, "exec sleep 120");
+    expect(repo.run("scripts/ci/plan.sh", ["--out", "plan"], env).status).toBe(0);
+    const child = spawn("scripts/ci/apply.sh", ["--plans", "plan"], {
+      cwd: repo.dir,
+      env: { ...process.env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TERRAFORM, DEPLOY_BRANCH: "main", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+    const started = Date.now();
+    while (!out.includes("terraform_data.web: Provisioning with 'local-exec'")) {
+      if (Date.now() - started > 60_000 || child.exitCode !== null) throw new Error(`the jobs apply did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(backend.lock(`production-${JOBS}`)).toBeDefined();
+    const signalled = Date.now();
+    process.kill(child.pid as number, "SIGINT");
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    // Terraform got it (its own message) and stopped long before the 120 s provisioner ended.
+    expect(out).toContain("Interrupt received");
+    expect(Date.now() - signalled).toBeLessThan(30_000);
+    expect(code).not.toBe(0);
+    // …and, given the time, it wrote its state and released the lock.
+    expect(backend.lock(`production-${JOBS}`)).toBeUndefined();
+    const web = backend.latest(`production-${JOBS}`)?.resources.find((r) => r.name === "web");
+    expect(web?.instances[0].status).toBe("tainted");
+  }, 120_000);
 });

@@ -21,8 +21,16 @@ import { looksLikeSecretName } from "../scripts/dockerfile-rules";
 import { stackBackends, stacksWithLocalState } from "../scripts/check-remote-state";
 
 const ROOT = path.resolve(__dirname, "..");
-const GITHUB = path.join(ROOT, "ci-templates", "github", "workflows", "deploy.yml");
+const GITHUB_DIR = path.join(ROOT, "ci-templates", "github", "workflows");
+/** The pull-request workflow (test, synth, images) and the deploy workflow (default branch only). */
+const GITHUB_CI = path.join(GITHUB_DIR, "ci.yml");
+const GITHUB = path.join(GITHUB_DIR, "deploy.yml");
 const GITLAB = path.join(ROOT, "ci-templates", "gitlab", ".gitlab-ci.yml");
+/** Included by both GitLab pipelines (as .gitlab/terraform.gitlab-ci.yml), and the deploy child pipeline. */
+const GITLAB_TERRAFORM = path.join(ROOT, "ci-templates", "gitlab", "terraform.gitlab-ci.yml");
+const GITLAB_DEPLOY = path.join(ROOT, "ci-templates", "gitlab", "deploy.gitlab-ci.yml");
+/** The runner label/tag of the self-hosted runner that reaches the cluster and holds the deploy. */
+const DEPLOY_RUNNER = "cluster-network";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 function load(file: string): any {
@@ -105,53 +113,105 @@ function echoedSecrets(script: string, names: string[]): string[] {
   return found;
 }
 
-describe("GitHub Actions template", () => {
+/** The events that start a GitHub workflow (`on:` as a string, a list or a map). */
+function githubTriggers(wf: any): string[] {
+  return typeof wf.on === "string" ? [wf.on] : Array.isArray(wf.on) ? wf.on : Object.keys(wf.on);
+}
+/** Whether a value (runs-on, tags…) names the deploy runner anywhere, even inside an expression. */
+const namesDeployRunner = (v: unknown): boolean => JSON.stringify(v ?? null).includes(DEPLOY_RUNNER);
+
+describe("runner isolation: no pull-request workflow names the deploy runner", () => {
+  const workflows = fs.readdirSync(GITHUB_DIR).filter((f) => /\.ya?ml$/.test(f));
+  const PR_EVENTS = ["pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment", "issue_comment", "merge_group"];
+
+  test("GitHub: only deploy.yml names it, and deploy.yml is triggered by pushes to main and manual runs, never by a pull request", () => {
+    expect(workflows.sort()).toEqual(["ci.yml", "deploy.yml"]);
+    for (const f of workflows) {
+      const wf = load(path.join(GITHUB_DIR, f));
+      const prTriggered = githubTriggers(wf).some((e) => PR_EVENTS.includes(e));
+      const naming = Object.entries<any>(wf.jobs).filter(([, job]) => namesDeployRunner(job["runs-on"]) || namesDeployRunner(job.container)).map(([name]) => name);
+      // A workflow a pull request triggers runs as the pull request wrote it: none names the runner.
+      if (prTriggered) expect([f, naming]).toEqual([f, []]);
+      if (naming.length > 0) expect([f, githubTriggers(wf).sort()]).toEqual(["deploy.yml", ["push", "workflow_dispatch"]]);
+    }
+    const deploy = load(GITHUB);
+    expect(deploy.on.push).toEqual({ branches: ["main"] });
+    expect(load(GITHUB_CI).on).toEqual({ push: { tags: ["v*"] }, pull_request: null });
+  });
+
+  test("the check catches a pull-request workflow that names the runner", () => {
+    const bad = { on: { pull_request: null }, jobs: { x: { "runs-on": ["self-hosted", "${{ 'cluster-network' }}"] } } };
+    expect(githubTriggers(bad).some((e) => PR_EVENTS.includes(e)) && Object.values<any>(bad.jobs).some((j) => namesDeployRunner(j["runs-on"]))).toBe(true);
+  });
+
+  test("GitLab: every job on the deploy runner runs only on the default branch, never in a merge request pipeline", () => {
+    const files = [GITLAB, GITLAB_TERRAFORM, GITLAB_DEPLOY].map(load);
+    const all: Record<string, any> = Object.assign({}, ...files);
+    for (const [name, job] of Object.entries<any>(all)) {
+      if (!job || typeof job !== "object" || !("script" in job)) continue;
+      const base = job.extends ? all[job.extends] : {};
+      if (!namesDeployRunner(job.tags ?? base.tags)) continue;
+      const rules = JSON.stringify(job.rules ?? []);
+      const inChild = load(GITLAB_DEPLOY)[name] !== undefined;
+      // The parent's jobs: the default-branch rule; the child's: created only by the parent's
+      // deploy job, itself on that rule (and the child's workflow accepts parent pipelines only).
+      if (inChild) expect(load(GITLAB_DEPLOY).workflow.rules).toEqual([{ if: '$CI_PIPELINE_SOURCE == "parent_pipeline"' }]);
+      else expect([name, rules]).toEqual([name, JSON.stringify([{ if: '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "merge_request_event"' }])]);
+    }
+    expect(load(GITLAB).deploy.rules).toEqual([{ if: '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "merge_request_event"' }]);
+    expect(load(GITLAB_TERRAFORM)[".terraform"].tags).toEqual([DEPLOY_RUNNER]);
+  });
+});
+
+describe("GitHub Actions templates", () => {
+  const ci = load(GITHUB_CI);
   const wf = load(GITHUB);
-  const jobs = wf.jobs;
+  // The pull-request jobs (ci.yml) and the deploy jobs (deploy.yml); both have a test job.
+  const jobs: Record<string, any> = { ...ci.jobs, ...wf.jobs, test: ci.jobs.test };
   const steps = (job: string) => jobs[job].steps as any[];
   const stepsText = (job: string) => steps(job).map((s) => s.run ?? "").join("\n");
   const uses = (job: string) => steps(job).filter((s) => s.uses).map((s) => s.uses as string);
   const DEFAULT_BRANCH_ONLY = "github.ref == format('refs/heads/{0}', github.event.repository.default_branch) && (github.event_name == 'push' || github.event_name == 'workflow_dispatch')";
 
-  test("is valid for GitHub's own workflow parser and schema, which catch a broken job", () => {
+  test("are valid for GitHub's own workflow parser and schema, which catch a broken job", () => {
     expect(githubWorkflowErrors(GITHUB)).toEqual([]);
+    expect(githubWorkflowErrors(GITHUB_CI)).toEqual([]);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-gh-"));
     try {
       const broken = path.join(dir, "broken.yml");
       const text = fs.readFileSync(GITHUB, "utf8");
       fs.writeFileSync(broken, text.replace("timeout-minutes: 60", "timeout_minutes: 60"));
       expect(githubWorkflowErrors(broken).join("\n")).toMatch(/Unexpected value 'timeout_minutes'/);
-      fs.writeFileSync(broken, text.replace("    needs: [test, synth, plan]\n", "    needs: [test, synth, plann]\n"));
+      fs.writeFileSync(broken, text.replace("    needs: [plan]\n", "    needs: [plann]\n"));
       expect(githubWorkflowErrors(broken).join("\n")).toMatch(/plann/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  test("triggers: main, tags (images only), pull requests, manual runs; read-only token by default", () => {
-    expect(Object.keys(wf.on).sort()).toEqual(["pull_request", "push", "workflow_dispatch"]);
-    expect(wf.on.push.branches).toEqual(["main"]);
+  test("jobs: ci.yml test, synth, images; deploy.yml test, approval, plan, deploy; read-only token by default", () => {
+    expect(Object.keys(ci.jobs).sort()).toEqual(["images", "synth", "test"]);
+    expect(Object.keys(wf.jobs).sort()).toEqual(["approval", "deploy", "plan", "test"]);
+    expect(ci.permissions).toEqual({ contents: "read" });
     expect(wf.permissions).toEqual({ contents: "read" });
   });
 
-  test("has the test, synth, plan, images and deploy jobs", () => {
-    expect(Object.keys(jobs).sort()).toEqual(["deploy", "images", "plan", "synth", "test"]);
-  });
-
-  test("test job runs npm ci then npm test, with shellcheck installed", () => {
-    const runs = steps("test").map((s) => s.run ?? "");
-    const ci = runs.findIndex((r) => /^npm ci\b/m.test(r));
-    expect(ci).toBeGreaterThanOrEqual(0);
-    expect(runs.findIndex((r) => /^npm test\b/m.test(r))).toBeGreaterThan(ci);
-    expect(stepsText("test")).toMatch(/apt-get install[^\n]*shellcheck/);
+  test("test jobs run npm ci then npm test, with shellcheck installed", () => {
+    for (const job of [ci.jobs.test, wf.jobs.test]) {
+      const runs = (job.steps as any[]).map((s) => s.run ?? "");
+      const i = runs.findIndex((r) => /^npm ci\b/m.test(r));
+      expect(i).toBeGreaterThanOrEqual(0);
+      expect(runs.findIndex((r) => /^npm test\b/m.test(r))).toBeGreaterThan(i);
+      expect(runs.join("\n")).toMatch(/apt-get install[^\n]*shellcheck/);
+    }
   });
 
   test("pull requests: our summary against the merge commit's first parent, posted as a comment; the artifact survives a failed summary", () => {
     const st = steps("synth");
+    expect(jobs.synth.if).toBe("github.event_name == 'pull_request'");
     const checkout = st.find((s) => String(s.uses).startsWith("actions/checkout@"));
     expect(checkout.with["fetch-depth"]).toBeGreaterThanOrEqual(2);
     const summary = st.find((s) => /scripts\/ci\/summary\.sh/.test(s.run ?? ""));
-    expect(summary.if).toBe("github.event_name == 'pull_request'");
     expect(summary.run).toContain('scripts/ci/summary.sh "$(git rev-parse HEAD^1)" plan-summary.md');
     expect(summary.run).toContain("npx tsx scripts/ci/post-comment.ts github plan-summary.md");
     expect(jobs.synth.permissions["pull-requests"]).toBe("write");
@@ -159,25 +219,66 @@ describe("GitHub Actions template", () => {
     expect(upload.if).toBe("always()");
     expect(upload.with.path).toMatch(/cdktf\.out\//);
     expect(upload.with.name).toMatch(/plan-review/);
-    expect(JSON.stringify(jobs.synth)).not.toMatch(/secrets\./);
+    expect(JSON.stringify(ci.jobs.synth)).not.toMatch(/secrets\./);
   });
 
   test("plan and deploy run only on the default branch (push or manual run there), never on a tag or a pull request", () => {
     expect(jobs.plan.if).toBe(DEFAULT_BRANCH_ONLY);
-    expect(jobs.deploy.if).toBe(DEFAULT_BRANCH_ONLY);
+    expect(jobs.deploy.if).toBe(`needs.plan.outputs.changes == 'true' && ${DEFAULT_BRANCH_ONLY}`);
     expect(jobs.deploy.environment).toBe("production");
     expect(jobs.plan.environment).toBe("production-plan");
-    expect(jobs.deploy.needs).toEqual(expect.arrayContaining(["test", "synth", "plan"]));
-    expect(jobs.deploy.concurrency).toEqual({ group: "deploy-production", "cancel-in-progress": false });
+    expect(jobs.deploy.needs).toEqual(["plan"]);
+    expect(jobs.plan.needs).toEqual(["test", "approval"]);
+  });
+
+  test("two people: the approval check runs before the plan, with the job's token (pull-requests: read), scripts not run", () => {
+    const a = jobs.approval;
+    expect(a.permissions).toEqual({ contents: "read", "pull-requests": "read" });
+    expect(a["runs-on"]).toBe("ubuntu-24.04");
+    const check = steps("approval").find((s) => /check-approval\.ts/.test(s.run ?? ""));
+    expect(check.run).toBe("npx tsx scripts/ci/check-approval.ts github");
+    expect(check.env).toEqual({ GITHUB_TOKEN: "${{ github.token }}" });
+    expect(wf.env.DEPLOY_BRANCH).toBe("${{ github.event.repository.default_branch }}");
+  });
+
+  test("only the tip deploys: plan.sh and apply.sh get DEPLOY_BRANCH; plans and deploys share one concurrency group, never cancelled while running", () => {
+    for (const job of ["plan", "deploy"]) expect(jobs[job].concurrency).toEqual({ group: "production-terraform", "cancel-in-progress": false });
+    // Workflow-level env reaches every step, the scripts' tip check included.
+    expect(wf.env.DEPLOY_BRANCH).toBeDefined();
+    expect(wf.concurrency).toBeUndefined();
+  });
+
+  test("Terraform is the job's process: plan.sh and apply.sh are exec'd (a cancel reaches them, they pass it on)", () => {
+    expect(steps("plan").some((s) => s.run === "exec scripts/ci/plan.sh --out plan")).toBe(true);
+    expect(steps("deploy").some((s) => s.run === "exec scripts/ci/apply.sh --plans plan")).toBe(true);
+  });
+
+  test("a plan with no change ends the run green: the deploy (and its approval) is skipped", () => {
+    const seal = steps("plan").find((s) => s.id === "seal");
+    expect(seal.run).toContain('echo "changes=$(cat plan/changes)" >> "$GITHUB_OUTPUT"');
+    expect(jobs.plan.outputs.changes).toBe("${{ steps.seal.outputs.changes }}");
+    expect(jobs.deploy.if.startsWith("needs.plan.outputs.changes == 'true' && ")).toBe(true);
+  });
+
+  test("every job holding a secret or a token installs with npm ci --ignore-scripts", () => {
+    for (const [name, job] of Object.entries<any>(wf.jobs)) {
+      const holds = /secrets\.|github\.token/.test(JSON.stringify(job));
+      const installs = (job.steps as any[]).map((s) => s.run ?? "").filter((r) => /\bnpm (ci|install|i)\b/.test(r));
+      if (holds) for (const r of installs) expect([name, r]).toEqual([name, "npm ci --ignore-scripts"]);
+    }
+    for (const name of ["approval", "plan", "deploy"]) expect([name, stepsText(name).includes("npm ci --ignore-scripts")]).toEqual([name, true]);
+    // The plan job also installs the base commit for the summary.
+    expect(fs.readFileSync(path.join(ROOT, "scripts", "ci", "summary.sh"), "utf8")).toMatch(/npm ci --ignore-scripts/);
+    expect(fs.readFileSync(path.join(ROOT, "scripts", "ci", "summary.sh"), "utf8")).not.toMatch(/npm ci(?! --ignore-scripts)/);
   });
 
   test("plan and deploy run on a self-hosted runner that reaches the cluster's network", () => {
-    for (const job of ["plan", "deploy"]) expect(jobs[job]["runs-on"]).toEqual(["self-hosted", "linux", "cluster-network"]);
+    for (const job of ["plan", "deploy"]) expect(jobs[job]["runs-on"]).toEqual(["self-hosted", "linux", DEPLOY_RUNNER]);
+    for (const job of ["test", "approval"]) expect(wf.jobs[job]["runs-on"]).toBe("ubuntu-24.04");
   });
 
-  test("the saved plan goes from plan to deploy: sealed, its SHA-256 a job output, the same artifact, applied by apply.sh; nothing re-plans", () => {
+  test("the saved plan goes from plan to deploy: sealed, its SHA-256 a job output, one artifact per run (no attempt: a re-run deploy finds it), applied by apply.sh; nothing re-plans", () => {
     const plan = steps("plan");
-    expect(stepsText("plan")).toContain("scripts/ci/plan.sh --out plan");
     const seal = plan.find((s) => s.id === "seal");
     expect(seal.run).toContain("scripts/ci/plan-bundle.sh seal plan tfplan.enc");
     expect(seal.run).toContain("rm -f plan/*/tfplan plan/*/plan.json");
@@ -185,13 +286,15 @@ describe("GitHub Actions template", () => {
     const upload = plan.find((s) => String(s.uses).startsWith("actions/upload-artifact@"));
     expect(plan.indexOf(upload)).toBeGreaterThan(plan.indexOf(seal));
     expect(upload.with["retention-days"]).toBe(1);
+    expect(upload.with.name).toBe("tfplan-${{ github.run_id }}");
+    expect(upload.with.overwrite).toBe(true);
     const download = steps("deploy").find((s) => String(s.uses).startsWith("actions/download-artifact@"));
     expect(download.with.name).toBe(upload.with.name);
+    expect(fs.readFileSync(GITHUB, "utf8")).not.toContain("run_attempt");
     const open = steps("deploy").find((s) => /plan-bundle\.sh open/.test(s.run ?? ""));
     expect(open.env.BUNDLE_SHA256).toBe("${{ needs.plan.outputs.bundle_sha256 }}");
     expect(open.run).toBe('scripts/ci/plan-bundle.sh open reviewed/tfplan.enc "$BUNDLE_SHA256" plan');
     const deploy = stepsText("deploy");
-    expect(deploy).toContain("scripts/ci/apply.sh --plans plan");
     expect(deploy.indexOf("plan-bundle.sh open")).toBeLessThan(deploy.indexOf("apply.sh"));
     expect(fs.readFileSync(GITHUB, "utf8")).not.toMatch(/cdktf deploy|--auto-approve|terraform apply/);
     expect(deploy).not.toContain("plan.sh");
@@ -206,7 +309,7 @@ describe("GitHub Actions template", () => {
   });
 
   test("one description: every job that synthesizes takes it from clusters/deployed, never from a CI variable", () => {
-    expect(fs.readFileSync(GITHUB, "utf8")).not.toMatch(/vars\.CLUSTER_FILE|CLUSTER_FILE:/);
+    for (const f of [GITHUB, GITHUB_CI]) expect(fs.readFileSync(f, "utf8")).not.toMatch(/vars\.CLUSTER_FILE|CLUSTER_FILE:/);
     for (const job of ["synth", "plan", "deploy"]) {
       const text = stepsText(job);
       expect([job, text.indexOf("scripts/ci/cluster-file.sh") >= 0]).toEqual([job, true]);
@@ -223,7 +326,6 @@ describe("GitHub Actions template", () => {
         expect([job, v, typeof jobs[job].env[v]]).toEqual([job, v, "string"]);
       }
     }
-    // The saved plan carries the values (and Terraform would print a differing one).
     expect(JSON.stringify(jobs.deploy)).not.toContain("TF_VAR_");
     const sshStep = steps("deploy").find((s) => /ssh-add/.test(s.run ?? ""));
     expect(sshStep.env.SSH_PRIVATE_KEY).toBe("${{ secrets.SSH_PRIVATE_KEY }}");
@@ -233,16 +335,17 @@ describe("GitHub Actions template", () => {
   });
 
   test("no secret is echoed, and a pipe into tee keeps the first command's failure", () => {
-    for (const job of Object.keys(jobs)) {
-      for (const st of steps(job)) {
-        const secretNames = Object.entries({ ...jobs[job].env, ...st.env })
-          .filter(([, v]) => /secrets\./.test(String(v)))
-          .map(([k]) => k);
-        expect([job, echoedSecrets(st.run ?? "", secretNames)]).toEqual([job, []]);
-        if (/\|\s*tee\b/.test(st.run ?? "")) expect(st.run).toMatch(/^set -o pipefail$/m);
+    for (const file of [ci, wf]) {
+      for (const [name, job] of Object.entries<any>(file.jobs)) {
+        for (const st of job.steps as any[]) {
+          const secretNames = Object.entries({ ...job.env, ...st.env })
+            .filter(([, v]) => /secrets\./.test(String(v)))
+            .map(([k]) => k);
+          expect([name, echoedSecrets(st.run ?? "", secretNames)]).toEqual([name, []]);
+          if (/\|\s*tee\b/.test(st.run ?? "")) expect(st.run).toMatch(/^set -o pipefail$/m);
+        }
       }
     }
-    // The check itself: a printed secret is caught, a secret piped into a program is not.
     expect(echoedSecrets('test -n "$T" || echo "x"; echo "token: ${T}" | tee log', ["T"])).toEqual(['T: test -n "$T" || echo "x"; echo "token: ${T}" | tee log']);
     expect(echoedSecrets("printf '%s' \"$T\" | docker login --password-stdin", ["T"])).toEqual([]);
     expect(echoedSecrets("set -x\nrun", ["T"]).length).toBe(1);
@@ -266,52 +369,76 @@ describe("GitHub Actions template", () => {
   });
 
   test("every action is pinned to a full commit SHA with its version in a comment", () => {
-    const all = Object.keys(jobs).flatMap(uses);
+    const all = [...Object.keys(ci.jobs).map((j) => ci.jobs[j]), ...Object.keys(wf.jobs).map((j) => wf.jobs[j])].flatMap((j: any) => (j.steps as any[]).filter((s) => s.uses).map((s) => s.uses as string));
     expect(all.length).toBeGreaterThan(5);
     for (const u of all) expect(u).toMatch(/^[\w.-]+\/[\w.-]+(\/[\w./-]+)?@[0-9a-f]{40}$/);
-    const text = fs.readFileSync(GITHUB, "utf8");
-    for (const line of text.split("\n").filter((l) => /uses: /.test(l))) {
-      expect(line).toMatch(/@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+    for (const f of [GITHUB, GITHUB_CI]) {
+      const text = fs.readFileSync(f, "utf8");
+      for (const line of text.split("\n").filter((l) => /uses: /.test(l))) expect(line).toMatch(/@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+      expect(text).not.toMatch(/@(master|main|latest)\b/);
     }
-    expect(text).not.toMatch(/@(master|main|latest)\b/);
+    expect(uses("plan").length).toBeGreaterThan(0);
   });
 
   test("node is pinned to an exact version >= 20", () => {
-    const [major] = String(wf.env.NODE_VERSION).split(".").map(Number);
-    expect(wf.env.NODE_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
-    expect(major).toBeGreaterThanOrEqual(20);
+    for (const w of [ci, wf]) {
+      const [major] = String(w.env.NODE_VERSION).split(".").map(Number);
+      expect(w.env.NODE_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(major).toBeGreaterThanOrEqual(20);
+    }
   });
 
   test("no secret literal values", () => {
-    expectNoLiteralSecrets(GITHUB, wf, (v) => /^\$\{\{ (secrets|vars|steps|needs|github)\.[A-Za-z0-9_.]+( \|\| (secrets\.[A-Za-z0-9_]+|'[^']*'))? \}\}$/.test(v));
+    const ref = (v: string) => /^\$\{\{ (secrets|vars|steps|needs|github)\.[A-Za-z0-9_.]+( \|\| (secrets\.[A-Za-z0-9_]+|'[^']*'))? \}\}$/.test(v);
+    expectNoLiteralSecrets(GITHUB, wf, ref);
+    expectNoLiteralSecrets(GITHUB_CI, ci, ref);
   });
 });
 
-describe("GitLab CI template", () => {
-  const ci = load(GITLAB);
-  const script = (job: string) => {
-    const base = ci[job].extends ? ci[ci[job].extends] : {};
-    return [...(ci[job].before_script ?? base.before_script ?? []), ...(ci[job].script ?? [])].join("\n");
+describe("GitLab CI templates", () => {
+  const parent = load(GITLAB);
+  const shared = load(GITLAB_TERRAFORM);
+  const child = load(GITLAB_DEPLOY);
+  // The jobs as GitLab sees them once .gitlab/terraform.gitlab-ci.yml is included.
+  const ci: Record<string, any> = { ...parent, ...shared };
+  const kid: Record<string, any> = { ...child, ...shared };
+  const scriptOf = (all: Record<string, any>, job: string) => {
+    const base = all[job].extends ? all[all[job].extends] : {};
+    return [...(all[job].before_script ?? base.before_script ?? []), ...(all[job].script ?? [])].join("\n");
   };
+  const script = (job: string) => scriptOf(ci, job);
   const imagesOf = (job: any): string[] =>
     [job.image, ...(job.services ?? []).map((s: any) => (typeof s === "string" ? s : s.name))]
       .filter(Boolean)
       .map((i: any) => (typeof i === "string" ? i : i.name));
   const DEFAULT_BRANCH_ONLY = '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "merge_request_event"';
 
-  test("is valid against GitLab's CI schema, which catches a broken job", () => {
-    expect(gitlabCiErrors(ci)).toEqual([]);
-    const broken = structuredClone(ci);
-    broken.deploy.artifact = broken.plan.artifacts;
+  test("the three files are valid against GitLab's CI schema, which catches a broken job", () => {
+    expect(gitlabCiErrors(parent)).toEqual([]);
+    expect(gitlabCiErrors(shared)).toEqual([]);
+    expect(gitlabCiErrors(child)).toEqual([]);
+    const broken = structuredClone(parent);
+    broken.plan.artifact = broken.plan.artifacts;
     broken.plan.artifacts.access = "everyone";
     const errors = gitlabCiErrors(broken).join("\n");
-    expect(errors).toMatch(/\/deploy: must NOT have additional properties \{"additionalProperty":"artifact"\}/);
+    expect(errors).toMatch(/\/plan: must NOT have additional properties \{"additionalProperty":"artifact"\}/);
     expect(errors).toMatch(/\/plan\/artifacts\/access: must be equal to one of the allowed values/);
+    const brokenChild = structuredClone(child);
+    brokenChild.apply.needs[0].pipelin = brokenChild.apply.needs[0].pipeline;
+    expect(gitlabCiErrors(brokenChild).length).toBeGreaterThan(0);
   });
 
-  test("stages in order and the five jobs", () => {
-    expect(ci.stages).toEqual(["test", "synth", "images", "plan", "deploy"]);
-    for (const job of ["test", "synth", "images", "plan", "deploy"]) expect(ci[job].stage).toBe(job);
+  test("both pipelines include the shared file by the path the docs copy it to", () => {
+    expect(parent.include).toEqual([{ local: ".gitlab/terraform.gitlab-ci.yml" }]);
+    expect(child.include).toEqual([{ local: ".gitlab/terraform.gitlab-ci.yml" }]);
+    expect(parent.deploy.trigger).toEqual({ include: ".gitlab/deploy.gitlab-ci.yml", strategy: "depend" });
+  });
+
+  test("stages in order and the jobs", () => {
+    expect(parent.stages).toEqual(["test", "synth", "images", "approval", "plan", "deploy"]);
+    for (const job of ["test", "synth", "images", "approval", "plan", "deploy"]) expect(parent[job].stage).toBe(job);
+    expect(child.stages).toEqual(["deploy"]);
+    expect(Object.keys(child).filter((k) => child[k]?.stage)).toEqual(["no-change", "apply"]);
   });
 
   test("test job runs npm ci then npm test, with shellcheck installed", () => {
@@ -331,34 +458,71 @@ describe("GitLab CI template", () => {
     expect(s.indexOf("npx cdktf synth")).toBeLessThan(s.indexOf("summary.sh"));
   });
 
-  test("plan and deploy run only on the default branch, never on a tag or a merge request; deploy is manual", () => {
-    expect(ci.plan.rules).toEqual([{ if: DEFAULT_BRANCH_ONLY }]);
-    expect(ci.deploy.rules).toEqual([{ if: DEFAULT_BRANCH_ONLY, when: "manual" }]);
-    expect(JSON.stringify(ci.deploy)).not.toContain("CI_COMMIT_TAG");
-    expect(ci.deploy.allow_failure).toBe(false);
-    expect(ci.deploy.environment).toEqual({ name: "production" });
+  test("approval, plan and the deploy trigger run only on the default branch; the apply is manual in a protected environment", () => {
+    for (const job of ["approval", "plan", "deploy"]) expect([job, ci[job].rules]).toEqual([job, [{ if: DEFAULT_BRANCH_ONLY }]]);
+    expect(JSON.stringify(parent.deploy)).not.toContain("CI_COMMIT_TAG");
+    expect(kid.apply.rules).toEqual([{ if: '$PLAN_CHANGES == "true"', when: "manual" }]);
+    expect(kid.apply.allow_failure).toBe(false);
+    expect(kid.apply.environment).toEqual({ name: "production" });
     expect(ci.plan.environment).toEqual({ name: "production", action: "prepare" });
-    expect(ci.deploy.resource_group).toBe("production");
   });
 
-  test("plan and deploy run on a runner tagged for the cluster's network", () => {
-    for (const job of ["plan", "deploy"]) expect(ci[job].extends).toBe(".terraform");
-    expect(ci[".terraform"].tags).toEqual(["cluster-network"]);
+  test("two people: the approval check runs before the plan, with a read token, scripts not run", () => {
+    expect(ci.plan.needs).toEqual(["test", "synth", "approval"]);
+    expect(ci.approval.script).toEqual(["npm ci --ignore-scripts", "npx tsx scripts/ci/check-approval.ts gitlab"]);
+    expect(ci.approval.variables.DEPLOY_BRANCH).toBe("$CI_DEFAULT_BRANCH");
+    expect(ci.approval.cache).toEqual([]);
+    // Its token is a variable scoped to production: the jobs that run install scripts never get it.
+    expect(ci.approval.environment).toEqual({ name: "production", action: "prepare" });
+    for (const job of ["test", "synth", "images"]) expect([job, ci[job].environment]).toEqual([job, undefined]);
   });
 
-  test("the saved plan goes from plan to deploy: sealed, not downloadable, 1 day, its SHA-256 as a dotenv variable, applied by apply.sh", () => {
+  test("only the tip deploys: DEPLOY_BRANCH for plan.sh and apply.sh; plan and apply share resource_group production", () => {
+    expect(shared[".terraform"].variables.DEPLOY_BRANCH).toBe("$CI_DEFAULT_BRANCH");
+    expect(ci.plan.resource_group).toBe("production");
+    expect(kid.apply.resource_group).toBe("production");
+    expect(ci.plan.extends).toBe(".terraform");
+    expect(kid.apply.extends).toBe(".terraform");
+  });
+
+  test("a plan with no change: the child pipeline has only the no-change job (green, nobody asked); a change gets the manual apply", () => {
+    expect(script("plan")).toContain(`printf 'PLAN_BUNDLE_SHA256=%s\\nPLAN_CHANGES=%s\\n' "$PLAN_BUNDLE_SHA256" "$(cat plan/changes)" > plan.env`);
+    expect(parent.deploy.needs).toEqual([{ job: "plan", artifacts: true }]);
+    expect(parent.deploy.variables).toEqual({ PLAN_CHANGES: "$PLAN_CHANGES", PLAN_BUNDLE_SHA256: "$PLAN_BUNDLE_SHA256", PARENT_PIPELINE_ID: "$CI_PIPELINE_ID" });
+    expect(kid["no-change"].rules).toEqual([{ if: '$PLAN_CHANGES == "false"' }]);
+    expect(kid["no-change"].when).toBeUndefined();
+    expect(JSON.stringify(kid["no-change"])).not.toMatch(/cluster-network|environment|SSH_PRIVATE_KEY/);
+  });
+
+  test("Terraform is the job's process: the apply line is exec'd, and last", () => {
+    expect(kid.apply.script[kid.apply.script.length - 1]).toBe("exec scripts/ci/apply.sh --plans plan");
+  });
+
+  test("every job holding a secret installs with npm ci --ignore-scripts; their jobs do not share the npm cache", () => {
+    for (const [name, all] of [["approval", ci], ["plan", ci], ["apply", kid]] as const) {
+      const s = scriptOf(all, name);
+      const installs = s.split("\n").filter((l) => /\bnpm (ci|install|i)\b/.test(l));
+      expect([name, installs]).toEqual([name, ["npm ci --ignore-scripts"]]);
+    }
+    expect(shared[".terraform"].cache).toEqual([]);
+  });
+
+  test("plan and apply run on a runner tagged for the cluster's network", () => {
+    expect(shared[".terraform"].tags).toEqual([DEPLOY_RUNNER]);
+  });
+
+  test("the saved plan goes from plan to the child's apply: sealed, not downloadable, 1 day, its SHA-256 passed on, applied by apply.sh", () => {
     const p = script("plan");
     expect(p).toContain("scripts/ci/plan.sh --out plan");
     expect(p).toContain("PLAN_BUNDLE_SHA256=$(scripts/ci/plan-bundle.sh seal plan tfplan.enc)");
     expect(p).toContain("rm -f plan/*/tfplan plan/*/plan.json");
     expect(ci.plan.artifacts).toMatchObject({ access: "none", expire_in: "1 day", paths: ["tfplan.enc", "plan/"], reports: { dotenv: "plan.env" } });
-    expect(ci.deploy.needs).toEqual([{ job: "plan", artifacts: true }]);
-    const d = script("deploy");
+    expect(kid.apply.needs).toEqual([{ pipeline: "$PARENT_PIPELINE_ID", job: "plan" }]);
+    const d = scriptOf(kid, "apply");
     expect(d).toContain('scripts/ci/plan-bundle.sh open tfplan.enc "$PLAN_BUNDLE_SHA256" plan');
-    expect(d).toContain("scripts/ci/apply.sh --plans plan");
     expect(d.indexOf("plan-bundle.sh open")).toBeLessThan(d.indexOf("apply.sh"));
-    expect(ci.deploy.script.join("\n")).not.toContain("plan.sh");
-    expect(fs.readFileSync(GITLAB, "utf8")).not.toMatch(/cdktf deploy|--auto-approve|terraform apply/);
+    expect(kid.apply.script.join("\n")).not.toContain("plan.sh");
+    for (const f of [GITLAB, GITLAB_TERRAFORM, GITLAB_DEPLOY]) expect(fs.readFileSync(f, "utf8")).not.toMatch(/cdktf deploy|--auto-approve|terraform apply/);
   });
 
   test("the plan and our summary are posted on the merged merge request", () => {
@@ -370,8 +534,8 @@ describe("GitLab CI template", () => {
 
   test("one description: CLUSTER_FILE is never a pipeline variable; every job that synthesizes reads clusters/deployed", () => {
     expect(JSON.stringify(ci.variables)).not.toContain("CLUSTER_FILE");
-    for (const job of ["synth", "plan", "deploy"]) {
-      const s = script(job);
+    for (const [job, all] of [["synth", ci], ["plan", ci], ["apply", kid]] as const) {
+      const s = scriptOf(all, job);
       expect([job, s.indexOf("CLUSTER_FILE=$(scripts/ci/cluster-file.sh)") >= 0]).toEqual([job, true]);
       expect(s.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(s.indexOf("npx cdktf synth"));
     }
@@ -383,22 +547,21 @@ describe("GitLab CI template", () => {
     for (const v of [...REQUIRED_TF_VARS.filter((x) => x !== "TF_VAR_registry_password" && x !== "TF_VAR_autoscaler_nomad_token"), "TF_HTTP_PASSWORD", "PLAN_ENCRYPTION_KEY"]) {
       expect(s).toMatch(new RegExp(`for v in [^\n]*\\b${v}\\b[^\n]*printenv`));
     }
-    // The deploy job's own lines do not use them (apply.sh also unsets any TF_VAR_* it inherits).
-    expect(ci.deploy.script.join("\n")).not.toContain("TF_VAR_");
-    expect(ci[".terraform"].before_script.join("\n")).not.toContain("TF_VAR_");
+    expect(kid.apply.script.join("\n")).not.toContain("TF_VAR_");
+    expect(shared[".terraform"].before_script.join("\n")).not.toContain("TF_VAR_");
     for (const v of REQUIRED_TF_VARS) {
       expect(ci.variables[v]).toBeUndefined();
-      expect(ci[".terraform"].variables[v]).toBeUndefined();
+      expect(shared[".terraform"].variables[v]).toBeUndefined();
     }
-    expect(ci[".terraform"].variables.TF_STATE_HTTP_BASE).toBe("$CI_API_V4_URL/projects/$TF_STATE_PROJECT_ID/terraform/state");
+    expect(shared[".terraform"].variables.TF_STATE_HTTP_BASE).toBe("$CI_API_V4_URL/projects/$TF_STATE_PROJECT_ID/terraform/state");
     expect(s).toContain("npx tsx scripts/check-remote-state.ts cdktf.out");
-    expect(fs.readFileSync(GITLAB, "utf8")).not.toMatch(/ALLOW_LOCAL_STATE|CI_JOB_TOKEN/);
+    for (const f of [GITLAB, GITLAB_TERRAFORM, GITLAB_DEPLOY]) expect(fs.readFileSync(f, "utf8")).not.toMatch(/ALLOW_LOCAL_STATE|CI_JOB_TOKEN/);
   });
 
   test("no secret is echoed; a pipe into tee keeps the first command's failure", () => {
-    const secrets = [...REQUIRED_TF_VARS, "SSH_PRIVATE_KEY", "NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "TF_HTTP_PASSWORD", "PLAN_ENCRYPTION_KEY", "PLAN_NOTE_TOKEN", "CI_REGISTRY_PASSWORD"];
-    for (const job of ["test", "synth", "images", "plan", "deploy"]) {
-      const s = script(job);
+    const secrets = [...REQUIRED_TF_VARS, "SSH_PRIVATE_KEY", "NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "TF_HTTP_PASSWORD", "PLAN_ENCRYPTION_KEY", "PLAN_NOTE_TOKEN", "APPROVAL_CHECK_TOKEN", "CI_REGISTRY_PASSWORD"];
+    for (const [job, all] of [...["test", "synth", "images", "approval", "plan"].map((j) => [j, ci] as const), ["apply", kid] as const, ["no-change", kid] as const]) {
+      const s = scriptOf(all, job);
       expect([job, echoedSecrets(s, secrets)]).toEqual([job, []]);
       if (/\|\s*tee\b/.test(s)) expect(s.indexOf("set -o pipefail")).toBeGreaterThanOrEqual(0);
       if (/\|\s*tee\b/.test(s)) expect(s.indexOf("set -o pipefail")).toBeLessThan(s.search(/\|\s*tee\b/));
@@ -412,18 +575,36 @@ describe("GitLab CI template", () => {
   });
 
   test("terraform is pinned and verified against SHA256SUMS", () => {
-    expect(ci.variables.TERRAFORM_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
-    expect(script("deploy")).toMatch(/SHA256SUMS[^\n]*\| sha256sum -c -/);
+    expect(shared[".terraform"].variables.TERRAFORM_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(scriptOf(kid, "apply")).toMatch(/SHA256SUMS[^\n]*\| sha256sum -c -/);
   });
 
   test("every container image is pinned to an exact version", () => {
-    const images = ["default", "test", "synth", "images", "plan", "deploy"].map((j) => ci[j]).flatMap(imagesOf);
-    expect(images.length).toBeGreaterThanOrEqual(3);
+    const images = [...["default", "test", "synth", "images", "approval", "plan"].map((j) => ci[j]), shared[".terraform"], kid["no-change"]].flatMap(imagesOf);
+    expect(images.length).toBeGreaterThanOrEqual(4);
     for (const image of images) expect(image).toMatch(/^[a-z0-9./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$/);
   });
 
   test("no secret literal values", () => {
-    expectNoLiteralSecrets(GITLAB, ci, (v) => /^\$\{?[A-Z0-9_]+\}?$/.test(v));
+    for (const [f, doc] of [[GITLAB, parent], [GITLAB_TERRAFORM, shared], [GITLAB_DEPLOY, child]] as const) expectNoLiteralSecrets(f, doc, (v) => /^\$\{?[A-Z0-9_]+\}?$/.test(v));
+  });
+});
+
+describe("docs/ci.md: the comparison with Atlantis and Terraform Cloud", () => {
+  test("every test the table's 'this pipeline' column cites exists in the test file it names", () => {
+    const text = fs.readFileSync(path.join(ROOT, "docs", "ci.md"), "utf8");
+    const table = text.slice(text.indexOf("## Against Atlantis and Terraform Cloud"), text.indexOf("## What the tests prove"));
+    const rows = table.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| |") && !l.startsWith("|---"));
+    expect(rows.map((r) => r.split("|")[1].trim())).toEqual(["when the plan is reviewed", "what is applied", "serialization", "an old commit", "approval", "untrusted code"]);
+    for (const row of rows) {
+      const ours = row.split("|")[2];
+      const cites = [...ours.matchAll(/`([\w-]+\.test\.ts)`(?:: ((?:"[^"]+"(?:, )?)+))?/g)];
+      expect([row.split("|")[1].trim(), cites.length > 0]).toEqual([row.split("|")[1].trim(), true]);
+      for (const [, file, names] of cites) {
+        const source = fs.readFileSync(path.join(ROOT, "__tests__", file), "utf8");
+        for (const [, name] of (names ?? "").matchAll(/"([^"]+)"/g)) expect([file, name, source.includes(name)]).toEqual([file, name, true]);
+      }
+    }
   });
 });
 
@@ -457,22 +638,24 @@ describe("shell snippets of both templates", () => {
   itIf(hasShellcheck, "shellcheck is not installed (apt-get install shellcheck)")("are shellcheck-clean at -S warning (as bash)", () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "ci-sh-"));
     const files: string[] = [];
-    const gh = load(GITHUB);
-    for (const [name, job] of Object.entries<any>(gh.jobs)) {
-      (job.steps as any[])
-        .filter((st) => st.run)
-        .forEach((st, i) => {
-          expect(st.run).not.toMatch(/\$\{\{/); // expressions go through env:, never into scripts
-          const f = path.join(dir, `github-${name}-${i}.sh`);
-          fs.writeFileSync(f, `#!/usr/bin/env bash\nset -eo pipefail\n${st.run}`);
-          files.push(f);
-        });
+    for (const file of [GITHUB, GITHUB_CI]) {
+      for (const [name, job] of Object.entries<any>(load(file).jobs)) {
+        (job.steps as any[])
+          .filter((st) => st.run)
+          .forEach((st, i) => {
+            expect(st.run).not.toMatch(/\$\{\{/); // expressions go through env:, never into scripts
+            const f = path.join(dir, `github-${path.basename(file, ".yml")}-${name}-${i}.sh`);
+            fs.writeFileSync(f, `#!/usr/bin/env bash\nset -eo pipefail\n${st.run}`);
+            files.push(f);
+          });
+      }
     }
-    const gl = load(GITLAB);
-    for (const name of ["test", "synth", "images", "plan", "deploy"]) {
-      const before = gl[name].before_script ?? (gl[name].extends ? gl[gl[name].extends].before_script : []) ?? [];
+    const gl: Record<string, any> = { ...load(GITLAB), ...load(GITLAB_TERRAFORM) };
+    const glChild: Record<string, any> = { ...load(GITLAB_DEPLOY), ...load(GITLAB_TERRAFORM) };
+    for (const [name, all] of [...["test", "synth", "images", "approval", "plan"].map((j) => [j, gl] as const), ["apply", glChild] as const, ["no-change", glChild] as const]) {
+      const before = all[name].before_script ?? (all[name].extends ? all[all[name].extends].before_script : []) ?? [];
       const f = path.join(dir, `gitlab-${name}.sh`);
-      fs.writeFileSync(f, `#!/usr/bin/env bash\nset -e\n${[...before, ...gl[name].script].join("\n")}`);
+      fs.writeFileSync(f, `#!/usr/bin/env bash\nset -e\n${[...before, ...all[name].script].join("\n")}`);
       files.push(f);
     }
     expect(files.length).toBeGreaterThanOrEqual(8);

@@ -3,13 +3,22 @@
 #
 #   scripts/ci/apply.sh --plans DIR [STACK...]   (after npx cdktf synth of the same commit)
 #
-# Refuses, before anything is applied, when the plans were made for another commit, or when
+# Refuses, before anything is applied, when the plans were made for another commit, when
+# this commit is not the current tip of DEPLOY_BRANCH (exit 3; checked again before each
+# stack: only the tip deploys, a rollback is a revert commit: lib.sh require_tip), or when
 # a stack's synthesized files differ from those planned (cdk.tf.json, or a rendered file the
 # provisioners would upload: they are read from disk at apply time, not from the plan).
 # Then `terraform apply DIR/STACK/tfplan` for each STACK (default: all, nodes first):
 # Terraform applies exactly the saved plan, and itself refuses a plan whose state changed
 # since ("Saved plan is stale"). TF_VAR_* are removed from the environment first: the
 # plan's values are the ones applied.
+#
+# A retry after a partial apply (nodes applied, jobs failed) skips a stack already applied:
+# its saved plan is stale by then, and when a plan of the same configuration, with the
+# saved plan's own variable values, shows no change, the stack is logged as already applied
+# and skipped; any change left refuses as stale. Terraform runs as this script's child with
+# INT/TERM passed on (lib.sh run_terraform): the templates `exec` this script, so a
+# cancelled job reaches Terraform.
 #
 # Counts kept for the Nomad Autoscaler (constructs/kept-count.ts): a plan registers each
 # autoscaled job with the count running at PLAN time (nomad_job hcl2.vars <job>_count). If the
@@ -127,6 +136,22 @@ current_commit=$(git rev-parse HEAD 2>/dev/null || true)
 if [ -n "$planned_commit$current_commit" ] && [ "$planned_commit" != "$current_commit" ]; then
   die "the plans were made for commit ${planned_commit:-(unknown)}, this is ${current_commit:-(unknown)}: run the plan job for this commit"
 fi
+require_tip "apply"
+
+# Whether STACK is already where its saved plan leads: a plan of the same configuration with
+# the saved plan's variable values (read from it, written to a private file, removed) shows
+# no change. Called only for a stale plan (the state changed since it was made).
+already_applied() {
+  local stack=$1 dir=$2 vars status=0
+  vars=$(mktemp -d)
+  chmod 700 "$vars"
+  "$TERRAFORM" -chdir="$dir" show -json "$plans/$stack/tfplan" |
+    node -e 'const p = JSON.parse(require("fs").readFileSync(0, "utf8")); const v = {}; for (const [k, x] of Object.entries(p.variables || {})) v[k] = x.value; process.stdout.write(JSON.stringify(v));' > "$vars/plan.tfvars.json" ||
+    { rm -rf "$vars"; return 1; }
+  run_terraform -chdir="$dir" plan -input=false -no-color -detailed-exitcode -lock-timeout="${TF_LOCK_TIMEOUT:-5m}" -var-file="$vars/plan.tfvars.json" > /dev/null 2>&1 || status=$?
+  rm -rf "$vars"
+  [ "$status" -eq 0 ]
+}
 
 # Check every stack before applying any.
 for stack in "${stacks[@]}"; do
@@ -151,12 +176,19 @@ for stack in "${stacks[@]}"; do
   echo "== $stack: init" >&2
   terraform_init "$dir"
   check_kept_counts "$stack"
+  require_tip "apply $stack"
   echo "== $stack: apply the saved plan" >&2
   log=$(mktemp)
-  if ! "$TERRAFORM" -chdir="$dir" apply -input=false -no-color -lock-timeout=5m "$plans/$stack/tfplan" 2>&1 | tee "$log"; then
+  if ! terraform_logged "$log" 1 -chdir="$dir" apply -input=false -no-color -lock-timeout="${TF_LOCK_TIMEOUT:-5m}" "$plans/$stack/tfplan"; then
     if grep -q "Saved plan is stale" "$log"; then
-      echo "error: $stack: the state changed since this plan was made (another deploy ran): nothing was applied; plan again" >&2
+      rm -f "$log"
+      if already_applied "$stack" "$dir"; then
+        echo "== $stack: already applied (a retry: the state changed since the plan, and a plan now shows no change): skipped" >&2
+        continue
+      fi
+      die "$stack: the state changed since this plan was made (another deploy ran, or a partial apply of it): nothing was applied; plan again"
     fi
+    explain_lock_error "$stack" "$log"
     rm -f "$log"
     exit 1
   fi

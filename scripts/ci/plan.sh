@@ -12,7 +12,13 @@
 #   plan.txt       `terraform show` of it: the readable plan, sensitive values redacted by
 #                  Terraform, posted for review
 #   config.sha256  a digest of every file Terraform reads for the stack (scripts/ci/lib.sh)
-# and DIR/plan.md, the readable plans of all stacks as Markdown, and DIR/commit.
+#   changes        "true" when the plan changes something, "false" for "No changes."
+# and DIR/plan.md, the readable plans of all stacks as Markdown, DIR/commit, and DIR/changes:
+# "true" when any stack's plan changes something (the deploy is then offered), else "false"
+# (the pipeline ends green without asking anyone: nothing to approve).
+#
+# Refuses (exit 3) unless this commit is the current tip of DEPLOY_BRANCH (lib.sh
+# require_tip): only the tip is planned; a rollback is a revert commit, logged as such here.
 set -euo pipefail
 # shellcheck source=scripts/ci/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,15 +35,21 @@ done
 [ -n "$out" ] || die "usage: plan.sh --out DIR [STACK...]"
 [ ${#stacks[@]} -gt 0 ] || mapfile -t stacks < <(all_stacks)
 [ ${#stacks[@]} -gt 0 ] || die "no synthesized stack in $SYNTH_OUT/stacks (run npx cdktf synth first)"
+require_tip "plan"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 git rev-parse HEAD > "$out/commit" 2>/dev/null || : > "$out/commit"
+# A rollback is a revert commit (never a re-run of an old pipeline): said in the log and the plan.
+reverts=$(git log -1 --format=%B 2>/dev/null | sed -n 's/^This reverts commit \([0-9a-f]\{7,40\}\).*/\1/p' | tr '\n' ' ')
+[ -z "$reverts" ] || echo "rollback: commit $(cat "$out/commit") reverts ${reverts% }" >&2
 
 {
   echo "## Terraform plan"
   echo
   echo "Commit \`$(cat "$out/commit")\`; the deploy job applies these saved plans and nothing else."
+  [ -z "$reverts" ] || { echo; echo "**Rollback**: this commit reverts \`${reverts% }\`."; }
 } > "$out/plan.md"
+any_change=false
 
 for stack in "${stacks[@]}"; do
   dir=$(stack_dir "$stack")
@@ -47,7 +59,16 @@ for stack in "${stacks[@]}"; do
   echo "== $stack: init" >&2
   terraform_init "$dir"
   echo "== $stack: plan" >&2
-  "$TERRAFORM" -chdir="$dir" plan -input=false -no-color -lock-timeout=5m -out="$out/$stack/tfplan" >&2
+  # -detailed-exitcode: 0 no changes, 2 changes, 1 an error.
+  log=$(mktemp)
+  status=0
+  terraform_logged "$log" 2 -chdir="$dir" plan -input=false -no-color -detailed-exitcode -lock-timeout="${TF_LOCK_TIMEOUT:-5m}" -out="$out/$stack/tfplan" || status=$?
+  case $status in
+    0) echo false > "$out/$stack/changes" ;;
+    2) echo true > "$out/$stack/changes"; any_change=true ;;
+    *) explain_lock_error "$stack" "$log"; rm -f "$log"; die "$stack: terraform plan failed (above)" ;;
+  esac
+  rm -f "$log"
   "$TERRAFORM" -chdir="$dir" show -no-color "$out/$stack/tfplan" > "$out/$stack/plan.txt"
   "$TERRAFORM" -chdir="$dir" show -json "$out/$stack/tfplan" > "$out/$stack/plan.json"
   config_digest "$dir" > "$out/$stack/config.sha256"
@@ -62,4 +83,9 @@ for stack in "${stacks[@]}"; do
     echo '```'
   } >> "$out/plan.md"
 done
-echo "plans saved in $out" >&2
+echo "$any_change" > "$out/changes"
+if [ "$any_change" = true ]; then
+  echo "plans saved in $out" >&2
+else
+  echo "plans saved in $out: no stack changes anything, nothing to deploy" >&2
+fi

@@ -5,6 +5,8 @@
 # the commit before this one. Never fails the job (a review aid): if the base cannot be
 # synthesized, OUT says so in one line. With PLANS (the directory of scripts/ci/plan.sh), the
 # rows of each planned stack come from Terraform's real plan (npm run summary -- --plan).
+# The base is installed with `npm ci --ignore-scripts`: the plan job holds every secret, and
+# no package install script of any commit runs beside them.
 #
 #   scripts/ci/summary.sh BASE OUT [PLANS]       (after npx cdktf synth of this commit)
 set -euo pipefail
@@ -24,7 +26,7 @@ if ! git rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
 fi
 if ! git worktree add --quiet --detach "$worktree" "$base" 2> /dev/null; then
   note "Base commit \`$base\` is not available here: no comparison (the synthesized files are in the artifact)."
-elif ! (cd "$worktree" && npm ci --no-audit --no-fund > /dev/null 2>&1 && npx cdktf synth > /dev/null 2>&1); then
+elif ! (cd "$worktree" && npm ci --ignore-scripts --no-audit --no-fund > /dev/null 2>&1 && npx cdktf synth > /dev/null 2>&1); then
   note "Base commit \`$base\` does not synthesize: no comparison (the synthesized files are in the artifact)."
 elif ! npm run --silent summary -- --base "$worktree/cdktf.out" --out cdktf.out "${plans[@]}" --title "Plan review against $base" > "$out"; then
   note "The summary against \`$base\` failed: see the job log."
