@@ -45,12 +45,17 @@ describe("main.ts", () => {
     expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
-  it("names a missing description file without a stack trace", () => {
-    const r = runMain({ CLUSTER_FILE: path.join(dir, "nope.yaml") });
+  it("names a missing description file without a stack trace, and lists the descriptions in clusters/", () => {
+    const r = runMain({ CLUSTER_FILE: "clusters/team-blu.yaml" });
     expect(r.status).toBe(1);
     expect(r.wrote).toBe(false);
-    expect(r.stderr).toMatch(/cannot read the cluster description .*nope\.yaml \(ENOENT\)/);
+    const present = fs.readdirSync(path.join(REPO_ROOT, "clusters")).filter((f) => f.endsWith(".yaml")).sort();
+    expect(present).toContain("example.yaml");
+    expect(r.stderr).toContain(`cannot read the cluster description ${path.join(REPO_ROOT, "clusters", "team-blu.yaml")} (no such file, ENOENT); descriptions in clusters/: ${present.join(", ")}`);
     expect(r.stderr).not.toMatch(/^\s+at /m);
+    // a file elsewhere, in a directory without descriptions: the repository's clusters/ is listed
+    const elsewhere = runMain({ CLUSTER_FILE: path.join(dir, "empty", "nope.yaml") });
+    expect(elsewhere.stderr).toMatch(/nope\.yaml \(no such file, ENOENT\); descriptions in clusters\/: example\.yaml/);
   });
 });
 
@@ -132,7 +137,7 @@ describe("npm run diff -- --detailed-exitcode (as terraform plan -detailed-exitc
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "npm-diff-"));
     fs.writeFileSync(path.join(dir, "terraform.rc"), "");
-    env = { CLUSTER_FILE: "clusters/example.yaml", TF_CLI_CONFIG_FILE: path.join(dir, "terraform.rc"), FAKE_INPUT: "a" };
+    env = { CLUSTER_FILE: "clusters/example.yaml", TF_CLI_CONFIG_FILE: path.join(dir, "terraform.rc"), FAKE_INPUT: "a", FAKE_STATE_DIR: dir };
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const diff = (args: string[], more: Record<string, string> = {}) => npmRun("diff", ["-a", APP, "-o", path.join(dir, "out"), ...args, "team-example-nodes"], { ...env, ...more });
