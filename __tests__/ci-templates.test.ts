@@ -210,7 +210,7 @@ describe("GitHub Actions template", () => {
     for (const job of ["synth", "plan", "deploy"]) {
       const text = stepsText(job);
       expect([job, text.indexOf("scripts/ci/cluster-file.sh") >= 0]).toEqual([job, true]);
-      expect(text.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(text.indexOf("npx cdktf synth"));
+      expect(text.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(text.indexOf("npm run synth"));
     }
   });
 
@@ -328,7 +328,7 @@ describe("GitLab CI template", () => {
     expect(ci.synth.artifacts.expose_as).toBeTruthy();
     const s = script("synth");
     expect(s).toContain('scripts/ci/summary.sh "${CI_MERGE_REQUEST_TARGET_BRANCH_SHA:-$CI_MERGE_REQUEST_DIFF_BASE_SHA}" plan-summary.md');
-    expect(s.indexOf("npx cdktf synth")).toBeLessThan(s.indexOf("summary.sh"));
+    expect(s.indexOf("npm run synth")).toBeLessThan(s.indexOf("summary.sh"));
   });
 
   test("plan and deploy run only on the default branch, never on a tag or a merge request; deploy is manual", () => {
@@ -373,7 +373,7 @@ describe("GitLab CI template", () => {
     for (const job of ["synth", "plan", "deploy"]) {
       const s = script(job);
       expect([job, s.indexOf("CLUSTER_FILE=$(scripts/ci/cluster-file.sh)") >= 0]).toEqual([job, true]);
-      expect(s.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(s.indexOf("npx cdktf synth"));
+      expect(s.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(s.indexOf("npm run synth"));
     }
   });
 
