@@ -32,7 +32,8 @@ describe("README", () => {
 describe("README Commands table: every row works when copied (issue 21)", () => {
   const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
   const start = readme.indexOf("| command | what it does |");
-  const rows = readme.slice(start).split("\n").slice(2).filter((l) => l.startsWith("| `")).map((l) => /^\| `([^`]+)` \|/.exec(l)?.[1] ?? l);
+  const tableLines = readme.slice(start).split("\n").slice(2);
+  const rows = tableLines.slice(0, tableLines.findIndex((l) => !l.startsWith("|"))).map((l) => /^\| `([^`]+)` \|/.exec(l)?.[1] ?? l);
   // what scripts/cdktf.ts accepts besides stack patterns (the options these rows use)
   const CDKTF_OPTIONS = new Set(["--auto-approve", "--detailed-exitcode", "--output"]);
 
