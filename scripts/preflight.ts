@@ -248,24 +248,40 @@ function sshConfig(c: Cluster, nodes: ClusterNode[], dir: string): string {
   return file;
 }
 
-/** The host-key check's line for a failed connection: the key type the server presented, when ssh says it. */
-export function hostKeyFailure(c: Cluster, n: ClusterNode, stderr: string): CheckResult | undefined {
-  const other = /No (\S+) host key is known for (\S+)/.exec(stderr);
-  const changed = /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.exec(stderr);
-  if (!other && !changed) return undefined;
-  const atBastion = other ? other[2].replace(/^\[|\]:\d+$/g, "") === c.bastion.host : false;
+/** `ssh-keyscan -t` type of a host-key algorithm. */
+const keyscanType = (alg: string) => (alg.startsWith("ecdsa") ? "ecdsa" : alg.includes("rsa") ? "rsa" : alg.includes("ed25519") ? "ed25519" : alg);
+
+/**
+ * The host-key check's line for a connection refused at host-key verification, read from
+ * the output of the same connection made with `ssh -v` (OpenSSH passes -v on to the
+ * ProxyJump hop): each hop logs "Server host key: <algorithm> …", and a hop that passed logs
+ * "Host '<host>' is known and matches"; the last key logged is the one refused.
+ */
+export function hostKeyFailure(c: Cluster, n: ClusterNode, verbose: string): CheckResult | undefined {
+  if (!/Host key verification failed/.test(verbose)) return undefined;
+  const presented = [...verbose.matchAll(/Server host key: (\S+)/g)].map((m) => m[1]);
+  const bastionName = c.bastion.port === 22 ? c.bastion.host : `[${c.bastion.host}]:${c.bastion.port}`;
+  const bastionPassed = verbose.includes(`Host '${bastionName}' is known and matches`);
+  const atBastion = !bastionPassed;
   const who = atBastion ? "the bastion" : n.name;
   const field = atBastion ? "bastion.hostKey" : `nodes[${c.nodes.indexOf(n)}].hostKey`;
-  const type = other?.[1];
-  const scan = atBastion ? `ssh-keyscan -p ${c.bastion.port} -t ${type?.toLowerCase() ?? "TYPE"} ${c.bastion.host}` : `ssh-keyscan -t ${type?.toLowerCase() ?? "TYPE"} ${n.address} (on the bastion)`;
+  const pinned = (atBastion ? c.bastion.hostKey : n.hostKey)?.split(" ")[0];
+  const alg = presented[presented.length - 1];
+  const type = alg ? keyscanType(alg) : undefined;
+  const scan = atBastion ? `ssh-keyscan -p ${c.bastion.port} -t ${type ?? "TYPE"} ${c.bastion.host}` : `ssh-keyscan -t ${type ?? "TYPE"} ${n.address} (on the bastion)`;
+  const sameType = type !== undefined && pinned !== undefined && keyscanType(pinned) === type;
   return {
     node: n.name,
     check: "host key",
     status: "fail",
-    detail: type
-      ? `${who} presents its ${type} key to the engines' SSH client (it prefers ECDSA, then RSA, then Ed25519); ${field} pins a key of another type`
-      : `${who} presents a key of the pinned type that is not the pinned one`,
-    remedy: `pin the key the engines are shown: ${scan}, without the host name, in ${field} (README "Host keys")`,
+    detail: !type
+      ? `${who} refused at host-key verification`
+      : sameType
+        ? `${who} presents an ${type} key that is not the pinned one (the host key changed, or the wrong host answers)`
+        : `${who} presents its ${type} key to the engines' SSH client (it prefers ECDSA, then RSA, then Ed25519); ${field} pins a ${pinned} key`,
+    remedy: sameType
+      ? `check that ${atBastion ? c.bastion.host : n.address} is the host you mean, then pin its key: ${scan}, without the host name, in ${field}`
+      : `pin the key the engines are shown: ${scan}, without the host name, in ${field} (README "Host keys")`,
   };
 }
 
@@ -308,7 +324,11 @@ function main(argv: string[]): number {
     for (const n of nodes) {
       const r = spawnSync("ssh", ["-F", config, `preflight-node-${n.name}`, "bash -s"], { input: remoteFactsScript(c), encoding: "utf8", timeout: 120000 });
       if (r.status !== 0) {
-        const hk = hostKeyFailure(c, n, r.stderr ?? "");
+        // Refused at a host key: the same connection again with -v says which key each hop presented.
+        const verbose = /Host key verification failed/.test(r.stderr ?? "")
+          ? spawnSync("ssh", ["-v", "-F", config, `preflight-node-${n.name}`, "true"], { encoding: "utf8", timeout: 60000 }).stderr ?? ""
+          : "";
+        const hk = hostKeyFailure(c, n, verbose);
         const why = (r.stderr || String(r.error ?? "")).trim().split("\n").slice(-2).join(" ");
         results.push(hk ?? { node: n.name, check: "connect", status: "error", detail: `ssh ${c.ssh.user}@${n.address} via the bastion failed (exit ${r.status}): ${why}`, remedy: "check the bastion, the node's address, ssh.user and the key (ssh-agent or ssh.privateKey)" });
         continue;

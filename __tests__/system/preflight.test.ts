@@ -143,10 +143,26 @@ describe("npm run preflight against lab VMs through a real bastion", () => {
     expect(r.status).toBe(2);
     expect(r.of("node-1", "host key")).toMatchObject({
       status: "fail",
-      detail: expect.stringContaining("node-1 presents its ECDSA key to the engines' SSH client"),
+      detail: "node-1 presents its ecdsa key to the engines' SSH client (it prefers ECDSA, then RSA, then Ed25519); nodes[0].hostKey pins a ssh-ed25519 key",
       remedy: expect.stringContaining(`ssh-keyscan -t ecdsa ${lab.vms[0].address} (on the bastion), without the host name, in nodes[0].hostKey`),
     });
     expect(r.of("node-2", "host key")!.status).toBe("ok");
+
+    // Another key of the right type at the bastion: every node is refused there, before any node is asked.
+    const wrongBastion = preflight(lab.cluster((c) => {
+      c.servers.join = [JOIN_NAME];
+      c.bastion.hostKey = lab.otherHostKey();
+      c.nodes.forEach((nd, i) => (nd.hostKey = lab.vms[i].hostKeys.ecdsa));
+    }));
+    expect(wrongBastion.status).toBe(2);
+    for (const node of ["node-1", "node-2"]) {
+      expect(wrongBastion.of(node, "host key")).toMatchObject({
+        status: "fail",
+        detail: "the bastion presents an ed25519 key that is not the pinned one (the host key changed, or the wrong host answers)",
+        remedy: expect.stringContaining(`ssh-keyscan -p 22 -t ed25519 ${lab.bastion.host}, without the host name, in bastion.hostKey`),
+      });
+      expect(wrongBastion.of(node, "sudo")).toBeUndefined();
+    }
   });
 
   itIf(pre.ok, pre.reason)("no passwordless sudo: sudo fails with a remedy, the checks that need it could not be done (exit 1)", () => {
