@@ -45,7 +45,7 @@ interface Repo {
   state(): string[];
 }
 
-/** The stand-in synthesized stack: what `npx cdktf synth` would leave in cdktf.out/. */
+/** The stand-in synthesized stack: what `npm run synth` would leave in cdktf.out/. */
 function synthesize(repo: Repo, nodes: Record<string, string>): void {
   fs.rmSync(repo.stackDir, { recursive: true, force: true });
   fs.mkdirSync(repo.stackDir, { recursive: true });

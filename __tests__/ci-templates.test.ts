@@ -313,7 +313,7 @@ describe("GitHub Actions templates", () => {
     for (const job of ["synth", "plan", "deploy"]) {
       const text = stepsText(job);
       expect([job, text.indexOf("scripts/ci/cluster-file.sh") >= 0]).toEqual([job, true]);
-      expect(text.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(text.indexOf("npx cdktf synth"));
+      expect(text.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(text.indexOf("npm run synth"));
     }
   });
 
@@ -455,7 +455,7 @@ describe("GitLab CI templates", () => {
     expect(ci.synth.artifacts.expose_as).toBeTruthy();
     const s = script("synth");
     expect(s).toContain('scripts/ci/summary.sh "${CI_MERGE_REQUEST_TARGET_BRANCH_SHA:-$CI_MERGE_REQUEST_DIFF_BASE_SHA}" plan-summary.md');
-    expect(s.indexOf("npx cdktf synth")).toBeLessThan(s.indexOf("summary.sh"));
+    expect(s.indexOf("npm run synth")).toBeLessThan(s.indexOf("summary.sh"));
   });
 
   test("approval, plan and the deploy trigger run only on the default branch; the apply is manual in a protected environment", () => {
@@ -537,7 +537,7 @@ describe("GitLab CI templates", () => {
     for (const [job, all] of [["synth", ci], ["plan", ci], ["apply", kid]] as const) {
       const s = scriptOf(all, job);
       expect([job, s.indexOf("CLUSTER_FILE=$(scripts/ci/cluster-file.sh)") >= 0]).toEqual([job, true]);
-      expect(s.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(s.indexOf("npx cdktf synth"));
+      expect(s.indexOf("scripts/ci/cluster-file.sh")).toBeLessThan(s.indexOf("npm run synth"));
     }
   });
 

@@ -7,7 +7,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { clusterJsonSchema } from "../constructs/description/json-schema";
-import { REPO_ROOT, exampleText } from "./helpers/synth";
+import { REPO_ROOT, exampleText, hasCommand, itIf } from "./helpers/synth";
+import { planOutcome, withoutSpinnerFrames } from "../scripts/cdktf";
 
 const TSX = path.join(REPO_ROOT, "node_modules", ".bin", "tsx");
 
@@ -44,12 +45,17 @@ describe("main.ts", () => {
     expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
-  it("names a missing description file without a stack trace", () => {
-    const r = runMain({ CLUSTER_FILE: path.join(dir, "nope.yaml") });
+  it("names a missing description file without a stack trace, and lists the descriptions in clusters/", () => {
+    const r = runMain({ CLUSTER_FILE: "clusters/team-blu.yaml" });
     expect(r.status).toBe(1);
     expect(r.wrote).toBe(false);
-    expect(r.stderr).toMatch(/cannot read the cluster description .*nope\.yaml \(ENOENT\)/);
+    const present = fs.readdirSync(path.join(REPO_ROOT, "clusters")).filter((f) => f.endsWith(".yaml")).sort();
+    expect(present).toContain("example.yaml");
+    expect(r.stderr).toContain(`cannot read the cluster description ${path.join(REPO_ROOT, "clusters", "team-blu.yaml")} (no such file, ENOENT); descriptions in clusters/: ${present.join(", ")}`);
     expect(r.stderr).not.toMatch(/^\s+at /m);
+    // a file elsewhere, in a directory without descriptions: the repository's clusters/ is listed
+    const elsewhere = runMain({ CLUSTER_FILE: path.join(dir, "empty", "nope.yaml") });
+    expect(elsewhere.stderr).toMatch(/nope\.yaml \(no such file, ENOENT\); descriptions in clusters\/: example\.yaml/);
   });
 });
 
@@ -112,6 +118,71 @@ describe("npm run synth / diff / deploy (scripts/cdktf.ts around cdktf)", () => 
       expect(r.stderr).toContain(`error: refusing to ${command} without CLUSTER_FILE: that would be the example cluster. Set CLUSTER_FILE=clusters/<team>.yaml`);
       expect(r.all).not.toContain("running: cdktf");
     }
+  });
+
+  it("drift refuses to run on the example when CLUSTER_FILE is not set (its hosts are placeholders), before any ssh", () => {
+    const r = npmRun("drift", [], { CLUSTER_FILE: "" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("error: refusing to check drift without CLUSTER_FILE: that would be the example cluster (placeholder hosts). Set CLUSTER_FILE=clusters/<team>.yaml");
+    expect(r.all).not.toContain("checking 2 nodes through the bastion");
+  });
+});
+
+describe("npm run diff -- --detailed-exitcode (as terraform plan -detailed-exitcode), off a terminal", () => {
+  // A stand-in app (one terraform_data per stack, no provider) so that the REAL cdktf and
+  // Terraform plan offline: this tests the wrapper's exit codes and output, not our stacks.
+  const APP = "node_modules/.bin/tsx __tests__/helpers/terraform-data-app.ts";
+  let dir: string;
+  let env: Record<string, string>;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "npm-diff-"));
+    fs.writeFileSync(path.join(dir, "terraform.rc"), "");
+    env = { CLUSTER_FILE: "clusters/example.yaml", TF_CLI_CONFIG_FILE: path.join(dir, "terraform.rc"), FAKE_INPUT: "a", FAKE_STATE_DIR: dir };
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const diff = (args: string[], more: Record<string, string> = {}) => npmRun("diff", ["-a", APP, "-o", path.join(dir, "out"), ...args, "team-example-nodes"], { ...env, ...more });
+  const SPINNER = /[\u2800-\u28ff]/;
+
+  itIf(hasCommand("terraform"), "terraform not on PATH")("2 with changes, 0 without, 1 on an error; plain diff still exits 0 with changes; no spinner frame", () => {
+    const changes = diff(["--detailed-exitcode"]);
+    expect({ status: changes.status, out: changes.stdout }).toMatchObject({ status: 2, out: expect.stringContaining("Plan: 1 to add, 0 to change, 0 to destroy.") });
+    expect(changes.stderr).toContain("changes planned (exit 2, --detailed-exitcode)");
+    expect(changes.all).not.toContain("--detailed-exitcode team-example-nodes (CHECKPOINT"); // not passed on to cdktf
+    expect(changes.all).not.toMatch(SPINNER);
+
+    const plain = diff([]);
+    expect({ status: plain.status, out: plain.stdout }).toMatchObject({ status: 0, out: expect.stringContaining("Plan: 1 to add") });
+
+    const deployed = npmRun("deploy", ["-a", APP, "-o", path.join(dir, "out"), "--auto-approve", "team-example-nodes"], env);
+    expect({ status: deployed.status, all: deployed.all }).toMatchObject({ status: 0 });
+    const none = diff(["--detailed-exitcode"]);
+    expect({ status: none.status, out: none.stdout }).toMatchObject({ status: 0, out: expect.stringContaining("No changes. Your infrastructure matches the configuration.") });
+    expect(none.stderr).toContain("no changes in the stack (exit 0, --detailed-exitcode)");
+
+    // cdktf (ink) draws its last spinner frame ("⠹  Synthesizing") when the app fails
+    const failed = diff(["--detailed-exitcode"], { FAKE_FAIL: "1" });
+    expect({ status: failed.status, all: failed.all }).toMatchObject({ status: 1, all: expect.stringContaining("stand-in app failing on purpose") });
+    expect(failed.all).not.toMatch(SPINNER);
+  }, 400000);
+
+  it("--detailed-exitcode is refused on deploy and synth (it would mean nothing there)", () => {
+    const r = npmRun("synth", ["--detailed-exitcode"], {});
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("error: --detailed-exitcode is an option of diff only");
+    expect(r.all).not.toContain("running: cdktf");
+  });
+});
+
+describe("spinner frames and plan outcomes (scripts/cdktf.ts)", () => {
+  it("drops spinner-frame lines and keeps the rest", () => {
+    expect(withoutSpinnerFrames("a\n\u2839  Synthesizing\nb\n")).toBe("a\nb\n");
+    expect(withoutSpinnerFrames("Plan: 1 to add\n")).toBe("Plan: 1 to add\n");
+  });
+  it("reads Terraform's plan lines as -detailed-exitcode would", () => {
+    expect(planOutcome("x-nodes  No changes. Your infrastructure matches the configuration.")).toBe(0);
+    expect(planOutcome("                    Plan: 0 to add, 1 to change, 0 to destroy.")).toBe(2);
+    expect(planOutcome("x-jobs  Changes to Outputs:\n  ~ a = 1 -> 2")).toBe(2);
+    expect(planOutcome("Error: something")).toBeUndefined();
   });
 });
 

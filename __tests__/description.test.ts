@@ -40,7 +40,7 @@ const corpus: BrokenCase[] = [
     { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan 192\.0\.2\.12/ },
   ] },
   { name: "a node key without the bastion's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
-    { path: "nodes[0].hostKey", message: /expected bastion\.hostKey too: .*fails every connection at the bastion/ },
+    { path: "bastion.hostKey", message: /expected bastion\.hostKey too, since nodes\[0\] pins a host key: .*fails every connection at the bastion/ },
   ] },
   { name: "the bastion's key without a node's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.nodes[1].hostKey; }, expected: [
     { path: "nodes[1].hostKey", message: /ignore bastion_host_key.*the bastion would go unchecked/ },
@@ -188,6 +188,54 @@ describe("cluster description", () => {
     expect(r.ok).toBe(false);
   });
 });
+/** Text edits of the example, as an operator would make them (line numbers matter here). */
+function problemsOfText(edit: (t: string) => string): Problem[] {
+  const r = loadDescriptionText(edit(exampleText()));
+  if (r.ok) throw new Error("expected the description to be rejected");
+  return r.problems;
+}
+const lineOf = (t: string, needle: string) => t.split("\n").findIndex((l) => l.includes(needle)) + 1;
+
+describe("misspelled keys and one message per root cause (issue 21)", () => {
+  it("a misspelled top-level key: one problem, at its own line, with 'did you mean' (not 'bastion' missing at line 8)", () => {
+    const edit = (t: string) => t.replace(/^bastion:/m, "bastoin:");
+    const problems = problemsOfText(edit);
+    expect(problems).toEqual([{ path: "bastoin", line: lineOf(edit(exampleText()), "bastoin:"), message: "unknown key 'bastoin': did you mean 'bastion'? ('bastion' is required and missing)" }]);
+  });
+
+  it("did you mean at every level: a node's key, a nested section's key, a key with a default", () => {
+    const edit = (t: string) => t.replace("overlayAddress: 172.16.1.12", "overlayAdress: 172.16.1.12").replace("virtualRouterId:", "virtualRouterID:").replace("advertInterval: 1", "advertIntervall: 1");
+    const problems = problemsOfText(edit);
+    expect(problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      "floatingIp.virtualRouterID: unknown key 'virtualRouterID': did you mean 'virtualRouterId'? ('virtualRouterId' is required and missing)",
+      "floatingIp.advertIntervall: unknown key 'advertIntervall': did you mean 'advertInterval'?",
+      "nodes[1].overlayAdress: unknown key 'overlayAdress': did you mean 'overlayAddress'? ('overlayAddress' is required and missing)",
+    ]);
+    for (const p of problems) expect(p.line).toBe(lineOf(edit(exampleText()), p.path.replace(/.*\./, "") + ":"));
+  });
+
+  it("an unknown key that resembles nothing lists the keys known there (from the schema), each unknown key at its own line", () => {
+    const problems = problemsOfText((t) => t.replace("advertInterval: 1", "advertInterval: 1\n  colour: red\n  size: 3"));
+    expect(problems.map((p) => p.message)).toEqual([
+      "unknown key 'colour': expected one of 'address', 'virtualRouterId', 'advertInterval' (cluster.schema.json)",
+      "unknown key 'size': expected one of 'address', 'virtualRouterId', 'advertInterval' (cluster.schema.json)",
+    ]);
+    expect(problems[1].line).toBe(problems[0].line! + 1);
+  });
+
+  it("one missing bastion.hostKey is one message, however many nodes pin theirs", () => {
+    const threeNodes = (t: string) =>
+      t.replace(/^  hostKey:.*\n/m, "").replace(
+        "    floatingIp: { priority: 100 }\n",
+        '    floatingIp: { priority: 100 }\n  - name: node-3\n    address: 192.0.2.13\n    overlayAddress: 172.16.1.13\n    hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIELyyGJXRe9qdKJ4YNIUzzbH1WgvIMyWLbABg4kdNOrB"\n    floatingIp: { priority: 50 }\n',
+      );
+    expect(threeNodes(exampleText())).toContain("node-3");
+    const problems = problemsOfText(threeNodes);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ path: "bastion.hostKey", message: expect.stringMatching(/expected the bastion's pinned host key.*the nodes' pinned keys need it too/) });
+  });
+});
+
 
 describe("ssh section", () => {
   it("is optional: without it, the README's defaults (user ubuntu, the ssh-agent)", () => {

@@ -5,6 +5,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { cleanup, exampleCluster, REPO_ROOT, synthCluster } from "./helpers/synth";
+import { stackNames } from "../constructs/stack-names";
+import { globMatches, splitArgs } from "../scripts/cdktf";
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 
@@ -24,5 +26,58 @@ describe("README", () => {
   it("documents every npm command", () => {
     const scripts = Object.keys(JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")).scripts).filter((s) => s !== "test" && s !== "typecheck");
     for (const s of scripts) expect({ s, documented: readme.includes(`npm run ${s}`) }).toEqual({ s, documented: true });
+  });
+});
+
+describe("README Commands table: every row works when copied (issue 21)", () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
+  const start = readme.indexOf("| command | what it does |");
+  const tableLines = readme.slice(start).split("\n").slice(2);
+  const rows = tableLines.slice(0, tableLines.findIndex((l) => !l.startsWith("|"))).map((l) => /^\| `([^`]+)` \|/.exec(l)?.[1] ?? l);
+  // what scripts/cdktf.ts accepts besides stack patterns (the options these rows use)
+  const CDKTF_OPTIONS = new Set(["--auto-approve", "--detailed-exitcode", "--output"]);
+
+  it("has one command per row, in no optional or ellipsis notation", () => {
+    expect(rows.length).toBeGreaterThanOrEqual(15);
+    for (const r of rows) {
+      expect({ r, notation: /[[\]…|]|\.\.\./.test(r) }).toEqual({ r, notation: false });
+      const words = r.split(" ");
+      expect({ r, npm: words[0] }).toEqual({ r, npm: "npm" });
+      const script = words[1] === "run" ? words[2] : words[1];
+      expect({ r, script: script in pkg.scripts }).toEqual({ r, script: true });
+      const rest = words.slice(words[1] === "run" ? 3 : 2);
+      // npm passes on what follows the first `--`; a second `--` would reach the script as an argument
+      if (rest.length) expect({ r, sep: rest[0], more: rest.slice(1).includes("--") }).toEqual({ r, sep: "--", more: false });
+    }
+  });
+
+  it("synth/diff/deploy rows parse as cdktf.ts parses them: known options, every stack pattern a stack of the description", () => {
+    const stacks = stackNames({ name: "team-blue" });
+    let checked = 0;
+    for (const r of rows) {
+      const words = r.split(" ");
+      if (words[1] !== "run" || !["synth", "diff", "deploy"].includes(words[2])) continue;
+      const { options, patterns } = splitArgs(words.slice(4));
+      for (const o of options.filter((x) => x.startsWith("-"))) expect({ r, o, known: CDKTF_OPTIONS.has(o) }).toEqual({ r, o, known: true });
+      if (words[2] === "synth") expect({ r, patterns }).toEqual({ r, patterns: [] });
+      for (const p of patterns) expect({ r, p, matches: stacks.filter((s) => globMatches(p, s)).length }).toEqual({ r, p, matches: 1 });
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(7);
+    // the old notation, as npm hands it on: the second `--` is no option, "Found more than one stack"
+    const old = splitArgs(["team-blue-jobs", "--", "--auto-approve"]);
+    expect(old.options).toContain("--");
+  });
+});
+
+describe("no `npx cdktf` left (the npm scripts validate first, say what they load, and keep spinners out of logs)", () => {
+  it("in README, docs, scripts, images and CI templates", () => {
+    const roots = ["README.md", "docs", "scripts", "images", "ci-templates"];
+    const files = (p: string): string[] => {
+      const full = path.join(REPO_ROOT, p);
+      return fs.statSync(full).isDirectory() ? fs.readdirSync(full).flatMap((e) => files(path.join(p, e))) : [p];
+    };
+    const hits = roots.flatMap(files).filter((f) => fs.readFileSync(path.join(REPO_ROOT, f), "utf8").includes("npx cdktf"));
+    expect(hits).toEqual([]);
   });
 });

@@ -287,7 +287,7 @@ pinned_ref_for() {
 
 echo
 echo "# Paste into the cluster description (\$CLUSTER_FILE, e.g. clusters/example.yaml), under app.images"
-echo "# (the worker runs the api image), then run 'npx cdktf deploy' (see docs/images.md):"
+echo "# (the worker runs the api image), then run 'npm run deploy' (see docs/images.md):"
 for img in "${images[@]}"; do
   echo "    ${img}: $(pinned_ref_for "$img")"
 done

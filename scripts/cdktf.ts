@@ -16,9 +16,15 @@
  *    CLUSTER_FILE set to the file it checked. When stdout is not a terminal (CI, a pipe):
  *    CI=1 and FORCE_COLOR=0 (no spinner frames, no colour codes) and --no-color for
  *    Terraform's own output.
+ *    Off a terminal cdktf's output passes through this wrapper, which drops the spinner
+ *    frames cdktf (ink) still draws when it fails (e.g. "⠹  Synthesizing").
+ * 5. `diff --detailed-exitcode` (ours, as Terraform's `plan -detailed-exitcode`; cdktf has
+ *    none): exit 0 no change in any stack, 2 changes in some stack, 1 error. The plan
+ *    output of each stack is read for Terraform's "No changes." / "Plan: …" / "Changes to
+ *    Outputs:" lines. Without the option, diff exits 0 on success as before.
  * Everything else is passed to cdktf unchanged, e.g. `npm run deploy -- --auto-approve`.
  */
-import { spawnSync } from "child_process";
+import { spawn } from "child_process";
 import * as path from "path";
 import { ANNOUNCED_ENV, announceSelectedDescription } from "../constructs/description/selection";
 
@@ -48,7 +54,77 @@ export function splitArgs(args: string[]): { options: string[]; patterns: string
   return { options, patterns };
 }
 
-function main(argv: string[]): number {
+/** Our own option (cdktf diff has no such thing); taken out before cdktf sees the arguments. */
+export const DETAILED_EXITCODE = "--detailed-exitcode";
+
+/** The frames of cdktf's spinner (ink-spinner "dots"), drawn at the start of a line. */
+const SPINNER_LINE = /^[\u2800-\u28ff]+ {1,2}\S.*$/;
+
+/** A chunk of cdktf output with the spinner-frame lines removed (off a terminal they are noise). */
+export function withoutSpinnerFrames(text: string): string {
+  return text
+    .split("\n")
+    .filter((l) => !SPINNER_LINE.test(l.replace(/\r/g, "").trim()))
+    .join("\n");
+}
+
+/**
+ * What a stack's `cdktf diff` output says Terraform planned, as `terraform plan
+ * -detailed-exitcode` would exit: 0 no change, 2 changes (resources or outputs), undefined
+ * when the output says neither (then the caller reports an error: nothing to go by).
+ */
+export function planOutcome(output: string): 0 | 2 | undefined {
+  if (/^\S*\s*Plan: \d+ to (add|import)/m.test(output) || /^\S*\s*Changes to Outputs:/m.test(output)) return 2;
+  if (/No changes\. (Your infrastructure matches the configuration|Your infrastructure still matches)/.test(output)) return 0;
+  return undefined;
+}
+
+interface RunResult {
+  status: number;
+  stdout: string;
+}
+
+/** Runs cdktf; on a terminal with inherited stdio, else piped through (spinner frames dropped) and kept. */
+function runCdktf(cdktf: string, args: string[], env: NodeJS.ProcessEnv, through: boolean): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cdktf, args, { cwd: REPO_ROOT, env, stdio: through ? ["inherit", "pipe", "pipe"] : "inherit" });
+    let stdout = "";
+    if (through) {
+      // whole lines only, so that a frame split across two chunks is still recognized
+      const relay = (sink: NodeJS.WriteStream, keep: boolean) => {
+        let pending = "";
+        return {
+          data: (chunk: Buffer) => {
+            pending += chunk.toString("utf8");
+            const cut = pending.lastIndexOf("\n");
+            if (cut < 0) return;
+            const lines = withoutSpinnerFrames(pending.slice(0, cut + 1));
+            pending = pending.slice(cut + 1);
+            if (keep) stdout += lines;
+            sink.write(lines);
+          },
+          end: () => {
+            const rest = withoutSpinnerFrames(pending);
+            if (keep) stdout += rest;
+            sink.write(rest);
+          },
+        };
+      };
+      const out = relay(process.stdout, true);
+      const err = relay(process.stderr, false);
+      child.stdout!.on("data", out.data);
+      child.stderr!.on("data", err.data);
+      child.on("close", (code) => {
+        out.end();
+        err.end();
+        resolve({ status: code ?? 1, stdout });
+      });
+    } else child.on("close", (code) => resolve({ status: code ?? 1, stdout }));
+    child.on("error", reject);
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
   const command = argv[0] as Command;
   if (!COMMANDS.includes(command)) {
     process.stderr.write(`usage: tsx scripts/cdktf.ts ${COMMANDS.join("|")} [cdktf options] [stacks]\n`);
@@ -56,7 +132,12 @@ function main(argv: string[]): number {
   }
   const loaded = announceSelectedDescription();
   if (!loaded.ok) return 1;
-  const { options, patterns } = splitArgs(argv.slice(1));
+  const detailed = argv.includes(DETAILED_EXITCODE);
+  if (detailed && command !== "diff") {
+    process.stderr.write(`error: ${DETAILED_EXITCODE} is an option of diff only\n`);
+    return 1;
+  }
+  const { options, patterns } = splitArgs(argv.slice(1).filter((a) => a !== DETAILED_EXITCODE));
   const tty = process.stdout.isTTY === true;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -100,20 +181,31 @@ function main(argv: string[]): number {
     }
   }
   const cdktf = path.join(REPO_ROOT, "node_modules", ".bin", "cdktf");
+  let changed = false;
   for (const args of runs) {
     process.stderr.write(`running: cdktf ${args.join(" ")} (CHECKPOINT_DISABLE=1${tty ? "" : ", no colours or spinners: not a terminal"})\n`);
-    const r = spawnSync(cdktf, args, { cwd: REPO_ROOT, env, stdio: "inherit" });
-    if (r.error) throw r.error;
-    if (r.status !== 0) return r.status ?? 1;
+    const r = await runCdktf(cdktf, args, env, !tty || detailed);
+    // Terraform's -detailed-exitcode: any error is 1 (cdktf's own exit codes vary)
+    if (r.status !== 0) return detailed ? 1 : r.status;
+    if (detailed) {
+      const outcome = planOutcome(r.stdout);
+      if (outcome === undefined) {
+        process.stderr.write(`error: cannot tell from the output of cdktf ${args.join(" ")} whether Terraform planned changes (no "No changes." nor "Plan: …" line)\n`);
+        return 1;
+      }
+      if (outcome === 2) changed = true;
+    }
   }
-  return 0;
+  if (detailed) process.stderr.write(changed ? `changes planned (exit 2, ${DETAILED_EXITCODE})\n` : `no changes in ${runs.length === 1 ? "the stack" : `any of the ${runs.length} stacks`} (exit 0, ${DETAILED_EXITCODE})\n`);
+  return detailed && changed ? 2 : 0;
 }
 
 if (require.main === module) {
-  try {
-    process.exitCode = main(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 1;
-  }
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (e) => {
+      process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

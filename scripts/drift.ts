@@ -16,6 +16,8 @@
  * line (keepalived's `auth_pass`) is masked ON THE NODE before anything is sent, and
  * operator-managed secret files (tokens, gossip key, TLS key) are never read.
  *
+ * Refused without CLUSTER_FILE, like diff and deploy (the example's hosts are placeholders).
+ *
  * Exit: 0 no drift, 2 drift on some node, 1 an error (a node unreachable, a host key not
  * pinned, sudo refused): errors win over drift.
  */
@@ -143,6 +145,14 @@ function main(argv: string[]): number {
   }
   const loaded = announceSelectedDescription();
   if (!loaded.ok) return 1;
+  // The example is placeholders (example.org): connecting to its hosts is never what an operator means.
+  if (!loaded.selection.fromEnv) {
+    process.stderr.write(
+      `error: refusing to check drift without CLUSTER_FILE: that would be the example cluster (placeholder hosts). ` +
+        `Set CLUSTER_FILE=clusters/<team>.yaml (or CLUSTER_FILE=${loaded.selection.file} if you do mean the example).\n`,
+    );
+    return 1;
+  }
   const c = loaded.cluster;
   const unknown = only.filter((n) => !c.nodes.some((x) => x.name === n));
   if (unknown.length) {

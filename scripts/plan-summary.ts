@@ -1,5 +1,5 @@
 /**
- * `npm run summary [-- --base-ref REF | --base DIR] [--out DIR] [--plan STACK=FILE]... [--title TEXT] [--json]`
+ * `npm run summary [-- --base-ref REF | --base DIR] [--out DIR] [--plan STACK=FILE]... [--title TEXT] [--json] [--detailed-exitcode]`
  *
  * Prints, as Markdown (for a CI comment), what a change would do per node and per job,
  * and a one-line total (see docs/plan-review.md). Compares two synth outputs:
@@ -12,20 +12,26 @@
  * With `--plan nodes=plan.json` (the output of `terraform show -json PLANFILE` for that
  * stack; STACK is the stack name or its suffix after the cluster name) the rows of that
  * stack are Terraform's real plan instead.
- * The description (CLUSTER_FILE, default the example) and its stacks are named on stderr;
- * stdout holds only the summary.
+ * Without `--base-ref` the summary reads synth outputs only, not the description: stderr and
+ * the default heading name the directory and the stacks it holds (not whatever CLUSTER_FILE
+ * would select); with CLUSTER_FILE set, a directory holding other stacks is pointed out.
+ * With `--base-ref` the description (CLUSTER_FILE, default the example) is synthesized, and
+ * it and its stacks are named on stderr. stdout holds only the summary.
+ *
+ * Exit: 0, or 2 on an error. With `--detailed-exitcode` (as Terraform's plan): 0 no change,
+ * 2 changes, 1 an error or no comparison possible.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ANNOUNCED_ENV, announceSelectedDescription, type SelectedDescription } from "../constructs/description/selection";
+import { ANNOUNCED_ENV, announceSelectedDescription, loadSelectedDescription, selectedDescription, type SelectedDescription } from "../constructs/description/selection";
 import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../constructs/plan-summary";
 import { readSynthOutput } from "./lib/synth-output";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 const USAGE =
-  "usage: npm run summary -- [--base-ref REF | --base DIR] [--out DIR (default cdktf.out)] [--plan STACK=FILE (terraform show -json PLANFILE; repeatable)] [--title TEXT] [--json]";
+  "usage: npm run summary -- [--base-ref REF | --base DIR] [--out DIR (default cdktf.out)] [--plan STACK=FILE (terraform show -json PLANFILE; repeatable)] [--title TEXT] [--json] [--detailed-exitcode (0 no change, 2 changes, 1 error)]";
 
 /** "nodes" → the one stack named "<cluster>-nodes"; a full stack name as is. */
 function resolveStack(name: string, stacks: string[]): string {
@@ -81,7 +87,12 @@ function baselineAtRef(ref: string, sel: SelectedDescription, tmp: string): { di
   }
 }
 
+/** Set from the arguments before anything can fail: errors exit 1 instead of 2 under --detailed-exitcode. */
+let detailedExitcode = false;
+
 function main(argv: string[]): number {
+  detailedExitcode = argv.includes("--detailed-exitcode");
+  const failure = detailedExitcode ? 1 : 2;
   let out: string | undefined;
   let base: string | undefined;
   let baseRef: string | undefined;
@@ -100,6 +111,7 @@ function main(argv: string[]): number {
     else if (a === "--base-ref") baseRef = value();
     else if (a === "--title") title = value();
     else if (a === "--json") json = true;
+    else if (a === "--detailed-exitcode") detailedExitcode = true;
     else if (a === "--plan") {
       const v = value();
       const eq = v.indexOf("=");
@@ -113,8 +125,12 @@ function main(argv: string[]): number {
   }
   if (base !== undefined && baseRef !== undefined) throw new Error(`--base and --base-ref exclude each other\n${USAGE}`);
 
-  const loaded = announceSelectedDescription();
-  if (!loaded.ok) return 2;
+  // The description is read only to synthesize it (--base-ref); otherwise the synth outputs are all there is.
+  let loaded: ReturnType<typeof announceSelectedDescription> | undefined;
+  if (baseRef !== undefined) {
+    loaded = announceSelectedDescription();
+    if (!loaded.ok) return failure;
+  }
 
   const tmp = baseRef !== undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "plan-summary-")) : undefined;
   let cleanupBase = () => {};
@@ -122,24 +138,34 @@ function main(argv: string[]): number {
     let baseDir = base;
     const notes: string[] = [];
     if (baseRef !== undefined) {
-      const b = baselineAtRef(baseRef, loaded.selection, tmp!);
+      const b = baselineAtRef(baseRef, loaded!.selection, tmp!);
       cleanupBase = b.cleanup;
       if (b.note) notes.push(b.note);
       baseDir = b.dir;
       if (!b.dir && !b.note?.includes("every resource is new")) {
         // no comparison possible: say so instead of a misleading "everything is new"
         process.stdout.write(json ? `${JSON.stringify({ notes }, null, 2)}\n` : `### ${title ?? `Plan review against ${baseRef}`}\n\n> ${notes[0]}\n`);
-        return 0;
+        return detailedExitcode ? 1 : 0;
       }
     }
     let outDir = out ?? "cdktf.out";
     if (baseRef !== undefined && out === undefined) {
       outDir = path.join(tmp!, "head-out");
-      process.stderr.write(`change: the working tree, synthesizing ${loaded.selection.file}\n`);
-      const failed = synthAt(REPO_ROOT, loaded.selection.absolutePath, outDir);
+      process.stderr.write(`change: the working tree, synthesizing ${loaded!.selection.file}\n`);
+      const failed = synthAt(REPO_ROOT, loaded!.selection.absolutePath, outDir);
       if (failed) throw new Error(`the working tree does not synthesize: ${failed}`);
     }
     const head = readSynthOutput(outDir);
+    const headStacks = Object.keys(head.stacks);
+    if (baseRef === undefined || out !== undefined) {
+      process.stderr.write(`summarizing ${outDir} (stacks ${headStacks.join(", ")}) against ${baseDir ?? "no baseline"}\n`);
+      const sel = selectedDescription();
+      if (sel.fromEnv) {
+        const wanted = loadSelectedDescription();
+        if (wanted.ok && !wanted.stacks.every((st) => headStacks.includes(st)))
+          process.stderr.write(`NOTE: ${outDir} does not hold the stacks of CLUSTER_FILE=${sel.file} (${wanted.stacks.join(", ")}): run \`npm run synth\` first to summarize that description\n`);
+      }
+    }
     const plans: Record<string, TerraformPlanJson> = {};
     for (const [name, file] of planFiles) {
       const stack = resolveStack(name, Object.keys(head.stacks));
@@ -153,9 +179,10 @@ function main(argv: string[]): number {
     }
     const summary = summarizePlan(baseDir === undefined ? undefined : readSynthOutput(baseDir), head, { plans });
     const withNotes = { ...summary, notes: [...notes.filter((n) => !summary.notes.includes(n)), ...summary.notes] };
-    const heading = title ?? (baseRef !== undefined ? `Plan review against ${baseRef}` : "Plan review");
+    const heading = title ?? (baseRef !== undefined ? `Plan review against ${baseRef}` : `Plan review of ${outDir} (${headStacks.join(", ")})`);
     process.stdout.write(json ? `${JSON.stringify(withNotes, null, 2)}\n` : renderPlanMarkdown(withNotes, heading));
-    return 0;
+    if (detailedExitcode) process.stderr.write(summary.rows.length ? "changes (exit 2, --detailed-exitcode)\n" : "no changes (exit 0, --detailed-exitcode)\n");
+    return detailedExitcode && summary.rows.length ? 2 : 0;
   } finally {
     cleanupBase();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -166,5 +193,5 @@ try {
   process.exitCode = main(process.argv.slice(2));
 } catch (e) {
   process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exitCode = 2;
+  process.exitCode = detailedExitcode ? 1 : 2;
 }

@@ -113,17 +113,20 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
  */
 function hostKeyRules(bastion: Cluster["bastion"], ssh: Cluster["ssh"], nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
   const optOut = "or set ssh.insecureIgnoreHostKey: true to connect without checking it";
+  const pinnedNodes = nodes.filter(({ n }) => n.hostKey);
+  const throughBastion = "Terraform up to 1.11 and OpenTofu check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion";
+  // One missing bastion key is one problem, however many nodes it breaks: reported once, at bastion.hostKey.
   if (!bastion.hostKey && !ssh.insecureIgnoreHostKey) {
-    v.push({ path: ["bastion", "hostKey"], message: `expected the bastion's pinned host key (a line of \`ssh-keyscan -p ${bastion.port} ${bastion.host}\` without the host name; README "Host keys" says which key type), ${optOut}` });
+    v.push({
+      path: ["bastion", "hostKey"],
+      message: `expected the bastion's pinned host key (a line of \`ssh-keyscan -p ${bastion.port} ${bastion.host}\` without the host name; README "Host keys" says which key type), ${optOut}${pinnedNodes.length ? ` (the nodes' pinned keys need it too: ${throughBastion})` : ""}`,
+    });
+  } else if (!bastion.hostKey && pinnedNodes.length) {
+    v.push({ path: ["bastion", "hostKey"], message: `expected bastion.hostKey too, since ${pinnedNodes.map(({ i }) => `nodes[${i}]`).join(", ")} pin${pinnedNodes.length === 1 ? "s" : ""} a host key: ${throughBastion}` });
   }
   for (const { n, i } of nodes) {
     if (!n.hostKey && !ssh.insecureIgnoreHostKey) {
       v.push({ path: ["nodes", i, "hostKey"], message: `expected the node's pinned host key (a line of \`ssh-keyscan ${n.address}\` run on the bastion, without the host name; README "Host keys" says which key type), ${optOut}` });
-    } else if (n.hostKey && !bastion.hostKey) {
-      v.push({
-        path: ["nodes", i, "hostKey"],
-        message: `expected bastion.hostKey too: Terraform up to 1.11 and OpenTofu check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion`,
-      });
     } else if (!n.hostKey && bastion.hostKey) {
       v.push({
         path: ["nodes", i, "hostKey"],

@@ -181,13 +181,24 @@ function serversCliOptions(c: Cluster, agent: AgentKind): string {
  * Shell: asks the servers which datacenter (Consul) or region (Nomad) they run in, before
  * anything is written; a client of another one would be refused or never scheduled.
  */
+/**
+ * Shell (needs SERVERS_HTTP set): prints the servers' Consul datacenter, or their Nomad
+ * region, as they report it themselves; empty when they cannot be asked. Shared with
+ * `npm run preflight`, which asks the same question before any deploy.
+ */
+export function serversPlacementQuery(c: Cluster, agent: AgentKind): string {
+  return agent === "consul"
+    ? `consul members ${serversCliOptions(c, agent)} -detailed 2>/dev/null \
+    | awk '$3 == "alive" && $4 ~ /(^|,)role=consul(,|$)/ { n = split($4, t, ","); for (i = 1; i <= n; i++) if (t[i] ~ /^dc=/) { print substr(t[i], 4); exit } }'`
+    : `nomad server members ${serversCliOptions(c, agent)} 2>/dev/null | awk 'NR > 1 && $4 == "alive" { print $NF; exit }'`;
+}
+
 function serversPlacementCheck(c: Cluster, agent: AgentKind): string {
   if (agent === "consul") {
     return `# The servers' datacenter, from their own member list (\`consul members -detailed\`: a
 # server's tags hold role=consul and dc=<datacenter>). Consul refuses a client of another one.
 servers_datacenter() {
-  consul members ${serversCliOptions(c, agent)} -detailed 2>/dev/null \
-    | awk '$3 == "alive" && $4 ~ /(^|,)role=consul(,|$)/ { n = split($4, t, ","); for (i = 1; i <= n; i++) if (t[i] ~ /^dc=/) { print substr(t[i], 4); exit } }'
+  ${serversPlacementQuery(c, agent)}
 }
 actual_datacenter=$(servers_datacenter) || true
 [[ -n "$actual_datacenter" ]] || fail "cannot ask the Consul servers at $SERVERS_HTTP for their datacenter (consul members -detailed); nothing was changed"
@@ -197,7 +208,7 @@ fi`;
   }
   return `# The servers' region (last column of \`nomad server members\`): a client of another region
 # is never part of this cluster.
-actual_region=$(nomad server members ${serversCliOptions(c, agent)} 2>/dev/null | awk 'NR > 1 && $4 == "alive" { print $NF; exit }') || true
+actual_region=$(${serversPlacementQuery(c, agent)}) || true
 [[ -n "$actual_region" ]] || fail "cannot ask the Nomad servers at $SERVERS_HTTP for their region (nomad server members); nothing was changed"
 if [[ "$actual_region" != "$SERVERS_REGION" ]]; then
   fail "the Nomad servers run in region '$actual_region', the description says region '$SERVERS_REGION'; nothing was changed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apply the saved plans made by scripts/ci/plan.sh, or refuse.
 #
-#   scripts/ci/apply.sh --plans DIR [STACK...]   (after npx cdktf synth of the same commit)
+#   scripts/ci/apply.sh --plans DIR [STACK...]   (after npm run synth of the same commit)
 #
 # Refuses, before anything is applied, when the plans were made for another commit, when
 # this commit is not the current tip of DEPLOY_BRANCH (exit 3; checked again before each
@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$plans" ] || die "usage: apply.sh --plans DIR [STACK...]"
 [ ${#stacks[@]} -gt 0 ] || mapfile -t stacks < <(all_stacks)
-[ ${#stacks[@]} -gt 0 ] || die "no synthesized stack in $SYNTH_OUT/stacks (run npx cdktf synth first)"
+[ ${#stacks[@]} -gt 0 ] || die "no synthesized stack in $SYNTH_OUT/stacks (run npm run synth first)"
 [ -d "$plans" ] || die "no plan directory $plans"
 plans=$(cd "$plans" && pwd)
 

@@ -11,7 +11,7 @@ die() { echo "error: $*" >&2; exit 1; }
 
 stack_dir() {
   local dir="$SYNTH_OUT/stacks/$1"
-  [ -f "$dir/cdk.tf.json" ] || die "no synthesized stack $1 in $SYNTH_OUT/stacks (run npx cdktf synth first)"
+  [ -f "$dir/cdk.tf.json" ] || die "no synthesized stack $1 in $SYNTH_OUT/stacks (run npm run synth first)"
   printf '%s\n' "$dir"
 }
 

@@ -3,7 +3,7 @@
 # the synthesized stacks, with the hashes of every platform the team uses. Needs a machine
 # that reaches the Terraform registry. Run after a provider version changes, review, commit.
 #
-#   npx cdktf synth && scripts/ci/lock-providers.sh [-platform=linux_amd64 ...]
+#   npm run synth && scripts/ci/lock-providers.sh [-platform=linux_amd64 ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=scripts/ci/lib.sh

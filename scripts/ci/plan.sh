@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Plan each stack against its real state and save the plan for the deploy job to apply.
 #
-#   scripts/ci/plan.sh --out DIR [STACK...]      (after npx cdktf synth, from the repository root)
+#   scripts/ci/plan.sh --out DIR [STACK...]      (after npm run synth, from the repository root)
 #
 # For each STACK (default: every synthesized stack, nodes first): installs the committed
 # provider lock file, runs `terraform init -lockfile=readonly` (a provider whose hash is not
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || die "usage: plan.sh --out DIR [STACK...]"
 [ ${#stacks[@]} -gt 0 ] || mapfile -t stacks < <(all_stacks)
-[ ${#stacks[@]} -gt 0 ] || die "no synthesized stack in $SYNTH_OUT/stacks (run npx cdktf synth first)"
+[ ${#stacks[@]} -gt 0 ] || die "no synthesized stack in $SYNTH_OUT/stacks (run npm run synth first)"
 require_tip "plan"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

@@ -8,7 +8,7 @@
 # The base is installed with `npm ci --ignore-scripts`: the plan job holds every secret, and
 # no package install script of any commit runs beside them.
 #
-#   scripts/ci/summary.sh BASE OUT [PLANS]       (after npx cdktf synth of this commit)
+#   scripts/ci/summary.sh BASE OUT [PLANS]       (after npm run synth of this commit)
 set -euo pipefail
 base=${1:?usage: summary.sh BASE OUT [PLANS]}
 out=${2:?usage: summary.sh BASE OUT [PLANS]}
@@ -26,7 +26,7 @@ if ! git rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
 fi
 if ! git worktree add --quiet --detach "$worktree" "$base" 2> /dev/null; then
   note "Base commit \`$base\` is not available here: no comparison (the synthesized files are in the artifact)."
-elif ! (cd "$worktree" && npm ci --ignore-scripts --no-audit --no-fund > /dev/null 2>&1 && npx cdktf synth > /dev/null 2>&1); then
+elif ! (cd "$worktree" && npm ci --ignore-scripts --no-audit --no-fund > /dev/null 2>&1 && npm run --silent synth > /dev/null 2>&1); then
   note "Base commit \`$base\` does not synthesize: no comparison (the synthesized files are in the artifact)."
 elif ! npm run --silent summary -- --base "$worktree/cdktf.out" --out cdktf.out "${plans[@]}" --title "Plan review against $base" > "$out"; then
   note "The summary against \`$base\` failed: see the job log."
