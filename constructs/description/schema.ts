@@ -91,6 +91,9 @@ const sshHostKey = z
     "an OpenSSH public host key such as 'ssh-ed25519 AAAAC3Nza...' (ssh-keyscan output without the host name)",
   );
 
+/** major.minor.patch, each a number without leading zeros. */
+const CANONICAL_VERSION_RE = /^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$/;
+
 const durationRe = /^\d{1,9}(ms|s|m|h)$/;
 /** Seconds of a duration such as 90s, 5m, 1h or 500ms. */
 export function durationToSeconds(d: string): number {
@@ -417,8 +420,8 @@ export const clusterSchema = z.strictObject({
   /**
    * How many nodes each agent kind (Consul, keepalived, Nomad) re-provisions at once: a
    * node count, or a percentage of the nodes such as "25%" (rounded down, at least 1, like
-   * Ansible's `serial`). Default 1: one node at a time. keepalived never takes every
-   * floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
+   * Ansible's `serial`). Default 1: one node at a time. keepalived and Consul never take
+   * every floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
    */
   rollout: z
     .strictObject({
@@ -530,9 +533,11 @@ function agentVersion(product: "consul" | "nomad") {
   const min = MINIMUM_VERSIONS[product];
   return z
     .string()
-    .regex(/^\d+\.\d+\.\d+$/, `a ${product} version such as ${min} (major.minor.patch)`)
+    // Canonical numbers only: the install's version floor compares them in bash arithmetic,
+    // where a leading zero makes a number octal (09 is an error, 010 is 8).
+    .regex(CANONICAL_VERSION_RE, `a ${product} version such as ${min} (major.minor.patch, numbers without leading zeros)`)
     .superRefine((v, ctx) => {
-      if (/^\d+\.\d+\.\d+$/.test(v) && compareVersions(v, min) < 0) {
+      if (CANONICAL_VERSION_RE.test(v) && compareVersions(v, min) < 0) {
         ctx.addIssue({ code: "custom", message: `${product} ${min} or newer (the oldest the output is checked against)` });
       }
     })
