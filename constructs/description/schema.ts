@@ -11,6 +11,7 @@
  */
 import { z } from "zod";
 import { MINIMUM_VERSIONS, compareVersions } from "../versions";
+import { HOST_KEY_ADVICE, HOST_KEY_TYPES, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "./host-keys";
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -83,13 +84,26 @@ export const httpUrl = (example: string, opts: { httpsOnly?: boolean } = {}) =>
   });
 
 /** An OpenSSH public host key line: "<type> <base64>" (what ssh-keyscan prints after the host). */
+const HOST_KEY_RE = new RegExp(`^(${HOST_KEY_TYPES.join("|")}) [A-Za-z0-9+/]+={0,3}$`);
 const sshHostKey = z
   .string()
   .max(16384, "a host key line of at most 16 KiB")
-  .regex(
-    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$/,
-    "an OpenSSH public host key such as 'ssh-ed25519 AAAAC3Nza...' (ssh-keyscan output without the host name)",
-  );
+  .regex(HOST_KEY_RE, `an OpenSSH public host key such as '${RECOMMENDED_HOST_KEY.label} AAAAE2Vj...' (ssh-keyscan output without the host name; ${HOST_KEY_ADVICE})`)
+  // The body names its own type (RFC 4253 §6.6); a label that disagrees is a pasting mistake
+  // that the engines would only report at deploy time, as a key mismatch.
+  .superRefine((v, ctx) => {
+    if (!HOST_KEY_RE.test(v)) return;
+    const [label, body] = v.split(" ");
+    const inside = embeddedKeyType(body);
+    if (inside !== label) {
+      ctx.addIssue({
+        code: "custom",
+        message: inside
+          ? `a key whose label matches its body: the line says ${label} but the key inside is ${inside} (copy the whole line ssh-keyscan prints, type and key together)`
+          : `a key body that is an OpenSSH public key (base64 of the ${label} key, as ssh-keyscan prints it): this one does not start with a key type`,
+      });
+    }
+  });
 
 /** major.minor.patch, each a number without leading zeros. */
 const CANONICAL_VERSION_RE = /^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$/;
@@ -191,7 +205,7 @@ const node = z.strictObject({
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
   /** Pinned SSH host key of the VM (required unless ssh.insecureIgnoreHostKey). */
-  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM: `ssh-keyscan -t ed25519 ADDRESS` on the bastion, without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
+  hostKey: sshHostKey.optional().describe(`Pinned SSH host key of the VM: \`${keyscanCommand("ADDRESS")}\` on the bastion, without the host name (${HOST_KEY_ADVICE}). Required unless ssh.insecureIgnoreHostKey is true.`),
   /** Nomad node_class. */
   nodeClass: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-', at most 64 characters").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
@@ -338,7 +352,7 @@ export const clusterSchema = z.strictObject({
     port: port.default(22),
     user: unixUser,
     /** Pinned SSH host key of the bastion (required unless ssh.insecureIgnoreHostKey). */
-    hostKey: sshHostKey.optional().describe("Pinned SSH host key of the bastion: `ssh-keyscan -t ed25519 HOST` without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
+    hostKey: sshHostKey.optional().describe(`Pinned SSH host key of the bastion: \`${keyscanCommand("HOST")}\` without the host name (${HOST_KEY_ADVICE}). Required unless ssh.insecureIgnoreHostKey is true.`),
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
