@@ -148,3 +148,55 @@ describe("host keys: one recommendation, and a label that matches the key", () =
     expect(section.replace(/\s+/g, " ")).toContain("Terraform up to 1.15 (the fix, hashicorp/terraform#38318, is in the 1.16 pre-releases only) and OpenTofu");
   });
 });
+
+describe("extraConfig: an allowlist of what a client may set, keys in any letter case", () => {
+  const refused = (agent: "consul" | "nomad", hcl: string) =>
+    problemsOf(editedExample((d) => (d[agent] = { ...(d[agent] ?? {}), extraConfig: hcl }))).filter((p) => p.path === `${agent}.extraConfig`);
+
+  // Each as HCL1 and mapstructure read it: key lookups ignore letter case at every level.
+  const hostile: [string, "consul" | "nomad", string, RegExp][] = [
+    ["Consul made a server (Server)", "consul", "Server = true\n", /'Server' \(server: the agent reads keys in any letter case\) is not one: it would make this agent a server/],
+    ["Consul made a server (SERVER, quoted key)", "consul", '"SERVER" = true\n', /'SERVER'.*would make this agent a server/],
+    ["Consul bootstrapping (Bootstrap_Expect)", "consul", "Bootstrap_Expect = 1\n", /'Bootstrap_Expect'.*server-mode setting/],
+    ["Consul HTTP API on every address (CLIENT_ADDR)", "consul", 'CLIENT_ADDR = "0.0.0.0"\n', /'CLIENT_ADDR'.*consul\.httpOnOverlay/],
+    ["Consul gRPC on every address (addresses.grpc)", "consul", 'addresses { grpc = "0.0.0.0" }\n', /'addresses' is not one: it binds listeners/],
+    ["Consul gRPC through a go-sockaddr template", "consul", 'Addresses {\n  GRPC = "{{ GetAllInterfaces | include \\"flags\\" \\"up\\" | attr \\"address\\" }}"\n}\n', /'Addresses'.*binds listeners/],
+    ["Consul bound to another address (Bind_Addr template)", "consul", 'Bind_Addr = "{{ GetPublicIP }}"\n', /'Bind_Addr'.*binds the agent/],
+    ["Consul advertising another address", "consul", 'advertise_addr = "10.0.0.1"\n', /'advertise_addr'.*advertises the overlay address/],
+    ["Consul script checks (Enable_Script_Checks)", "consul", "Enable_Script_Checks = true\n", /script checks run in Nomad/],
+    ["Consul update check back on", "consul", "disable_update_check = false\n", /'disable_update_check' may only be true/],
+    ["Nomad made a server (SERVER block)", "nomad", "SERVER {\n  Enabled = true\n}\n", /'SERVER'.*would make this agent a server/],
+    ["Nomad made a server (server = { ... } object form)", "nomad", "server = {\n  enabled = true\n}\n", /'server'.*would make this agent a server/],
+    ["Nomad client disabled (Client.Enabled)", "nomad", "Client { Enabled = false }\n", /'Client\.Enabled' \(client\.enabled: .*\) may only be true/],
+    ["Nomad client disabled (list-of-objects form)", "nomad", "client = [{ enabled = false }]\n", /'client\.enabled' may only be true/],
+    ["Nomad bound to every address", "nomad", 'BIND_ADDR = "0.0.0.0"\n', /'BIND_ADDR'.*binds the agent/],
+    ["Nomad addresses", "nomad", 'Addresses { Http = "0.0.0.0" }\n', /'Addresses'.*binds listeners/],
+    ["Nomad advertise", "nomad", 'advertise { http = "{{ GetPublicIP }}" }\n', /'advertise'.*advertises/],
+    ["raw_exec through the plugin block", "nomad", 'plugin "raw_exec" {\n  config { enabled = true }\n}\n', /'plugin\.raw_exec'.*raw_exec runs jobs as root/],
+    ["raw_exec through client options", "nomad", 'Client {\n  Options { "driver.raw_exec.enable" = "1" }\n}\n', /'Client\.Options'.*client options enable drivers/],
+    ["privileged containers (Allow_Privileged)", "nomad", 'Plugin "docker" {\n  Config { Allow_Privileged = true }\n}\n', /'Plugin\.docker\.Config\.Allow_Privileged'.*may only be false: a privileged container/],
+    ["host volumes in the docker plugin (VOLUMES.Enabled)", "nomad", 'plugin "Docker" {\n  config {\n    VOLUMES { Enabled = true }\n  }\n}\n', /may only be false: host volumes/],
+    ["host volumes in the client", "nomad", 'client {\n  host_volume "root" { path = "/" }\n}\n', /'client\.host_volume'.*host volumes/],
+    ["docker capabilities", "nomad", 'plugin "docker" {\n  config { allow_caps = ["all"] }\n}\n', /'plugin\.docker\.config\.allow_caps' is not one/],
+    ["the reserved node meta key", "nomad", 'client {\n  meta { Floating_IP_Eligible = "true" }\n}\n', /reserved key, set by this program from nodes\[\]\.floatingIp\.eligible/],
+    ["Nomad's data directory", "nomad", 'data_dir = "/tmp/x"\n', /'data_dir'.*chosen by the install/],
+  ];
+
+  it.each(hostile)("%s: refused naming consul/nomad.extraConfig and the line inside the HCL", (_name, agent, hcl, message) => {
+    const problems = refused(agent, hcl);
+    expect(problems.length).toBeGreaterThanOrEqual(1);
+    expect(problems[0]).toEqual(expect.objectContaining({ line: expect.any(Number), message: expect.stringMatching(message) }));
+    expect(problems[0].message).toMatch(/\(line \d+ of the HCL\)$/);
+  });
+
+  it("every problem at once, each with its line in the HCL", () => {
+    const problems = refused("nomad", 'log_level = "DEBUG"\nServer { enabled = true }\nclient {\n  Enabled = false\n  options { x = "1" }\n}\n');
+    expect(problems.map((p) => /line (\d+) of the HCL/.exec(p.message)![1])).toEqual(["2", "4", "5"]);
+  });
+
+  it("what a client may tune passes, in any letter case", () => {
+    const ok = (agent: "consul" | "nomad", hcl: string) => expect([hcl, refused(agent, hcl)]).toEqual([hcl, []]);
+    ok("consul", 'Log_Level = "DEBUG"\nTelemetry {\n  Prometheus_Retention_Time = "60s"\n}\ndns_config { node_ttl = "10s" }\nnode_meta { rack = "r1" }\ndisable_update_check = true\n');
+    ok("nomad", 'LOG_LEVEL = "DEBUG"\nclient {\n  Enabled = true\n  meta { rack = "r1" }\n  reserved { cpu = 500, memory = 256 }\n  gc_max_allocs = 100\n}\nplugin "docker" {\n  config {\n    allow_privileged = false\n    volumes { enabled = false }\n    gc { image_delay = "2h" }\n  }\n}\n');
+  });
+});

@@ -416,7 +416,7 @@ export const clusterSchema = z.strictObject({
        */
       recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
-      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })
     .default({ gossipEncryption: false, acl: false, recursors: [] }),
   nomad: z
@@ -427,7 +427,7 @@ export const clusterSchema = z.strictObject({
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
       drainDeadline: boundedDuration(1, 24 * 3600).default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
-      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
   // --- rollout (rolling re-provisioning of the node agents) ---
