@@ -12,7 +12,8 @@ import { loadDescriptionText } from "../constructs/description/load";
 import { staticJobPorts } from "../constructs/description/rules";
 import { BASTION_KEY_DEFECT_ENGINES, HOST_KEY_ADVICE, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "../constructs/description/host-keys";
 import { renderJobspecs } from "../constructs/render/jobs";
-import { clusterFromText, exampleText, parseHcl, REPO_ROOT } from "./helpers/synth";
+import { renderAgentInstallScript } from "../constructs/render/scripts";
+import { clusterFromText, exampleText, hasCommand, itIf, parseHcl, REPO_ROOT } from "./helpers/synth";
 
 const editedExample = (edit: (d: any) => void): string => {
   const d = parse(exampleText());
@@ -198,5 +199,91 @@ describe("extraConfig: an allowlist of what a client may set, keys in any letter
     const ok = (agent: "consul" | "nomad", hcl: string) => expect([hcl, refused(agent, hcl)]).toEqual([hcl, []]);
     ok("consul", 'Log_Level = "DEBUG"\nTelemetry {\n  Prometheus_Retention_Time = "60s"\n}\ndns_config { node_ttl = "10s" }\nnode_meta { rack = "r1" }\ndisable_update_check = true\n');
     ok("nomad", 'LOG_LEVEL = "DEBUG"\nclient {\n  Enabled = true\n  meta { rack = "r1" }\n  reserved { cpu = 500, memory = 256 }\n  gc_max_allocs = 100\n}\nplugin "docker" {\n  config {\n    allow_privileged = false\n    volumes { enabled = false }\n    gc { image_delay = "2h" }\n  }\n}\n');
+  });
+});
+
+describe("the install refuses a server config in any letter case, HCL or JSON (the rendered shell function, run by bash)", () => {
+  const c = clusterFromText(exampleText());
+  const scriptOf = (agent: "consul" | "nomad") => renderAgentInstallScript(c, c.nodes[0], { agent, files: [], requiredFiles: [], removableTargets: [] });
+  /** The function exactly as the install script holds it. */
+  const functionIn = (script: string): string => {
+    const start = script.indexOf("config_says_server() {");
+    // the awk program's own functions close at column 0 too: the shell function ends after its awk call
+    const end = script.indexOf("\n}\n", script.indexOf('"${files[@]}"', start));
+    expect(start).toBeGreaterThan(0);
+    return script.slice(start, end + 2);
+  };
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(require("os").tmpdir(), "server-config-"))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** Exit status of config_says_server for a config dir holding `files`. */
+  const run = (agent: "consul" | "nomad", files: Record<string, string>): number => {
+    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+    const r = spawnSync("bash", ["-euo", "pipefail", "-c", `CONFIG_DIR=${dir}\n${functionIn(scriptOf(agent))}\nconfig_says_server ${agent}`], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    return r.status!;
+  };
+
+  const consulServer: [string, Record<string, string>][] = [
+    ["server = true", { "consul.hcl": 'datacenter = "dc1"\nserver = true\n' }],
+    ["Server = true", { "consul.hcl": "Server = true\n" }],
+    ["SERVER=true, no spaces, after other keys on one line", { "consul.hcl": 'log_level = "INFO", SERVER=true\n' }],
+    ['"server" = "true" (quoted key, weakly typed value)', { "server.hcl": '"server" = "true"\n' }],
+    ["bootstrap_expect = 1", { "consul.hcl": "Bootstrap_Expect = 1\n" }],
+    ["JSON config", { "consul.json": '{\n  "datacenter": "dc1",\n  "Server": true\n}\n' }],
+    ["JSON, value on the next line", { "consul.json": '{"server":\n  true}\n' }],
+    ["after a block comment and a heredoc", { "a.hcl": '/* server = false\n*/\nui_config {\n  enabled = true\n}\nx = <<EOT\nserver = false\nEOT\nserver = true\n' }],
+  ];
+  const consulClient: [string, Record<string, string>][] = [
+    ["the rendered client config shape", { "consul.hcl": 'datacenter = "dc1"\nserver = false\nlog_level = "INFO"\n' }],
+    ["server in a comment", { "consul.hcl": "# server = true\n// server = true\nserver = false\n" }],
+    ["server inside a string", { "consul.hcl": 'node_meta { note = "server = true" }\n' }],
+    ["server = true only in a heredoc", { "consul.hcl": "x = <<EOT\nserver = true\nEOT\n" }],
+    ["a nested key named server", { "consul.json": '{"node_meta": {"server": "true"}}' }],
+    ["no config files at all", {}],
+  ];
+  const nomadServer: [string, Record<string, string>][] = [
+    ["server { enabled = true }", { "nomad.hcl": "server {\n  enabled = true\n}\n" }],
+    ["SERVER { Enabled = true } after other keys", { "nomad.hcl": 'Server {\n  bootstrap_expect = 1\n  server_join {\n    retry_join = ["a"]\n  }\n  ENABLED = true\n}\n' }],
+    ["server = { enabled = true } on one line", { "nomad.hcl": "server = { enabled = true }\n" }],
+    ['server "x" { enabled = true } (a label)', { "nomad.hcl": 'server "x" { enabled = true }\n' }],
+    ["JSON", { "server.json": '{"Server": {"Enabled": true}}' }],
+    ["JSON, list of objects", { "server.json": '{"server": [{"enabled": true}]}' }],
+    ["second file of several", { "a.hcl": "client { enabled = true }\n", "b.hcl": "server {\n enabled = true\n}\n" }],
+  ];
+  const nomadClient: [string, Record<string, string>][] = [
+    ["the rendered client shape", { "nomad.hcl": "server {\n  enabled = false\n}\nclient {\n  enabled = true\n}\n" }],
+    ["client.enabled = true only", { "nomad.hcl": "client { enabled = true }\n" }],
+    ["enabled = true in another block after the server block", { "nomad.hcl": "server { enabled = false }\nui { enabled = true }\n" }],
+    ["JSON client", { "nomad.json": '{"server": {"enabled": false}, "client": {"enabled": true}}' }],
+    ["an unclosed previous file does not leak into the next", { "a.hcl": "server {\n", "b.hcl": "enabled = true\n" }],
+  ];
+
+  it.each(consulServer)("consul, %s: a server (exit 0)", (_n, files) => expect(run("consul", files)).toBe(0));
+  it.each(consulClient)("consul, %s: no server (exit 1)", (_n, files) => expect(run("consul", files)).toBe(1));
+  it.each(nomadServer)("nomad, %s: a server (exit 0)", (_n, files) => expect(run("nomad", files)).toBe(0));
+  it.each(nomadClient)("nomad, %s: no server (exit 1)", (_n, files) => expect(run("nomad", files)).toBe(1));
+
+  it("an unreadable config file stops the install instead of passing it", () => {
+    fs.writeFileSync(path.join(dir, "consul.hcl"), "server = false\n");
+    fs.chmodSync(path.join(dir, "consul.hcl"), 0o000);
+    fs.chmodSync(dir, 0o755); // listed, but the file cannot be read (run as nobody below)
+    const script = scriptOf("consul");
+    const start = script.indexOf("config_says_server() {");
+    const end = script.indexOf("\nfi\n", start);
+    const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-euo", "pipefail", "-c", `CONFIG_DIR=${dir}; AGENT=consul; fail() { echo "FAIL: $*"; exit 3; }\n${script.slice(start, end + 3)}\necho passed`], { encoding: "utf8" });
+    if (r.error) throw r.error;
+    expect(r.stdout).toMatch(/FAIL: cannot read the consul config files/);
+    expect(r.status).toBe(3);
+  });
+
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed (apt-get install shellcheck)")("both install scripts are shellcheck-clean with it", () => {
+    for (const agent of ["consul", "nomad"] as const) {
+      const f = path.join(dir, `${agent}-install.sh`);
+      fs.writeFileSync(f, scriptOf(agent));
+      const r = spawnSync("shellcheck", ["-S", "warning", "-s", "bash", f], { encoding: "utf8" });
+      expect([agent, r.stdout]).toEqual([agent, ""]);
+    }
   });
 });

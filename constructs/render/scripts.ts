@@ -144,11 +144,100 @@ fi`;
  * Shell: refuses a node whose agent is a server (the provider's server VM, 2023-2025):
  * either a config file here makes it one, or the running agent says so.
  */
+/**
+ * An awk program that exits 0 when the agent config files it reads make the agent a server:
+ * Consul's top-level `server` / `bootstrap` / `bootstrap_expect`, Nomad's `server.enabled`,
+ * set to anything but false/0. Keys in any letter case (HCL1 and mapstructure match them
+ * case-insensitively), HCL (blocks, `key = { }`, lists of objects, comments, heredocs) or
+ * JSON. Files are read one after the other, each from a clean state.
+ */
+const CONFIG_SAYS_SERVER_AWK = String.raw`
+function reset() { pending = ""; assign = 0 }
+function path(   i, p) {
+  p = ""
+  for (i = 1; i <= depth; i++) if (frame[i] != "") p = (p == "" ? frame[i] : p "." frame[i])
+  return p
+}
+function scalar(key, v,   p) {
+  p = path()
+  if (v == "false" || v == "f" || v == "0" || v == "0.0" || v == "") return
+  if (agent == "consul" && p == "" && (key == "server" || key == "bootstrap" || key == "bootstrap_expect")) found = 1
+  if (agent == "nomad" && p == "server" && key == "enabled") found = 1
+}
+function word(w) {
+  w = tolower(w)
+  if (assign && pending != "") { scalar(pending, w); reset() }
+  else if (pending == "") pending = w
+}
+function open_block(name) { depth++; frame[depth] = name; reset() }
+FNR == 1 { depth = 0; reset(); incomment = 0; heredoc = "" }
+{
+  line = $0
+  if (heredoc != "") {
+    t = line
+    gsub(/^[ \t]+|[ \t\r]+$/, "", t)
+    if (t == heredoc) { heredoc = ""; word("heredoc") }
+    next
+  }
+  n = length(line)
+  i = 1
+  while (i <= n) {
+    c = substr(line, i, 1)
+    two = substr(line, i, 2)
+    if (incomment) { if (two == "*/") { incomment = 0; i += 2 } else i++; continue }
+    if (c == "#" || two == "//") break
+    if (two == "/*") { incomment = 1; i += 2; continue }
+    if (two == "<<") {
+      heredoc = substr(line, i + 2)
+      sub(/^-/, "", heredoc)
+      gsub(/[ \t\r]+$/, "", heredoc)
+      break
+    }
+    if (c == "\"") {
+      s = ""
+      i++
+      while (i <= n) {
+        c = substr(line, i, 1)
+        if (c == "\\") { s = s substr(line, i + 1, 1); i += 2; continue }
+        if (c == "\"") break
+        s = s c
+        i++
+      }
+      i++
+      word(s)
+      continue
+    }
+    if (c == "{") { open_block(pending); i++; continue }
+    if (c == "[") { open_block(assign ? pending : ""); i++; continue }
+    if (c == "}" || c == "]") { if (depth > 0) depth--; reset(); i++; continue }
+    if (c == "=" || c == ":") { if (pending != "") assign = 1; i++; continue }
+    if (c == ",") { reset(); i++; continue }
+    if (match(substr(line, i), /^[A-Za-z0-9_.+-]+/)) { word(substr(line, i, RLENGTH)); i += RLENGTH; continue }
+    i++
+  }
+  # A value may follow its key on the next line in JSON; a key alone on a line is done.
+  if (!assign) reset()
+}
+END { exit(found ? 0 : 1) }
+`;
+
+/** Shell: `config_says_server AGENT` (0: a file in $CONFIG_DIR makes AGENT a server, 1: none does, 2+: unreadable). */
+export function configSaysServerFunction(): string {
+  return `# 0 when an agent config file in $CONFIG_DIR (*.hcl, *.json) makes agent $1 (consul or
+# nomad) a server, 1 when none does, more when one cannot be read. Keys in any letter case,
+# HCL or JSON, as the agents themselves read them.
+config_says_server() {
+  local restore files
+  restore=$(shopt -p nullglob || true)
+  shopt -s nullglob
+  files=("$CONFIG_DIR"/*.hcl "$CONFIG_DIR"/*.json)
+  eval "$restore"
+  ((\${#files[@]} > 0)) || return 1
+  awk -v agent="$1" '${CONFIG_SAYS_SERVER_AWK}' "\${files[@]}"
+}`;
+}
+
 function refuseServerNode(c: Cluster, agent: AgentKind): string {
-  const configSaysServer =
-    agent === "consul"
-      ? `grep -Eqs '^[[:space:]]*server[[:space:]]*=[[:space:]]*true' "$CONFIG_DIR"/*.hcl`
-      : `cat "$CONFIG_DIR"/*.hcl 2>/dev/null | tr -d ' \\t\\r\\n' | grep -q 'server{enabled=true'`;
   // `consul info` / `nomad agent-info` print "server = true" in their consul/nomad section on a server.
   const agentSaysServer =
     agent === "consul"
@@ -159,8 +248,13 @@ function refuseServerNode(c: Cluster, agent: AgentKind): string {
         : `nomad agent-info -address=http://127.0.0.1:${NOMAD_HTTP_PORT} 2>/dev/null`;
   return `# Never turn a server into a client: on 2023-2025 VMs one of the team's VMs runs the only
 # servers, and overwriting its config would destroy them.
-if ${configSaysServer}; then
+${configSaysServerFunction()}
+server_config=0
+config_says_server ${agent} || server_config=$?
+if ((server_config == 0)); then
   fail "$CONFIG_DIR configures a $AGENT SERVER on this VM: it is not a client node (servers.vm?); nothing was changed"
+elif ((server_config != 1)); then
+  fail "cannot read the $AGENT config files in $CONFIG_DIR to tell whether this VM runs a server; nothing was changed"
 fi
 if ${agentSaysServer} | grep -Eq '^[[:space:]]*server[[:space:]]*=[[:space:]]*true'; then
   fail "the running $AGENT agent on this VM is a SERVER: it is not a client node (servers.vm?); nothing was changed"
