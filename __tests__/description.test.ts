@@ -37,7 +37,7 @@ const corpus: BrokenCase[] = [
   { name: "bad host key", edit: (d) => (d.bastion.hostKey = "not-a-key"), expected: [{ path: "bastion.hostKey", message: /OpenSSH public host key/ }] },
   { name: "no host keys, no opt-out", edit: (d) => { delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
     { path: "bastion.hostKey", message: /expected the bastion's pinned host key.*or set ssh\.insecureIgnoreHostKey: true/ },
-    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan 192\.0\.2\.12/ },
+    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan -t ecdsa 192\.0\.2\.12/ },
   ] },
   { name: "a node key without the bastion's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
     { path: "nodes[0].hostKey", message: /expected bastion\.hostKey too: .*fails every connection at the bastion/ },
