@@ -287,3 +287,78 @@ describe("the install refuses a server config in any letter case, HCL or JSON (t
     }
   });
 });
+
+describe("tight types: each checked against what its consumer accepts", () => {
+  const one = (edit: (d: any) => void) => problemsOf(editedExample(edit));
+  const refusedAt = (edit: (d: any) => void, at: string, message: RegExp) => {
+    const problems = one(edit);
+    expect(problems).toEqual([expect.objectContaining({ path: at, line: expect.any(Number), message: expect.stringMatching(message) })]);
+  };
+
+  it.each([
+    ["300.1.1.1", (d: any, v: string) => (d.nodes[0].address = v), "nodes[0].address"],
+    ["1.2.3.400", (d: any, v: string) => (d.servers.join = [v]), "servers.join[0]"],
+    ["10.1", (d: any, v: string) => (d.bastion.host = v), "bastion.host"],
+    ["host.123", (d: any, v: string) => (d.app.broker.host = v), "app.broker.host"],
+  ] as const)("an IPv4-looking %s is an address, and not a valid one: refused, not taken as a host name", (value, set, at) => {
+    refusedAt((d) => set(d, value), at, /IPv4 address of four numbers 0-255.*last label is not a number/);
+  });
+
+  it("names and real addresses still pass", () => {
+    expect(one((d) => { d.nodes[0].address = "vm-1.internal.example.org"; d.servers.join = ["172.16.0.2", "team.internal.example.org"]; d.bastion.host = "203.0.113.7"; })).toEqual([]);
+    // glibc reads these as addresses too: the numeric forms the type refuses really are addresses to a resolver
+    const r = spawnSync("getent", ["ahostsv4", "10.1"], { encoding: "utf8" });
+    if (r.status === 0) expect(r.stdout).toMatch(/^10\.0\.0\.1\s/);
+  });
+
+  it.each([
+    ["https://300.1.1.1:9000", /host 300\.1\.1\.1 is a host name or an IPv4 address/],
+    ["https://s3.example.org:0", /port 0 is a TCP port 1-65535/],
+    ["https://s3.example.org:65536", /port 65536 is a TCP port 1-65535/],
+    ["https://s3.example.org:09000", /port 09000 .*without leading zeros/],
+  ])("S3 endpoint %s: refused", (url, message) => refusedAt((d) => (d.app.s3.endpoint = url), "app.s3.endpoint", message));
+
+  it.each([
+    ["consul.example.org:99999"],
+    ["consul.example.org:0"],
+    ["300.1.1.1:8500"],
+    ["consul.example.org:08500"],
+  ])("state.consul.address %s: refused", (address) =>
+    refusedAt((d) => (d.state = { consul: { address, path: "terraform/x" } }), "state.consul.address", /host:port .*port 1-65535 without leading zeros/));
+
+  it.each([
+    ["a..b", /no '\.\.', '\.-' or '-\.'/],
+    ["a.-b", /no '\.\.', '\.-' or '-\.'/],
+    ["192.168.1.1", /not an IP address/],
+    ["xn--bucket", /no 'xn--' prefix/],
+    ["ab", /3-63 lowercase/],
+    ["Bucket", /3-63 lowercase/],
+    ["bucket-", /a letter or digit at both ends/],
+  ])("bucket %s: refused", (bucket, message) => refusedAt((d) => (d.app.s3.bucket = bucket), "app.s3.bucket", message));
+
+  it("bucket names S3 accepts pass", () => {
+    for (const bucket of ["abc", "team-images", "images.v1.example", "0-images"]) expect([bucket, one((d) => (d.app.s3.bucket = bucket))]).toEqual([bucket, []]);
+  });
+
+  it.each([".", ".."])("interface %s: refused (the kernel's dev_valid_name)", (name) =>
+    refusedAt((d) => (d.overlay.interface = name), "overlay.interface", /other than '\.' or '\.\.'/));
+
+  it("interface names of 16 characters are refused (IFNAMSIZ), 15 pass, and the kernel agrees", () => {
+    refusedAt((d) => (d.overlay.interface = "vxlan10000000000"), "overlay.interface", /1-15 letters/);
+    expect(one((d) => (d.overlay.interface = "vxlan1000000000"))).toEqual([]);
+    const r = spawnSync("ip", ["link", "show", "dev", "vxlan10000000000"], { encoding: "utf8" });
+    if (r.error === undefined) expect(r.stderr).toMatch(/not a valid ifname|too long|does not exist/i);
+  });
+
+  it.each([
+    [".rack", /leading, trailing or double '\.'/],
+    ["rack.", /leading, trailing or double '\.'/],
+    ["rack..a", /leading, trailing or double '\.'/],
+    ["floating_ip_eligible", /other than floating_ip_eligible \(set by this program/],
+  ])("node meta key %s: refused naming the key", (key, message) =>
+    refusedAt((d) => (d.nodes[0].meta = { [key]: "x" }), `nodes[0].meta.${key}`, message));
+
+  it("dotted meta keys Nomad reads pass", () => {
+    expect(one((d) => (d.nodes[0].meta = { "rack.row": "a", "zone-1": "b", Rack_2: "c" }))).toEqual([]);
+  });
+});

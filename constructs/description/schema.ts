@@ -11,7 +11,11 @@
  */
 import { z } from "zod";
 import { MINIMUM_VERSIONS, compareVersions } from "../versions";
+import { FLOATING_IP_META } from "../render/agents";
 import { HOST_KEY_ADVICE, HOST_KEY_TYPES, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "./host-keys";
+
+/** Node meta keys this program sets itself (constructs/render/agents.ts). */
+export const RESERVED_NODE_META_KEYS: readonly string[] = [FLOATING_IP_META];
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -21,8 +25,29 @@ const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1
 export const ipv4 = z.string().regex(IPV4_RE, "an IPv4 address such as 172.16.1.11");
 
 const HOST_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-/** A DNS name or an IPv4 address. */
-export const host = z.string().refine((v) => HOST_RE.test(v) || IPV4_RE.test(v), "a host name or an IPv4 address");
+/**
+ * A DNS name or an IPv4 address. A name whose last label is all digits is no name (RFC 3696
+ * §2: no top-level domain is numeric) but an address to every resolver (glibc's inet_aton
+ * reads `300.1.1.1` and even `10.1` as one): such a string must be a valid IPv4 address.
+ */
+export function isHost(v: string): boolean {
+  if (IPV4_RE.test(v)) return true;
+  return HOST_RE.test(v) && !/(^|\.)\d+$/.test(v);
+}
+const LOOKS_NUMERIC_RE = /^[\d.]+$/;
+export const host = z.string().superRefine((v, ctx) => {
+  if (isHost(v)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: LOOKS_NUMERIC_RE.test(v) || /(^|\.)\d+$/.test(v)
+      ? "an IPv4 address of four numbers 0-255 such as 172.16.1.11, or a host name whose last label is not a number (resolvers read a numeric one as an address)"
+      : "a host name or an IPv4 address",
+  });
+});
+
+/** A TCP port as written in a URL or host:port: 1-65535, no leading zero. */
+const PORT_TEXT_RE = /^[1-9]\d{0,4}$/;
+const isPortText = (p: string) => PORT_TEXT_RE.test(p) && Number(p) <= 65535;
 
 const CIDR_RE = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d|[12]\d|3[0-2])$/;
 export const cidr = z
@@ -31,6 +56,17 @@ export const cidr = z
   .refine((v) => IPV4_RE.test(v.split("/")[0]), "an IPv4 prefix in CIDR notation such as 172.16.0.0/16")
   // /31 and /32 leave no room for nodes plus a floating IP; below /8 is no team's overlay.
   .refine((v) => { if (!CIDR_RE.test(v)) return true; const bits = Number(v.split("/")[1]); return bits >= 8 && bits <= 30; }, "a prefix length 8-30 (room for the nodes and the floating IP)");
+
+/**
+ * A Linux network interface name as the kernel accepts it (dev_valid_name): 1-15 bytes
+ * (IFNAMSIZ 16 with the NUL), not "." or "..", no '/', ':' or white space; of those, the
+ * letters, digits and _ . - that every tool (ip, systemd-networkd, go-sockaddr templates)
+ * takes as they are.
+ */
+const interfaceName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name: 1-15 letters, digits, '_', '.', '-' (IFNAMSIZ)")
+  .refine((v) => v !== "." && v !== "..", "a Linux interface name other than '.' or '..' (the kernel refuses them)");
 
 const port = z.number().int().min(1, "a TCP port 1-65535").max(65535, "a TCP port 1-65535");
 
@@ -76,8 +112,16 @@ export const httpUrl = (example: string, opts: { httpsOnly?: boolean } = {}) =>
       return;
     }
     const m = URL_RE.exec(v);
-    if (!m || !(HOST_RE.test(m[2]) || IPV4_RE.test(m[2])) || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+    if (!m) {
       ctx.addIssue({ code: "custom", message: `${what} (scheme http or https, a host, an optional port and path; no query, fragment or special characters)` });
+      return;
+    }
+    if (!isHost(m[2])) {
+      ctx.addIssue({ code: "custom", message: `${what}, whose host ${m[2]} is a host name or an IPv4 address of four numbers 0-255 (a name's last label is not a number)` });
+      return;
+    }
+    if (m[3] !== undefined && !isPortText(m[3])) {
+      ctx.addIssue({ code: "custom", message: `${what}, whose port ${m[3]} is a TCP port 1-65535 written without leading zeros` });
       return;
     }
     if (opts.httpsOnly && m[1] !== "https") ctx.addIssue({ code: "custom", message: `${what} (the browser loads it over HTTPS)` });
@@ -164,6 +208,23 @@ const resources = z.strictObject({
   memoryMax: z.number().int().min(16).max(1048576, "at most 1048576 (MiB)").optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
 });
 
+/**
+ * An S3 bucket name as S3 and S3-compatible stores (MinIO, Ceph RGW) accept it for
+ * virtual-host and path-style requests: 3-63 lowercase letters, digits, '.' and '-', a
+ * letter or digit at both ends, no empty or dash-edged label ('..', '.-', '-.'), not an
+ * IPv4 address, no 'xn--' prefix (reserved for punycode).
+ */
+const s3Bucket = z.string().superRefine((v, ctx) => {
+  const why =
+    !/^[a-z0-9.-]{3,63}$/.test(v) ? "3-63 lowercase letters, digits, '.' and '-'"
+    : !/^[a-z0-9].*[a-z0-9]$/.test(v) ? "a letter or digit at both ends"
+    : /\.\.|\.-|-\./.test(v) ? "no '..', '.-' or '-.' (each dot-separated part is a DNS label)"
+    : /^\d+\.\d+\.\d+\.\d+$/.test(v) ? "not an IP address"
+    : v.startsWith("xn--") ? "no 'xn--' prefix (reserved for internationalized names)"
+    : undefined;
+  if (why) ctx.addIssue({ code: "custom", message: `an S3 bucket name: ${why}` });
+});
+
 /** Instances of one job: enough for any team's VMs, far below what would flood the servers. */
 export const MAX_COUNT = 100;
 const count = z.number().int().min(1, "at least 1 instance").max(MAX_COUNT, `at most ${MAX_COUNT} instances`);
@@ -211,7 +272,13 @@ const node = z.strictObject({
   /** Nomad client meta. */
   meta: z
     .record(
-      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "meta keys: letters, digits, '_', '.', '-', at most 64 characters"),
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, "meta keys: letters, digits, '_', '.', '-', at most 64 characters")
+        // Nomad refuses to start with a client.meta key that is no dotted variable name
+        // (helper.IsValidInterpVariable: no empty part, so no leading, trailing or double dot).
+        .refine((k) => !/^[A-Za-z0-9_.-]{1,64}$/.test(k) || /^[^.]+(\.[^.]+)*$/.test(k), "a meta key without a leading, trailing or double '.' (Nomad reads dotted keys part by part)")
+        .refine((k) => !RESERVED_NODE_META_KEYS.includes(k), `a meta key other than ${RESERVED_NODE_META_KEYS.join(", ")} (set by this program: HAProxy's placement follows floatingIp.eligible)`),
       z.string().regex(/^[A-Za-z0-9 _.,:/@+=-]{0,128}$/, "a meta value of letters, digits, spaces and _ . , : / @ + = - (no quotes, $, % or braces), at most 128 characters"),
     )
     .refine((m) => Object.keys(m).length <= 64, "at most 64 meta entries")
@@ -373,7 +440,7 @@ export const clusterSchema = z.strictObject({
     .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
-    interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
+    interface: interfaceName.describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
     /** Overlay prefix: node overlay addresses and the floating IP must be inside it. */
     prefix: cidr.describe("Overlay prefix: node overlay addresses and the floating IP must be inside it."),
     /**
@@ -457,7 +524,10 @@ export const clusterSchema = z.strictObject({
           /** Consul KV backend (locks during applies). */
           consul: z.strictObject({
             /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
-            address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
+            address: z
+              .string()
+              .refine((v) => { const m = /^(.+):([^:]*)$/.exec(v); return m !== null && isHost(m[1]) && isPortText(m[2]); }, "host:port such as consul.example.org:8500 (a host name or IPv4 address, a port 1-65535 without leading zeros)")
+              .describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
             scheme: z.enum(["http", "https"]).default("https"),
             /** KV prefix; each stack stores its state at <path>/<stack name>. */
             path: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/, "a Consul KV path such as terraform/team-example").max(255).refine(noDotDot, "a path without '..'").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
@@ -529,7 +599,7 @@ export const clusterSchema = z.strictObject({
       .default({ resources: { cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }, nodePort: 8080, floatingPort: 8081, statsPort: 8404 }),
     s3: z.strictObject({
       endpoint: httpUrl("https://s3.example.org"),
-      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name"),
+      bucket: s3Bucket,
       region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "an S3 region such as us-east-1 (lowercase letters, digits, '-')").default("us-east-1"),
       // The key pair is secret: Terraform variables s3_access_key_id / s3_secret_access_key.
     }),
