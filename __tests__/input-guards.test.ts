@@ -13,7 +13,8 @@ import { staticJobPorts } from "../constructs/description/rules";
 import { BASTION_KEY_DEFECT_ENGINES, HOST_KEY_ADVICE, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "../constructs/description/host-keys";
 import { renderJobspecs } from "../constructs/render/jobs";
 import { renderAgentInstallScript } from "../constructs/render/scripts";
-import { clusterFromText, exampleText, hasCommand, itIf, parseHcl, REPO_ROOT } from "./helpers/synth";
+import { cleanup, clusterFromText, exampleText, hasCommand, itIf, parseHcl, REPO_ROOT, synthCluster } from "./helpers/synth";
+import { jobsOf } from "./helpers/jobs";
 
 const editedExample = (edit: (d: any) => void): string => {
   const d = parse(exampleText());
@@ -360,5 +361,57 @@ describe("tight types: each checked against what its consumer accepts", () => {
 
   it("dotted meta keys Nomad reads pass", () => {
     expect(one((d) => (d.nodes[0].meta = { "rack.row": "a", "zone-1": "b", Rack_2: "c" }))).toEqual([]);
+  });
+});
+
+describe("rendered output true for the year it renders", () => {
+  const years = ["2022", "2023", "2024", "2025"] as const;
+  const synthYear = (year: string) => {
+    const c = clusterFromText(fs.readFileSync(path.join(REPO_ROOT, "clusters", `provider-${year}.yaml`), "utf8"));
+    const out = synthCluster(c);
+    return { c, out };
+  };
+
+  it.each(years)("%s: every script a job renders is run by something (its command or a change_script)", async (year) => {
+    const { c, out } = synthYear(year);
+    try {
+      const jobs = await jobsOf(out, c);
+      for (const [name, { job }] of Object.entries(jobs)) {
+        for (const group of Object.values<any>(job.group)) {
+          for (const task of Object.values<any>(group[0].task)) {
+            const t = task[0];
+            const runs = JSON.stringify([t.config?.[0]?.command, t.config?.[0]?.args, t.config?.[0]?.entrypoint, (t.template ?? []).map((x: any) => x.change_script)]);
+            for (const tpl of t.template ?? []) {
+              if (!String(tpl.destination).endsWith(".sh")) continue;
+              const file = String(tpl.destination).split("/").pop();
+              expect([year, name, tpl.destination, runs.includes(`/${file}`)]).toEqual([year, name, tpl.destination, true]);
+            }
+          }
+        }
+      }
+    } finally {
+      cleanup(out);
+    }
+  });
+
+  it("2022 (Nomad 1.2.6, Consul KV): no rendered file speaks of Nomad Variables; 2025's do", () => {
+    for (const year of ["2022", "2025"]) {
+      const { c, out } = synthYear(year);
+      try {
+        const texts = Object.entries(out.files).flatMap(([stack, files]) => Object.entries(files).map(([f, t]) => [`${stack}/${f}`, t] as const));
+        const saying = texts.filter(([, t]) => /Nomad Variable|nomadVar/.test(t)).map(([f]) => f);
+        if (year === "2022") {
+          expect(c.versions.nomad).toBe("1.2.6");
+          expect(saying).toEqual([]);
+          const haproxyCfg = texts.find(([f]) => f.endsWith("rendered/jobs/haproxy.cfg"))![1];
+          expect(haproxyCfg).toMatch(/Consul KV\n# nomad-secrets\/haproxy\/haproxy_cfg: Nomad 1\.2\.6 has no Variables/);
+          expect(haproxyCfg).not.toMatch(/reload script/);
+        } else {
+          expect(saying.length).toBeGreaterThan(0);
+        }
+      } finally {
+        cleanup(out);
+      }
+    }
   });
 });
