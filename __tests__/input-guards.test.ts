@@ -415,3 +415,110 @@ describe("rendered output true for the year it renders", () => {
     }
   });
 });
+
+describe("the Nomad client's data_dir moves out of /opt/nomad, and an existing node moves safely (the rendered step, run by bash with stand-in commands)", () => {
+  const base = clusterFromText(exampleText());
+  const scriptFor = (maintenance: boolean) => {
+    const c = structuredClone(base);
+    c.nodes[0].maintenance = maintenance;
+    return renderAgentInstallScript(c, c.nodes[0], { agent: "nomad", files: [], requiredFiles: [], removableTargets: [] });
+  };
+  /** The move step exactly as the install holds it, its two directories pointed into `root`. */
+  const moveStep = (script: string, root: string): string => {
+    const start = script.indexOf("readonly MAINTENANCE=");
+    const end = script.indexOf("\nfi\n", script.indexOf('log "moved the Nomad client'));
+    expect([start, end].every((i) => i > 0)).toBe(true);
+    return script
+      .slice(start, end + 4)
+      .replace("readonly DATA_DIR='/var/lib/nomad-client'", `readonly DATA_DIR='${root}/var/lib/nomad-client'`)
+      .replace("readonly PREVIOUS_DATA_DIR='/opt/nomad'", `readonly PREVIOUS_DATA_DIR='${root}/opt/nomad'`);
+  };
+  let root: string;
+  beforeEach(() => (root = fs.mkdtempSync(path.join(require("os").tmpdir(), "data-dir-move-"))));
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  /** Runs the step: `containers` Nomad containers running until a drain stops them; returns its output and the commands it ran. */
+  const run = (maintenance: boolean, opts: { containers: number; oldState: boolean; newState?: boolean; mounts?: string[] }) => {
+    const prev = path.join(root, "opt/nomad");
+    if (opts.oldState) {
+      fs.mkdirSync(path.join(prev, "client"), { recursive: true });
+      fs.writeFileSync(path.join(prev, "client", "client-id"), "5e1f-node-id\n");
+      fs.mkdirSync(path.join(prev, "alloc", "a1", "alloc"), { recursive: true });
+    }
+    if (opts.newState) {
+      fs.mkdirSync(path.join(root, "var/lib/nomad-client/client"), { recursive: true });
+      fs.writeFileSync(path.join(root, "var/lib/nomad-client/client/client-id"), "new\n");
+    }
+    fs.writeFileSync(path.join(root, "containers"), Array.from({ length: opts.containers }, (_, i) => `c${i}\n`).join(""));
+    fs.writeFileSync(path.join(root, "mounts"), (opts.mounts ?? []).map((m) => `${m}\n`).join(""));
+    const stubs = `
+calls=${root}/calls
+log() { echo "LOG: $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+docker() { [[ "$*" == "ps -q --filter label=com.hashicorp.nomad.alloc_id" ]] || return 9; cat ${root}/containers; }
+nomad() { echo "nomad $*" >>"$calls"; if [[ "$1 $2" == "node drain" ]]; then : >${root}/containers; fi; }
+systemctl() { echo "systemctl $*" >>"$calls"; }
+findmnt() { cat ${root}/mounts; }
+umount() { echo "umount $*" >>"$calls"; }
+RESTART_PENDING=${root}/restart-pending/nomad
+`;
+    const r = spawnSync("bash", ["-euo", "pipefail", "-c", `${stubs}\n${moveStep(scriptFor(maintenance), root)}\necho DONE`], { encoding: "utf8" });
+    const calls = fs.existsSync(path.join(root, "calls")) ? fs.readFileSync(path.join(root, "calls"), "utf8").trim().split("\n") : [];
+    return { out: r.stdout, err: r.stderr, status: r.status, calls };
+  };
+  const newId = () => path.join(root, "var/lib/nomad-client/client/client-id");
+  const oldId = () => path.join(root, "opt/nomad/client/client-id");
+
+  it("the rendered config's data_dir is /var/lib/nomad-client in every provider year", async () => {
+    for (const year of ["2022", "2023", "2024", "2025"]) {
+      const c = clusterFromText(fs.readFileSync(path.join(REPO_ROOT, "clusters", `provider-${year}.yaml`), "utf8"));
+      const out = synthCluster(c);
+      try {
+        const hcl = await parseHcl("nomad.hcl", out.files[`${c.name}-nodes`][`rendered/${c.nodes[0].name}/nomad/nomad.hcl`]);
+        expect([year, hcl.data_dir]).toEqual([year, "/var/lib/nomad-client"]);
+      } finally {
+        cleanup(out);
+      }
+    }
+  });
+
+  it("a node still running allocations, not in maintenance: refused with what to do; nothing stopped, nothing moved", () => {
+    const r = run(false, { containers: 3, oldState: true });
+    expect(r.out).toMatch(/FAIL: this node still runs 3 Nomad allocation container\(s\).*set maintenance: true on node node-1 and deploy.*nothing was changed/);
+    expect(r.status).toBe(1);
+    expect(r.calls).toEqual([]);
+    expect(fs.readFileSync(oldId(), "utf8")).toBe("5e1f-node-id\n");
+    expect(fs.existsSync(newId())).toBe(false);
+  });
+
+  it("under maintenance: drained first, then Nomad stopped and its state moved with the node ID", () => {
+    const prev = path.join(root, "opt/nomad");
+    const r = run(true, { containers: 2, oldState: true, mounts: ["/proc", `${prev}/alloc/a1/web/secrets`, `${prev}/alloc/a1/web/private`, `${prev}/alloc/a1`] });
+    expect(r.out).toMatch(/DONE/);
+    expect(r.calls[0]).toMatch(/^nomad node drain -self -enable -deadline 5m -yes$/);
+    expect(r.calls[1]).toBe("systemctl stop nomad");
+    // deepest mount first, nothing outside the old directory
+    expect(r.calls.slice(2)).toEqual([`umount ${prev}/alloc/a1/web/secrets`, `umount ${prev}/alloc/a1/web/private`, `umount ${prev}/alloc/a1`]);
+    expect(fs.readFileSync(newId(), "utf8")).toBe("5e1f-node-id\n");
+    expect(fs.existsSync(path.join(root, "var/lib/nomad-client/alloc/a1/alloc"))).toBe(true);
+    expect(fs.readdirSync(prev)).toEqual([]);
+    expect(fs.existsSync(path.join(root, "restart-pending/nomad"))).toBe(true);
+  });
+
+  it("no allocation running: moved without a drain", () => {
+    const r = run(false, { containers: 0, oldState: true });
+    expect(r.out).toMatch(/moved the Nomad client's state/);
+    expect(r.calls).toEqual(["systemctl stop nomad"]);
+    expect(fs.readFileSync(newId(), "utf8")).toBe("5e1f-node-id\n");
+  });
+
+  it("already moved, or a fresh node: nothing happens", () => {
+    expect(run(false, { containers: 3, oldState: true, newState: true })).toEqual(expect.objectContaining({ status: 0, calls: [] }));
+    expect(fs.readFileSync(newId(), "utf8")).toBe("new\n");
+    fs.rmSync(path.join(root, "var"), { recursive: true, force: true });
+    fs.rmSync(path.join(root, "opt"), { recursive: true, force: true });
+    const fresh = run(false, { containers: 0, oldState: false });
+    expect(fresh).toEqual(expect.objectContaining({ status: 0, calls: [] }));
+    expect(fresh.out).not.toMatch(/data_dir moves/);
+  });
+});

@@ -7,7 +7,7 @@ import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
 import {
   CONSUL_ACL_TOKENS_FILE, CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, NOMAD_OPERATOR_TOKEN_FILE,
-  consulSecretFiles, nomadSecretFiles,
+  NOMAD_DATA_DIR, PREVIOUS_NOMAD_DATA_DIR, consulSecretFiles, nomadSecretFiles,
 } from "./agents";
 import { minorOf, supports } from "../versions";
 
@@ -388,13 +388,66 @@ describe_membership() { nomad node status -self 2>&1 | head -n 20 || true; }`;
 }
 
 /**
+ * Nomad: moving the client's state from the previous data_dir (PREVIOUS_NOMAD_DATA_DIR) to
+ * NOMAD_DATA_DIR, once, before the new config is installed. Only on a node that runs no
+ * allocation: the state database and the allocation directories (bind-mounted into the
+ * containers, with tmpfs secrets inside) cannot move under running tasks. A node under
+ * `maintenance: true` is drained here first; any other node that still runs allocations is
+ * refused with what to do, and nothing is changed. The node keeps its ID (client/client-id
+ * moves along), so the servers see the same node come back.
+ */
+function dataDirMoveStep(c: Cluster, n: ClusterNode): string {
+  // Without an offline validation the install restores the previous files when the agent
+  // does not come up (restore_previous), and the moved state goes back with them.
+  const tracked = !canValidateOffline(c, "nomad");
+  return `readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
+readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
+readonly DATA_DIR=${sh(NOMAD_DATA_DIR)}
+readonly PREVIOUS_DATA_DIR=${sh(PREVIOUS_NOMAD_DATA_DIR)}
+# Containers Nomad runs carry this label (its docker driver sets it on every task).
+running_allocation_containers() {
+  docker ps -q --filter label=com.hashicorp.nomad.alloc_id | wc -l
+}
+${tracked ? "moved_state=false\n" : ""}move_state() {
+  local from=$1 to=$2 entry
+  mkdir -p "$to"
+  chmod 0711 "$to"
+  for entry in "$from"/* "$from"/.[!.]*; do
+    if [[ -e "$entry" ]]; then mv "$entry" "$to/"; fi
+  done
+}
+if [[ ! -e "$DATA_DIR/client/client-id" && -e "$PREVIOUS_DATA_DIR/client/client-id" ]]; then
+  log "the Nomad client's data_dir moves from $PREVIOUS_DATA_DIR to $DATA_DIR (the provider's Nomad role takes $PREVIOUS_DATA_DIR over)"
+  running=$(running_allocation_containers) || fail "cannot list this VM's Nomad containers (docker ps); nothing was changed"
+  if ((running > 0)) && [[ "$MAINTENANCE" == true ]]; then
+    log "draining this node first (maintenance: true, deadline $DRAIN_DEADLINE)"
+    nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
+    until=$((SECONDS + 60))
+    while running=$(running_allocation_containers) && ((running > 0 && SECONDS < until)); do sleep 2; done
+  fi
+  if ((running > 0)); then
+    fail "this node still runs $running Nomad allocation container(s), and the client's state cannot move from $PREVIOUS_DATA_DIR to $DATA_DIR under them: set maintenance: true on node ${commentText(n.name)} and deploy (this install then drains the node and moves the state), then clear it (docs/operations.md, \\"Moving the Nomad data directory\\"); nothing was changed"
+  fi
+  systemctl stop nomad
+  # Leftovers of stopped allocations (their secrets/ and private/ tmpfs) would be moved
+  # while mounted: unmount them, deepest first.
+  findmnt -rn -o TARGET | awk -v p="$PREVIOUS_DATA_DIR/" 'index($0, p) == 1' | sort -r | while read -r mnt; do
+    umount "$mnt" || umount -l "$mnt"
+  done
+  move_state "$PREVIOUS_DATA_DIR" "$DATA_DIR"
+${tracked ? "  moved_state=true\n" : ""}  # Nomad starts again with the new config below (the config changed with it).
+  mkdir -p "$(dirname "$RESTART_PENDING")"
+  touch "$RESTART_PENDING"
+  log "moved the Nomad client's state to $DATA_DIR (node ID kept)"
+fi`;
+}
+
+/**
  * The Nomad maintenance step: drain with a deadline while `maintenance: true`, and end
  * the drain (eligibility back) when the flag is cleared.
  */
-function maintenanceStep(c: Cluster, n: ClusterNode): string {
+function maintenanceStep(): string {
   return `
-readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
-readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
 if [[ "$MAINTENANCE" == true ]]; then
   log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
@@ -494,7 +547,16 @@ agent_up() {
     sleep 1
   done
 }
-restore_previous() {
+restore_previous() {${
+  agent === "nomad"
+    ? `
+  if [[ "$moved_state" == true ]]; then
+    systemctl stop "$AGENT" || true
+    move_state "$DATA_DIR" "$PREVIOUS_DATA_DIR"
+    moved_state=false
+  fi`
+    : ""
+}
   for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
     target=\${MANAGED[i + 1]}
     if [[ -e "$backup/$i" ]]; then cp -p "$backup/$i" "$target"; else rm -f "$target"; fi
@@ -505,6 +567,7 @@ restore_previous() {
 }`
 }
 
+${agent === "nomad" ? dataDirMoveStep(c, n) : ""}
 changed=false
 if [[ -e "$RESTART_PENDING" ]]; then
   log "an earlier run installed files but did not get to restart $AGENT"
@@ -561,7 +624,7 @@ until joined "$address"; do
   sleep 2
 done
 log "joined with address $address"
-${agent === "nomad" ? maintenanceStep(c, n) : ""}
+${agent === "nomad" ? maintenanceStep() : ""}
 `;
 }
 
