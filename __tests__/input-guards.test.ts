@@ -10,6 +10,7 @@ import { spawnSync } from "child_process";
 import { parse, stringify } from "yaml";
 import { loadDescriptionText } from "../constructs/description/load";
 import { staticJobPorts } from "../constructs/description/rules";
+import { extraConfigProblems } from "../constructs/description/hcl1-check";
 import { BASTION_KEY_DEFECT_ENGINES, HOST_KEY_ADVICE, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "../constructs/description/host-keys";
 import { renderJobspecs } from "../constructs/render/jobs";
 import { renderAgentInstallScript } from "../constructs/render/scripts";
@@ -520,5 +521,33 @@ RESTART_PENDING=${root}/restart-pending/nomad
     const fresh = run(false, { containers: 0, oldState: false });
     expect(fresh).toEqual(expect.objectContaining({ status: 0, calls: [] }));
     expect(fresh.out).not.toMatch(/data_dir moves/);
+  });
+});
+
+describe("the premise, with the real Consul (1.14.11 from `npm run engines`)", () => {
+  const consul = path.join(REPO_ROOT, ".engines", "bin", "consul");
+  const present = fs.existsSync(consul);
+  /** `consul validate` of a directory holding `hcl` (plus a data_dir): exit status and output. */
+  const validate = (hcl: string) => {
+    const dir = fs.mkdtempSync(path.join(require("os").tmpdir(), "consul-case-"));
+    try {
+      fs.writeFileSync(path.join(dir, "a.hcl"), `data_dir = "${dir}/data"\n${hcl}`);
+      const r = spawnSync(consul, ["validate", dir], { encoding: "utf8" });
+      return { status: r.status, out: `${r.stdout}${r.stderr}`.split(dir).join("<dir>") };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  itIf(present, "no .engines/bin/consul yet (the lead's real-Consul build)")("Consul reads Server, Bootstrap and BOOTSTRAP_EXPECT as server, bootstrap and bootstrap_expect (why the checks fold letter case)", () => {
+    // bootstrap and bootstrap_expect together are refused by Consul: the refusal shows that it
+    // took the keys as those settings, whatever their letter case.
+    const lower = validate("server = true\nbootstrap = true\nbootstrap_expect = 1\n");
+    const mixed = validate("Server = true\nBootstrap = true\nBOOTSTRAP_EXPECT = 1\n");
+    expect(lower.status).not.toBe(0);
+    expect(lower.out).toMatch(/bootstrap/i);
+    expect(mixed).toEqual(lower);
+    // and the allowlist refuses both spellings before any node sees them
+    for (const hcl of ["Server = true\n", "BOOTSTRAP_EXPECT = 1\n"]) expect(extraConfigProblems("consul", hcl)).toHaveLength(1);
   });
 });
