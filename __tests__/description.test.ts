@@ -37,7 +37,7 @@ const corpus: BrokenCase[] = [
   { name: "bad host key", edit: (d) => (d.bastion.hostKey = "not-a-key"), expected: [{ path: "bastion.hostKey", message: /OpenSSH public host key/ }] },
   { name: "no host keys, no opt-out", edit: (d) => { delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
     { path: "bastion.hostKey", message: /expected the bastion's pinned host key.*or set ssh\.insecureIgnoreHostKey: true/ },
-    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan 192\.0\.2\.12/ },
+    { path: "nodes[1].hostKey", message: /expected the node's pinned host key.*ssh-keyscan -t ecdsa 192\.0\.2\.12/ },
   ] },
   { name: "a node key without the bastion's (opt-out set)", edit: (d) => { d.ssh.insecureIgnoreHostKey = true; delete d.bastion.hostKey; delete d.nodes[1].hostKey; }, expected: [
     { path: "bastion.hostKey", message: /expected bastion\.hostKey too, since nodes\[0\] pins a host key: .*fails every connection at the bastion/ },
@@ -77,9 +77,9 @@ const corpus: BrokenCase[] = [
   { name: "count of 100000", edit: (d) => (d.app.web = { count: 100000 }), expected: [{ path: "app.web.count", message: /at most 100 instances/ }] },
   { name: "worker concurrency of 100000", edit: (d) => (d.app.worker.concurrency = 100000), expected: [{ path: "app.worker.concurrency", message: /at most 64/ }] },
   { name: "extraConfig that is not HCL", edit: (d) => (d.consul = { extraConfig: "log_level = \"DEBUG\"\nthis is not hcl\n" }), expected: [{ path: "consul.extraConfig", message: /expected HCL.*\(line 2 of the HCL\)/ }] },
-  { name: "extraConfig turning Consul into a server", edit: (d) => (d.consul = { extraConfig: "server = true\nbootstrap_expect = 1\n" }), expected: [{ path: "consul.extraConfig", message: /no 'server' here.*line 1/ }] },
-  { name: "extraConfig turning Nomad into a server", edit: (d) => (d.nomad = { extraConfig: "server {\n  enabled = true\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /no 'server' here/ }] },
-  { name: "extraConfig disabling the Nomad client", edit: (d) => (d.nomad = { extraConfig: "client {\n  enabled = false\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /no 'client\.enabled' here.*line 2 of the HCL/ }] },
+  { name: "extraConfig turning Consul into a server", edit: (d) => (d.consul = { extraConfig: "server = true\nbootstrap_expect = 1\n" }), expected: [{ path: "consul.extraConfig", message: /'server' is not one: it would make this agent a server.*line 1 of the HCL/ }, { path: "consul.extraConfig", message: /'bootstrap_expect' is not one.*line 2 of the HCL/ }] },
+  { name: "extraConfig turning Nomad into a server", edit: (d) => (d.nomad = { extraConfig: "server {\n  enabled = true\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /'server' is not one: it would make this agent a server/ }] },
+  { name: "extraConfig disabling the Nomad client", edit: (d) => (d.nomad = { extraConfig: "client {\n  enabled = false\n}\n" }), expected: [{ path: "nomad.extraConfig", message: /'client\.enabled' may only be true.*line 2 of the HCL/ }] },
   { name: "extraConfig opening Consul's HTTP API", edit: (d) => (d.consul = { extraConfig: 'client_addr = "0.0.0.0"\n' }), expected: [{ path: "consul.extraConfig", message: /consul\.httpOnOverlay/ }] },
   { name: "javascript: URL", edit: (d) => (d.app.publicUrl = "javascript:alert(1)"), expected: [{ path: "app.publicUrl", message: /https:\/\/ URL/ }] },
   { name: "file: URL", edit: (d) => (d.app.s3.endpoint = "file:///etc/passwd"), expected: [{ path: "app.s3.endpoint", message: /http\(s\) URL/ }] },
@@ -176,8 +176,8 @@ describe("cluster description", () => {
 
   it("accepts an ordinary extraConfig (blocks, labels, lists, heredocs, comments) and reads it as HCL", () => {
     const r = loadEdited((d) => {
-      d.consul = { extraConfig: 'telemetry {\n  prometheus_retention_time = "30s" # scraped\n}\nports { grpc = 8502 }\n/* more */ log_level = "DEBUG"\n' };
-      d.nomad = { extraConfig: 'plugin "docker" {\n  config {\n    volumes { enabled = true }\n  }\n}\nclient {\n  enabled = true\n  reserved { cpu = 500 }\n}\nx = <<EOT\nhello\nEOT\n' };
+      d.consul = { extraConfig: 'telemetry {\n  prometheus_retention_time = "30s" # scraped\n}\nnode_meta { rack = "r1" }\n/* more */ log_level = "DEBUG"\n' };
+      d.nomad = { extraConfig: 'plugin "docker" {\n  config {\n    volumes { enabled = false }\n    extra_labels = ["job_name", "task_name"]\n  }\n}\nclient {\n  enabled = true\n  reserved { cpu = 500 }\n  meta { rack = <<EOT\nr1\nEOT\n  }\n}\n' };
     });
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
     expect(r.cluster.nomad.extraConfig).toContain('plugin "docker"');

@@ -21,10 +21,11 @@ export interface NodeAgentsProps {
   readonly cluster: Cluster;
   readonly node: ClusterNode;
   /**
-   * The previous rollout batch's agents (`rollout.batchSize`, default one node): each agent
-   * kind restarts one batch at a time, in description order.
+   * The previous rollout batch's agents of each kind (`rollout.batchSize`, default one node):
+   * each agent kind restarts one batch at a time, in description order. Consul's and
+   * Nomad's batches differ (description/rollout.ts), hence one list per kind.
    */
-  readonly after?: readonly NodeAgents[];
+  readonly after?: { readonly consul: readonly NodeAgents[]; readonly nomad: readonly NodeAgents[] };
   readonly dependsOn?: ITerraformDependable[];
 }
 
@@ -42,7 +43,7 @@ export class NodeAgents extends Construct {
       component: "consul",
       files: agentFiles(cluster, node, "consul"),
       installScript: "install.sh",
-      dependsOn: [...base, ...(after ?? []).map((a) => a.consul.resource)],
+      dependsOn: [...base, ...(after?.consul ?? []).map((a) => a.consul.resource)],
     });
     this.nomad = new ProvisionedFiles(this, "nomad", {
       cluster,
@@ -51,7 +52,7 @@ export class NodeAgents extends Construct {
       files: agentFiles(cluster, node, "nomad"),
       installScript: "install.sh",
       // Nomad registers services in the local Consul agent: Consul first.
-      dependsOn: [...base, this.consul.resource, ...(after ?? []).map((a) => a.nomad.resource)],
+      dependsOn: [...base, this.consul.resource, ...(after?.nomad ?? []).map((a) => a.nomad.resource)],
     });
   }
 }

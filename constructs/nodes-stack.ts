@@ -13,7 +13,7 @@ import { FloatingIp } from "./floating-ip";
 import { configureStateBackend } from "./state-backend";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { nodesStackName } from "./stack-names";
-import { nodeBatches } from "./description/rollout";
+import { consulBatches, nodeBatches } from "./description/rollout";
 
 export interface ClusterNodesStackProps {
   readonly cluster: Cluster;
@@ -37,18 +37,22 @@ export class ClusterNodesStack extends TerraformStack {
     // `nodes`, ...) can collide with another construct of the stack.
     const agentsScope = new Construct(this, "node-agents");
     // Rolling: batch k+1 of an agent kind after batch k of that kind (rollout.batchSize).
-    const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
-    let previous: NodeAgents[] = [];
-    for (const batch of nodeBatches(cluster)) {
-      previous = batch.map(
-        (name) =>
-          (this.agents[name] = new NodeAgents(agentsScope, name, {
-            cluster,
-            node: byName.get(name)!,
-            after: previous,
-            dependsOn: [this.membership.resource],
-          })),
-      );
+    // Batches are runs of nodes in description order, so the previous batches' agents exist
+    // when a node's are made.
+    const previousBatch = (batches: string[][]) => {
+      const previous = new Map<string, string[]>();
+      batches.forEach((batch, k) => batch.forEach((name) => previous.set(name, k === 0 ? [] : batches[k - 1])));
+      return (name: string) => previous.get(name)!.map((other) => this.agents[other]);
+    };
+    const afterConsul = previousBatch(consulBatches(cluster));
+    const afterNomad = previousBatch(nodeBatches(cluster));
+    for (const node of cluster.nodes) {
+      this.agents[node.name] = new NodeAgents(agentsScope, node.name, {
+        cluster,
+        node,
+        after: { consul: afterConsul(node.name), nomad: afterNomad(node.name) },
+        dependsOn: [this.membership.resource],
+      });
     }
     // Per node: Consul, then keepalived, then Nomad. keepalived goes before Nomad so that
     // under `maintenance: true` the floating IP is handed over cleanly (priority drops,

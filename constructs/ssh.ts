@@ -4,7 +4,8 @@
  * key from the ssh-agent or a file path read by Terraform at apply time (never synthesized).
  *
  * Host keys and the engines' defects (found by running both, __tests__/system/host-keys.test.ts):
- * - Terraform up to 1.11 (fixed by hashicorp/terraform#38318, 2026-03-27) and OpenTofu build
+ * - Terraform up to 1.15 (the fix, hashicorp/terraform#38318, is in the 1.16 pre-releases
+ *   only; BASTION_KEY_DEFECT_ENGINES in description/host-keys.ts) and OpenTofu build
  *   the bastion hop's check from `host_key` (the node's), not from `bastion_host_key`:
  *   pinning the node's key alone fails every connection at the bastion, and pinning the
  *   bastion's alone is silently ignored (nothing is checked).

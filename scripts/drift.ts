@@ -29,6 +29,7 @@ import { announceSelectedDescription } from "../constructs/description/selection
 import type { Cluster, ClusterNode } from "../constructs/description/schema";
 import { nodeComponentFiles, type InstalledFile, type NodeComponent } from "../constructs/render/node-files";
 import { nodesStackName } from "../constructs/stack-names";
+import { HOST_KEY_ADVICE, keyscanCommand } from "../constructs/description/host-keys";
 
 const USAGE = "usage: npm run drift -- [--node NAME]...";
 
@@ -168,7 +169,7 @@ function main(argv: string[]): number {
   if (unpinned.length) {
     process.stderr.write(
       `error: ${unpinned.join(", ")} not pinned in ${loaded.selection.file}: the drift check connects only to hosts whose key the description pins ` +
-        `(ssh-keyscan -t ed25519 HOST, without the host name)\n`,
+        `(${keyscanCommand("HOST")}, without the host name; ${HOST_KEY_ADVICE})\n`,
     );
     return 1;
   }

@@ -2,13 +2,15 @@
  * A strict reader of the HCL1 subset an agent config uses (Consul and Nomad read their
  * configs with HashiCorp's HCL1 parser): attributes, blocks with labels, strings, heredocs,
  * numbers, booleans, lists and objects, `#`, `//` and `/* *\/` comments. It exists so that
- * an `extraConfig` that is not HCL, or that turns a client into a server, is refused at
- * synth time with its line, instead of failing on every node at apply time (the install
+ * an `extraConfig` that is not HCL, or that sets what a client may not (EXTRA_CONFIG_ALLOWED),
+ * is refused at synth time with its line, instead of failing on every node at apply time (the install
  * script validates with the real binary too; this is the early, offline check).
  *
  * Pure and synchronous (the description loader is synchronous; HashiCorp's parser in
  * @cdktf/hcl2json is an async WebAssembly build, and an HCL2 one).
  */
+
+import { FLOATING_IP_META } from "../render/agents";
 
 export interface HclItem {
   /** Keys from the top: block type, labels, nested keys. */
@@ -216,23 +218,126 @@ export function readHcl1(text: string): HclItem[] {
   return items;
 }
 
-/** Keys of an agent's extraConfig that would turn the client into a server or bypass a description rule. */
-export const FORBIDDEN_EXTRA_KEYS = {
-  consul: [
-    { path: ["server"], why: "the provider's single server must not gain peers: this agent stays a client" },
-    { path: ["bootstrap"], why: "a server-mode setting: this agent stays a client" },
-    { path: ["bootstrap_expect"], why: "a server-mode setting: this agent stays a client" },
-    { path: ["client_addr"], why: "the HTTP API's exposure is consul.httpOnOverlay in the description" },
-    { path: ["addresses", "http"], why: "the HTTP API's exposure is consul.httpOnOverlay in the description" },
-    { path: ["addresses", "https"], why: "the HTTP API's exposure is consul.httpOnOverlay in the description" },
-  ],
-  nomad: [
-    { path: ["server"], why: "the provider's single server must not gain peers: this agent stays a client" },
-    { path: ["client", "enabled"], why: "this agent is a client; disabling it would take the node out of the cluster", unless: true },
-  ],
-} as const satisfies Record<"consul" | "nomad", readonly { path: readonly string[]; why: string; unless?: boolean }[]>;
+/**
+ * What an agent's extraConfig may set: an ALLOWLIST, because HCL1 and mapstructure match
+ * keys case-insensitively (`Server = true`, `CLIENT_ADDR`, `Client { Enabled = false }` are
+ * the keys `server`, `client_addr`, `client.enabled` to the agents) and a blocklist misses
+ * every spelling and every key it did not think of (`addresses { grpc = ... }`, go-sockaddr
+ * templates, `client.options` that enable raw_exec).
+ *
+ * A rule is: `"any"` (any value or sub-block: the setting cannot make the agent a server,
+ * bind an address or widen what a job may do), `"value"` (a plain value), `{ only, why }`
+ * (this exact value: the setting exists to keep something off), or `{ keys }` (a block whose
+ * keys are again checked; block labels such as `plugin "docker"` are keys here), or
+ * `{ anyBut }` (any key except these, each with why).
+ */
+export type ExtraConfigRule = "any" | "value" | { only: boolean; why: string } | { keys: Record<string, ExtraConfigRule> } | { anyBut: Record<string, string> };
 
-/** Problems of an agent's extraConfig: not HCL, or a refused key. Each with its line in the HCL. */
+/** Settings every agent shares: logging, the update check, telemetry. */
+const COMMON_SETTINGS: Record<string, ExtraConfigRule> = {
+  log_level: "value",
+  log_json: "value",
+  log_file: "value",
+  log_rotate_bytes: "value",
+  log_rotate_duration: "value",
+  log_rotate_max_files: "value",
+  enable_syslog: "value",
+  syslog_facility: "value",
+  disable_update_check: { only: true, why: "the agents never call HashiCorp's checkpoint service" },
+  telemetry: "any",
+};
+
+export const EXTRA_CONFIG_ALLOWED: Record<"consul" | "nomad", { keys: Record<string, ExtraConfigRule> }> = {
+  consul: {
+    keys: {
+      ...COMMON_SETTINGS,
+      dns_config: "any",
+      node_meta: "any",
+      limits: "any",
+      cache: "any",
+      http_config: { keys: { response_headers: "any", use_cache: "value" } },
+      performance: { keys: { leave_drain_time: "value", rpc_hold_timeout: "value" } },
+      retry_interval: "value",
+      retry_max: "value",
+      leave_on_terminate: "value",
+      skip_leave_on_interrupt: "value",
+      rejoin_after_leave: "value",
+      disable_host_node_id: "value",
+      check_update_interval: "value",
+      discard_check_output: "value",
+    },
+  },
+  nomad: {
+    keys: {
+      ...COMMON_SETTINGS,
+      leave_on_interrupt: "value",
+      leave_on_terminate: "value",
+      limits: "any",
+      client: {
+        keys: {
+          enabled: { only: true, why: "this agent is a client; disabling it would take the node out of the cluster" },
+          meta: { anyBut: { [FLOATING_IP_META]: "set by this program from nodes[].floatingIp.eligible (HAProxy's placement constraint)" } },
+          reserved: { keys: { cpu: "value", cores: "value", memory: "value", disk: "value", reserved_ports: "value" } },
+          gc_interval: "value",
+          gc_disk_usage_threshold: "value",
+          gc_inode_usage_threshold: "value",
+          gc_max_allocs: "value",
+          gc_parallel_destroys: "value",
+          max_kill_timeout: "value",
+          cpu_total_compute: "value",
+          memory_total_mb: "value",
+          disk_total_mb: "value",
+          disk_free_mb: "value",
+        },
+      },
+      plugin: {
+        keys: {
+          docker: {
+            keys: {
+              config: {
+                keys: {
+                  allow_privileged: { only: false, why: "a privileged container owns the node" },
+                  volumes: { keys: { enabled: { only: false, why: "host volumes let a job read and write the node's files" } } },
+                  gc: "any",
+                  extra_labels: "value",
+                  logging: "any",
+                  pull_activity_timeout: "value",
+                  infra_image: "value",
+                  infra_image_pull_timeout: "value",
+                  disable_log_collection: "value",
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+/** Why a refused key matters, for the keys people reach for (the message names it). */
+const REFUSED_BECAUSE: Record<string, string> = {
+  server: "it would make this agent a server: the provider's single server must not gain peers",
+  bootstrap: "a server-mode setting: this agent stays a client",
+  bootstrap_expect: "a server-mode setting: this agent stays a client",
+  client_addr: "it binds the HTTP API to other addresses: the HTTP API's exposure is consul.httpOnOverlay in the description",
+  bind_addr: "it binds the agent to other addresses than the overlay address",
+  advertise_addr: "the agent advertises the overlay address (overlay.addressing)",
+  advertise: "the agent advertises the overlay address (overlay.addressing)",
+  addresses: "it binds listeners (HTTP, HTTPS, gRPC, DNS) to other addresses than the ones rendered",
+  ports: "the jobs, scripts and keepalived use the agents' standard ports",
+  recursors: "the upstream DNS servers are consul.recursors in the description",
+  enable_script_checks: "script checks run in Nomad, never in Consul",
+  enable_local_script_checks: "script checks run in Nomad, never in Consul",
+  options: "client options enable drivers and privileges (driver.raw_exec.enable, docker.privileged.enabled)",
+  raw_exec: "raw_exec runs jobs as root without isolation",
+  host_volume: "host volumes let a job read and write the node's files",
+  data_dir: "the data directory is chosen by the install",
+  acl: "ACLs are nomad.acl / consul.acl in the description",
+  tls: "TLS is nomad.tls / consul.tls in the description",
+};
+
+/** Problems of an agent's extraConfig: not HCL, or a setting a client may not change. Each with its line in the HCL. */
 export function extraConfigProblems(agent: "consul" | "nomad", text: string): { line: number; message: string }[] {
   let items: HclItem[];
   try {
@@ -242,10 +347,43 @@ export function extraConfigProblems(agent: "consul" | "nomad", text: string): { 
     throw e;
   }
   const problems: { line: number; message: string }[] = [];
-  for (const f of FORBIDDEN_EXTRA_KEYS[agent]) {
-    const unless = "unless" in f ? f.unless : undefined;
-    const hit = items.find((it) => f.path.every((k, i) => it.path[i] === k) && it.path.length >= f.path.length && (unless === undefined || it.value !== unless));
-    if (hit) problems.push({ line: hit.line, message: `expected no '${f.path.join(".")}' here: ${f.why}` });
+  const reported = new Set<string>();
+  const report = (written: string[], normalized: string[], line: number, message: string) => {
+    const key = normalized.join(".");
+    if (reported.has(key)) return;
+    reported.add(key);
+    const spelled = written.join(".") === key ? `'${key}'` : `'${written.join(".")}' (${key}: the agent reads keys in any letter case)`;
+    problems.push({ line, message: `expected only settings a client may change; ${spelled} ${message}` });
+  };
+  for (const item of items) {
+    // HCL1 and mapstructure match keys case-insensitively, at every level.
+    const normalized = item.path.map((k) => k.toLowerCase());
+    let rule: ExtraConfigRule = EXTRA_CONFIG_ALLOWED[agent];
+    for (let i = 0; i < normalized.length && rule !== "any"; i++) {
+      if (typeof rule === "object" && "anyBut" in rule) {
+        const why = rule.anyBut[normalized[i]];
+        if (why) report(item.path.slice(0, i + 1), normalized.slice(0, i + 1), item.line, `is not one: a reserved key, ${why}`);
+        rule = "any";
+        break;
+      }
+      if (rule === "value" || "only" in rule) {
+        report(item.path.slice(0, i + 1), normalized.slice(0, i + 1), item.line, `is not one: ${normalized.slice(0, i).join(".")} takes a plain value, not a block`);
+        rule = "any";
+        break;
+      }
+      const next: ExtraConfigRule | undefined = Object.hasOwn(rule.keys, normalized[i]) ? rule.keys[normalized[i]] : undefined;
+      if (next === undefined) {
+        const why = Object.hasOwn(REFUSED_BECAUSE, normalized[i]) ? REFUSED_BECAUSE[normalized[i]] : undefined;
+        const here = i === 0 ? "at the top" : `in ${normalized.slice(0, i).join(".")}`;
+        report(item.path.slice(0, i + 1), normalized.slice(0, i + 1), item.line, `is not one${why ? `: ${why}` : ""} (allowed ${here}: ${Object.keys(rule.keys).join(", ")})`);
+        rule = "any";
+        break;
+      }
+      rule = next;
+    }
+    if (typeof rule === "object" && "only" in rule && item.value !== rule.only) {
+      report(item.path, normalized, item.line, `may only be ${rule.only}: ${rule.why}`);
+    }
   }
   return problems;
 }

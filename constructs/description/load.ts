@@ -50,6 +50,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case "unrecognized_keys":
       // split per key by validateDescription; kept for a caller that reports the issue whole
       return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}: expected only the keys listed in cluster.schema.json (check the spelling)`;
+    case "invalid_key":
+      // a record's key (nodes[].meta): the key's own problems, not zod's "Invalid key in record"
+      return `expected ${issue.issues.map((i) => i.message).join("; ")}${got}`;
     case "invalid_value":
       return `expected one of ${issue.values.map((x) => JSON.stringify(x)).join(", ")}${got}`;
     case "too_small":

@@ -14,7 +14,7 @@ export function batchSizeFor(spec: number | string, n: number): number {
   return Math.max(1, Math.min(n, Math.floor((n * percent) / 100)));
 }
 
-/** Consul and Nomad: the nodes in description order, cut into batches of `batchSize`. */
+/** Nomad: the nodes in description order, cut into batches of `batchSize`. */
 export function nodeBatches(c: Cluster): string[][] {
   const size = batchSizeFor(c.rollout.batchSize, c.nodes.length);
   const out: string[][] = [];
@@ -23,12 +23,11 @@ export function nodeBatches(c: Cluster): string[][] {
 }
 
 /**
- * keepalived: the same cut, except that a batch holds at most (eligible nodes − 1)
- * floating-IP-eligible nodes, so that at every moment of a rollout one eligible node's
- * keepalived is left alone and can hold (or take) the floating IP. With one eligible node
- * there is nothing to keep: its batch may hold it alone.
+ * The same cut, except that a batch holds at most (eligible nodes − 1) floating-IP-eligible
+ * nodes, so that at every moment of a rollout one eligible node is left alone. With one
+ * eligible node there is nothing to keep: its batch may hold it alone.
  */
-export function keepalivedBatches(c: Cluster): string[][] {
+function batchesSparingOneEligibleNode(c: Cluster): string[][] {
   const size = batchSizeFor(c.rollout.batchSize, c.nodes.length);
   const eligible = c.nodes.filter((n) => n.floatingIp.eligible).length;
   const maxEligible = Math.max(1, eligible - 1);
@@ -48,3 +47,13 @@ export function keepalivedBatches(c: Cluster): string[][] {
   if (current.length) out.push(current);
   return out;
 }
+
+/** keepalived: one eligible node's keepalived is always left alone to hold (or take) the floating IP. */
+export const keepalivedBatches = batchesSparingOneEligibleNode;
+
+/**
+ * Consul: one eligible node's agent always keeps running. keepalived tracks its node's
+ * Consul DNS (`vrrp_script consul_dns`, fall 2): restarting every eligible node's agent at
+ * once would put every keepalived in FAULT and drop the floating IP.
+ */
+export const consulBatches = batchesSparingOneEligibleNode;

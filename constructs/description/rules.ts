@@ -3,6 +3,7 @@
  * violation it finds, so an operator fixes them all in one go.
  */
 import { extraConfigProblems } from "./hcl1-check";
+import { BASTION_KEY_DEFECT_ENGINES, HOST_KEY_ADVICE, keyscanCommand } from "./host-keys";
 import type { Cluster, ClusterNode } from "./schema";
 import { HAPROXY_MIN_MEMORY_MIB } from "../render/jobs/haproxy-cfg";
 import { apiMinimumMemoryMiB } from "../render/jobs/api";
@@ -77,6 +78,7 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
   if (c.overlay) overlayRules(c.overlay.prefix, c.floatingIp, nodes, v);
   if (c.nodes && nodes.length === c.nodes.length) floatingIpRules(nodes.map((x) => x.n), v);
   if (c.app) appRules(c.app, v);
+  staticPortRules(c, v);
   for (const agent of ["consul", "nomad"] as const) {
     const extra = c[agent]?.extraConfig;
     if (extra === undefined) continue;
@@ -107,30 +109,30 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
 /**
  * Pinned host keys are the default: an unchecked SSH connection needs the operator's
  * explicit `ssh.insecureIgnoreHostKey: true`. A node's key also needs the bastion's:
- * Terraform up to 1.11 (fixed by hashicorp/terraform#38318) and OpenTofu check the bastion
+ * the engines of BASTION_KEY_DEFECT_ENGINES (host-keys.ts) check the bastion
  * hop against the node's `host_key`, which works only because ssh.ts adds the bastion's
  * key to it (see `hostKeyValue`).
  */
 function hostKeyRules(bastion: Cluster["bastion"], ssh: Cluster["ssh"], nodes: { n: ClusterNode; i: number }[], v: Violation[]) {
   const optOut = "or set ssh.insecureIgnoreHostKey: true to connect without checking it";
   const pinnedNodes = nodes.filter(({ n }) => n.hostKey);
-  const throughBastion = "Terraform up to 1.11 and OpenTofu check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion";
+  const throughBastion = `${BASTION_KEY_DEFECT_ENGINES} check the bastion against the node's host key, so a node key pinned without the bastion's fails every connection at the bastion`;
   // One missing bastion key is one problem, however many nodes it breaks: reported once, at bastion.hostKey.
   if (!bastion.hostKey && !ssh.insecureIgnoreHostKey) {
     v.push({
       path: ["bastion", "hostKey"],
-      message: `expected the bastion's pinned host key (a line of \`ssh-keyscan -p ${bastion.port} ${bastion.host}\` without the host name; README "Host keys" says which key type), ${optOut}${pinnedNodes.length ? ` (the nodes' pinned keys need it too: ${throughBastion})` : ""}`,
+      message: `expected the bastion's pinned host key (the line \`${keyscanCommand(bastion.host, bastion.port)}\` prints, without the host name; ${HOST_KEY_ADVICE}), ${optOut}${pinnedNodes.length ? ` (the nodes' pinned keys need it too: ${throughBastion})` : ""}`,
     });
   } else if (!bastion.hostKey && pinnedNodes.length) {
     v.push({ path: ["bastion", "hostKey"], message: `expected bastion.hostKey too, since ${pinnedNodes.map(({ i }) => `nodes[${i}]`).join(", ")} pin${pinnedNodes.length === 1 ? "s" : ""} a host key: ${throughBastion}` });
   }
   for (const { n, i } of nodes) {
     if (!n.hostKey && !ssh.insecureIgnoreHostKey) {
-      v.push({ path: ["nodes", i, "hostKey"], message: `expected the node's pinned host key (a line of \`ssh-keyscan ${n.address}\` run on the bastion, without the host name; README "Host keys" says which key type), ${optOut}` });
+      v.push({ path: ["nodes", i, "hostKey"], message: `expected the node's pinned host key (the line \`${keyscanCommand(n.address)}\` prints when run on the bastion, without the host name; ${HOST_KEY_ADVICE}), ${optOut}` });
     } else if (!n.hostKey && bastion.hostKey) {
       v.push({
         path: ["nodes", i, "hostKey"],
-        message: `expected the node's pinned host key too, since bastion.hostKey is pinned: Terraform up to 1.11 and OpenTofu ignore bastion_host_key and check the bastion only through the node's host key, so the bastion would go unchecked`,
+        message: `expected the node's pinned host key too, since bastion.hostKey is pinned: ${BASTION_KEY_DEFECT_ENGINES} ignore bastion_host_key and check the bastion only through the node's host key, so the bastion would go unchecked`,
       });
     }
   }
@@ -216,9 +218,30 @@ function appRules(app: Cluster["app"], v: Violation[]) {
   if (hp.resources.memory < HAPROXY_MIN_MEMORY_MIB) {
     v.push({ path: ["app", "haproxy", "resources", "memory"], message: `expected at least ${HAPROXY_MIN_MEMORY_MIB} MiB (HAProxy's maxconn is derived from it: room for 100 connections), got ${hp.resources.memory}` });
   }
-  const ports = [["nodePort", hp.nodePort], ["floatingPort", hp.floatingPort], ["statsPort", hp.statsPort]] as const;
-  for (const [key, idx] of duplicates([...ports], ([, p]) => String(p))) {
-    for (const i of idx.slice(1)) v.push({ path: ["app", "haproxy", ports[i][0]], message: `expected a port different from app.haproxy.${ports[idx[0]][0]} (${key})` });
-  }
   return v;
 }
+
+/**
+ * Every static port a job of ours binds on a node (jobs' `port { static = N }`), with the
+ * description field it comes from. HAProxy runs on every eligible node and the metrics job
+ * may land on any of them: two equal ports and one of the jobs is never placed.
+ */
+export function staticJobPorts(c: Pick<PartialCluster, "app" | "metrics">): { path: (string | number)[]; port: number }[] {
+  const out: { path: (string | number)[]; port: number }[] = [];
+  if (c.app) {
+    for (const key of ["nodePort", "floatingPort", "statsPort"] as const) out.push({ path: ["app", "haproxy", key], port: c.app.haproxy[key] });
+  }
+  if (c.metrics?.enabled) out.push({ path: ["metrics", "grafana", "port"], port: c.metrics.grafana.port });
+  return out;
+}
+
+function staticPortRules(c: PartialCluster, v: Violation[]) {
+  const ports = staticJobPorts(c);
+  for (const [key, idx] of duplicates(ports, (p) => String(p.port))) {
+    for (const i of idx.slice(1)) {
+      v.push({ path: ports[i].path, message: `expected a port different from ${formatField(ports[idx[0]].path)} (${key}): both are static ports of our jobs on the same nodes, and the second job would never be placed` });
+    }
+  }
+}
+
+const formatField = (path: (string | number)[]) => path.map((p) => (typeof p === "number" ? `[${p}]` : p)).join(".").replace(/\.\[/g, "[");

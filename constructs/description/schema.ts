@@ -11,6 +11,11 @@
  */
 import { z } from "zod";
 import { MINIMUM_VERSIONS, compareVersions } from "../versions";
+import { FLOATING_IP_META } from "../render/agents";
+import { HOST_KEY_ADVICE, HOST_KEY_TYPES, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "./host-keys";
+
+/** Node meta keys this program sets itself (constructs/render/agents.ts). */
+export const RESERVED_NODE_META_KEYS: readonly string[] = [FLOATING_IP_META];
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -20,8 +25,29 @@ const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1
 export const ipv4 = z.string().regex(IPV4_RE, "an IPv4 address such as 172.16.1.11");
 
 const HOST_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-/** A DNS name or an IPv4 address. */
-export const host = z.string().refine((v) => HOST_RE.test(v) || IPV4_RE.test(v), "a host name or an IPv4 address");
+/**
+ * A DNS name or an IPv4 address. A name whose last label is all digits is no name (RFC 3696
+ * §2: no top-level domain is numeric) but an address to every resolver (glibc's inet_aton
+ * reads `300.1.1.1` and even `10.1` as one): such a string must be a valid IPv4 address.
+ */
+export function isHost(v: string): boolean {
+  if (IPV4_RE.test(v)) return true;
+  return HOST_RE.test(v) && !/(^|\.)\d+$/.test(v);
+}
+const LOOKS_NUMERIC_RE = /^[\d.]+$/;
+export const host = z.string().superRefine((v, ctx) => {
+  if (isHost(v)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: LOOKS_NUMERIC_RE.test(v) || /(^|\.)\d+$/.test(v)
+      ? "an IPv4 address of four numbers 0-255 such as 172.16.1.11, or a host name whose last label is not a number (resolvers read a numeric one as an address)"
+      : "a host name or an IPv4 address",
+  });
+});
+
+/** A TCP port as written in a URL or host:port: 1-65535, no leading zero. */
+const PORT_TEXT_RE = /^[1-9]\d{0,4}$/;
+const isPortText = (p: string) => PORT_TEXT_RE.test(p) && Number(p) <= 65535;
 
 const CIDR_RE = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d|[12]\d|3[0-2])$/;
 export const cidr = z
@@ -30,6 +56,17 @@ export const cidr = z
   .refine((v) => IPV4_RE.test(v.split("/")[0]), "an IPv4 prefix in CIDR notation such as 172.16.0.0/16")
   // /31 and /32 leave no room for nodes plus a floating IP; below /8 is no team's overlay.
   .refine((v) => { if (!CIDR_RE.test(v)) return true; const bits = Number(v.split("/")[1]); return bits >= 8 && bits <= 30; }, "a prefix length 8-30 (room for the nodes and the floating IP)");
+
+/**
+ * A Linux network interface name as the kernel accepts it (dev_valid_name): 1-15 bytes
+ * (IFNAMSIZ 16 with the NUL), not "." or "..", no '/', ':' or white space; of those, the
+ * letters, digits and _ . - that every tool (ip, systemd-networkd, go-sockaddr templates)
+ * takes as they are.
+ */
+const interfaceName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name: 1-15 letters, digits, '_', '.', '-' (IFNAMSIZ)")
+  .refine((v) => v !== "." && v !== "..", "a Linux interface name other than '.' or '..' (the kernel refuses them)");
 
 const port = z.number().int().min(1, "a TCP port 1-65535").max(65535, "a TCP port 1-65535");
 
@@ -75,21 +112,45 @@ export const httpUrl = (example: string, opts: { httpsOnly?: boolean } = {}) =>
       return;
     }
     const m = URL_RE.exec(v);
-    if (!m || !(HOST_RE.test(m[2]) || IPV4_RE.test(m[2])) || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+    if (!m) {
       ctx.addIssue({ code: "custom", message: `${what} (scheme http or https, a host, an optional port and path; no query, fragment or special characters)` });
+      return;
+    }
+    if (!isHost(m[2])) {
+      ctx.addIssue({ code: "custom", message: `${what}, whose host ${m[2]} is a host name or an IPv4 address of four numbers 0-255 (a name's last label is not a number)` });
+      return;
+    }
+    if (m[3] !== undefined && !isPortText(m[3])) {
+      ctx.addIssue({ code: "custom", message: `${what}, whose port ${m[3]} is a TCP port 1-65535 written without leading zeros` });
       return;
     }
     if (opts.httpsOnly && m[1] !== "https") ctx.addIssue({ code: "custom", message: `${what} (the browser loads it over HTTPS)` });
   });
 
 /** An OpenSSH public host key line: "<type> <base64>" (what ssh-keyscan prints after the host). */
+const HOST_KEY_RE = new RegExp(`^(${HOST_KEY_TYPES.join("|")}) [A-Za-z0-9+/]+={0,3}$`);
 const sshHostKey = z
   .string()
   .max(16384, "a host key line of at most 16 KiB")
-  .regex(
-    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$/,
-    "an OpenSSH public host key such as 'ssh-ed25519 AAAAC3Nza...' (ssh-keyscan output without the host name)",
-  );
+  .regex(HOST_KEY_RE, `an OpenSSH public host key such as '${RECOMMENDED_HOST_KEY.label} AAAAE2Vj...' (ssh-keyscan output without the host name; ${HOST_KEY_ADVICE})`)
+  // The body names its own type (RFC 4253 §6.6); a label that disagrees is a pasting mistake
+  // that the engines would only report at deploy time, as a key mismatch.
+  .superRefine((v, ctx) => {
+    if (!HOST_KEY_RE.test(v)) return;
+    const [label, body] = v.split(" ");
+    const inside = embeddedKeyType(body);
+    if (inside !== label) {
+      ctx.addIssue({
+        code: "custom",
+        message: inside
+          ? `a key whose label matches its body: the line says ${label} but the key inside is ${inside} (copy the whole line ssh-keyscan prints, type and key together)`
+          : `a key body that is an OpenSSH public key (base64 of the ${label} key, as ssh-keyscan prints it): this one does not start with a key type`,
+      });
+    }
+  });
+
+/** major.minor.patch, each a number without leading zeros. */
+const CANONICAL_VERSION_RE = /^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$/;
 
 const durationRe = /^\d{1,9}(ms|s|m|h)$/;
 /** Seconds of a duration such as 90s, 5m, 1h or 500ms. */
@@ -147,6 +208,23 @@ const resources = z.strictObject({
   memoryMax: z.number().int().min(16).max(1048576, "at most 1048576 (MiB)").optional().describe("Memory in MiB an instance may burst to (Nomad memory_max, needs memory oversubscription on the servers)."),
 });
 
+/**
+ * An S3 bucket name as S3 and S3-compatible stores (MinIO, Ceph RGW) accept it for
+ * virtual-host and path-style requests: 3-63 lowercase letters, digits, '.' and '-', a
+ * letter or digit at both ends, no empty or dash-edged label ('..', '.-', '-.'), not an
+ * IPv4 address, no 'xn--' prefix (reserved for punycode).
+ */
+const s3Bucket = z.string().superRefine((v, ctx) => {
+  const why =
+    !/^[a-z0-9.-]{3,63}$/.test(v) ? "3-63 lowercase letters, digits, '.' and '-'"
+    : !/^[a-z0-9].*[a-z0-9]$/.test(v) ? "a letter or digit at both ends"
+    : /\.\.|\.-|-\./.test(v) ? "no '..', '.-' or '-.' (each dot-separated part is a DNS label)"
+    : /^\d+\.\d+\.\d+\.\d+$/.test(v) ? "not an IP address"
+    : v.startsWith("xn--") ? "no 'xn--' prefix (reserved for internationalized names)"
+    : undefined;
+  if (why) ctx.addIssue({ code: "custom", message: `an S3 bucket name: ${why}` });
+});
+
 /** Instances of one job: enough for any team's VMs, far below what would flood the servers. */
 export const MAX_COUNT = 100;
 const count = z.number().int().min(1, "at least 1 instance").max(MAX_COUNT, `at most ${MAX_COUNT} instances`);
@@ -188,13 +266,19 @@ const node = z.strictObject({
   /** The VM's address on the overlay interface (Consul/Nomad bind and advertise it). */
   overlayAddress: ipv4.describe("The VM's address on the overlay interface (Consul/Nomad bind and advertise it)."),
   /** Pinned SSH host key of the VM (required unless ssh.insecureIgnoreHostKey). */
-  hostKey: sshHostKey.optional().describe("Pinned SSH host key of the VM: `ssh-keyscan -t ed25519 ADDRESS` on the bastion, without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
+  hostKey: sshHostKey.optional().describe(`Pinned SSH host key of the VM: \`${keyscanCommand("ADDRESS")}\` on the bastion, without the host name (${HOST_KEY_ADVICE}). Required unless ssh.insecureIgnoreHostKey is true.`),
   /** Nomad node_class. */
   nodeClass: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-', at most 64 characters").optional().describe("Nomad node_class."),
   /** Nomad client meta. */
   meta: z
     .record(
-      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "meta keys: letters, digits, '_', '.', '-', at most 64 characters"),
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, "meta keys: letters, digits, '_', '.', '-', at most 64 characters")
+        // Nomad refuses to start with a client.meta key that is no dotted variable name
+        // (helper.IsValidInterpVariable: no empty part, so no leading, trailing or double dot).
+        .refine((k) => !/^[A-Za-z0-9_.-]{1,64}$/.test(k) || /^[^.]+(\.[^.]+)*$/.test(k), "a meta key without a leading, trailing or double '.' (Nomad reads dotted keys part by part)")
+        .refine((k) => !RESERVED_NODE_META_KEYS.includes(k), `a meta key other than ${RESERVED_NODE_META_KEYS.join(", ")} (set by this program: HAProxy's placement follows floatingIp.eligible)`),
       z.string().regex(/^[A-Za-z0-9 _.,:/@+=-]{0,128}$/, "a meta value of letters, digits, spaces and _ . , : / @ + = - (no quotes, $, % or braces), at most 128 characters"),
     )
     .refine((m) => Object.keys(m).length <= 64, "at most 64 meta entries")
@@ -335,7 +419,7 @@ export const clusterSchema = z.strictObject({
     port: port.default(22),
     user: unixUser,
     /** Pinned SSH host key of the bastion (required unless ssh.insecureIgnoreHostKey). */
-    hostKey: sshHostKey.optional().describe("Pinned SSH host key of the bastion: `ssh-keyscan -t ed25519 HOST` without the host name. Required unless ssh.insecureIgnoreHostKey is true."),
+    hostKey: sshHostKey.optional().describe(`Pinned SSH host key of the bastion: \`${keyscanCommand("HOST")}\` without the host name (${HOST_KEY_ADVICE}). Required unless ssh.insecureIgnoreHostKey is true.`),
   }),
   ssh: z.strictObject({
     /** SSH user on the VMs (has sudo). */
@@ -356,7 +440,7 @@ export const clusterSchema = z.strictObject({
     .describe("SSH login on the VMs; optional (defaults: user ubuntu, the ssh-agent)."),
   overlay: z.strictObject({
     /** Overlay interface on every VM (vxlan100, later years vxlan<N>). */
-    interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux interface name (at most 15 characters)").describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
+    interface: interfaceName.describe("Overlay interface on every VM (vxlan100, later years vxlan<N>)."),
     /** Overlay prefix: node overlay addresses and the floating IP must be inside it. */
     prefix: cidr.describe("Overlay prefix: node overlay addresses and the floating IP must be inside it."),
     /**
@@ -399,7 +483,7 @@ export const clusterSchema = z.strictObject({
        */
       recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
-      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })
     .default({ gossipEncryption: false, acl: false, recursors: [] }),
   nomad: z
@@ -410,15 +494,15 @@ export const clusterSchema = z.strictObject({
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
       drainDeadline: boundedDuration(1, 24 * 3600).default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
-      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
+      extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })
     .default({ acl: false, drainDeadline: "5m" }),
   // --- rollout (rolling re-provisioning of the node agents) ---
   /**
    * How many nodes each agent kind (Consul, keepalived, Nomad) re-provisions at once: a
    * node count, or a percentage of the nodes such as "25%" (rounded down, at least 1, like
-   * Ansible's `serial`). Default 1: one node at a time. keepalived never takes every
-   * floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
+   * Ansible's `serial`). Default 1: one node at a time. keepalived and Consul never take
+   * every floating-IP-eligible node in one batch. See docs/operations.md#rolling-batches.
    */
   rollout: z
     .strictObject({
@@ -440,7 +524,10 @@ export const clusterSchema = z.strictObject({
           /** Consul KV backend (locks during applies). */
           consul: z.strictObject({
             /** host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time). */
-            address: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "host:port such as consul.example.org:8500").describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
+            address: z
+              .string()
+              .refine((v) => { const m = /^(.+):([^:]*)$/.exec(v); return m !== null && isHost(m[1]) && isPortText(m[2]); }, "host:port such as consul.example.org:8500 (a host name or IPv4 address, a port 1-65535 without leading zeros)")
+              .describe("host:port of a Consul HTTP API (the token comes from CONSUL_HTTP_TOKEN at init time)."),
             scheme: z.enum(["http", "https"]).default("https"),
             /** KV prefix; each stack stores its state at <path>/<stack name>. */
             path: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/, "a Consul KV path such as terraform/team-example").max(255).refine(noDotDot, "a path without '..'").describe("KV prefix; each stack stores its state at <path>/<stack name>."),
@@ -512,7 +599,7 @@ export const clusterSchema = z.strictObject({
       .default({ resources: { cpu: jobsDefaults.haproxy.cpu, memory: jobsDefaults.haproxy.memory }, nodePort: 8080, floatingPort: 8081, statsPort: 8404 }),
     s3: z.strictObject({
       endpoint: httpUrl("https://s3.example.org"),
-      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name"),
+      bucket: s3Bucket,
       region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "an S3 region such as us-east-1 (lowercase letters, digits, '-')").default("us-east-1"),
       // The key pair is secret: Terraform variables s3_access_key_id / s3_secret_access_key.
     }),
@@ -530,9 +617,11 @@ function agentVersion(product: "consul" | "nomad") {
   const min = MINIMUM_VERSIONS[product];
   return z
     .string()
-    .regex(/^\d+\.\d+\.\d+$/, `a ${product} version such as ${min} (major.minor.patch)`)
+    // Canonical numbers only: the install's version floor compares them in bash arithmetic,
+    // where a leading zero makes a number octal (09 is an error, 010 is 8).
+    .regex(CANONICAL_VERSION_RE, `a ${product} version such as ${min} (major.minor.patch, numbers without leading zeros)`)
     .superRefine((v, ctx) => {
-      if (/^\d+\.\d+\.\d+$/.test(v) && compareVersions(v, min) < 0) {
+      if (CANONICAL_VERSION_RE.test(v) && compareVersions(v, min) < 0) {
         ctx.addIssue({ code: "custom", message: `${product} ${min} or newer (the oldest the output is checked against)` });
       }
     })

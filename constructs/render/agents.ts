@@ -13,6 +13,18 @@ export const CONSUL_CONFIG_DIR = "/etc/consul.d";
 export const NOMAD_CONFIG_DIR = "/etc/nomad.d";
 export const CONSUL_HTTP_PORT = 8500;
 export const NOMAD_HTTP_PORT = 4646;
+/**
+ * The Nomad client's data_dir, in every provider year: outside /opt/nomad, which the
+ * provider's Nomad role owns (2025's runs `chown -R nomad:nomad /opt/nomad` on every
+ * playbook run, taking the alloc directories from Prometheus (nobody) and Grafana (uid
+ * 472)). One directory for every year keeps one code path and survives a provider that
+ * starts doing the same in another year. Nodes installed with the previous one move their
+ * state at the next install (scripts.ts, dataDirMoveStep; docs/operations.md).
+ */
+export const NOMAD_DATA_DIR = "/var/lib/nomad-client";
+/** Where the client kept its state before (the provider's own Nomad data directory). */
+export const PREVIOUS_NOMAD_DATA_DIR = "/opt/nomad";
+
 /** Nomad client meta key set on every node: "true" where HAProxy and the floating IP may run. */
 export const FLOATING_IP_META = "floating_ip_eligible";
 
@@ -233,7 +245,9 @@ ${header(c, n, "Nomad client agent", `${NOMAD_CONFIG_DIR}/zz-extra.hcl`)}
 datacenter = ${str(c.servers.datacenter)}
 region     = ${str(c.region)}
 name       = ${str(n.name)}
-data_dir   = "/opt/nomad"
+# Not /opt/nomad: the provider's 2025 Nomad role runs \`chown -R nomad:nomad /opt/nomad\` on
+# every playbook run, which would take the allocation directories from the tasks' users.
+data_dir   = ${str(NOMAD_DATA_DIR)}
 log_level  = "INFO"
 
 # Bind and advertise the overlay address (the default route is elsewhere).

@@ -7,7 +7,7 @@ import { commentText } from "../escape";
 import type { Cluster, ClusterNode } from "../description/schema";
 import {
   CONSUL_ACL_TOKENS_FILE, CONSUL_CONFIG_DIR, CONSUL_HTTP_PORT, NOMAD_CONFIG_DIR, NOMAD_HTTP_PORT, NOMAD_OPERATOR_TOKEN_FILE,
-  consulSecretFiles, nomadSecretFiles,
+  NOMAD_DATA_DIR, PREVIOUS_NOMAD_DATA_DIR, consulSecretFiles, nomadSecretFiles,
 } from "./agents";
 import { minorOf, supports } from "../versions";
 
@@ -144,11 +144,100 @@ fi`;
  * Shell: refuses a node whose agent is a server (the provider's server VM, 2023-2025):
  * either a config file here makes it one, or the running agent says so.
  */
+/**
+ * An awk program that exits 0 when the agent config files it reads make the agent a server:
+ * Consul's top-level `server` / `bootstrap` / `bootstrap_expect`, Nomad's `server.enabled`,
+ * set to anything but false/0. Keys in any letter case (HCL1 and mapstructure match them
+ * case-insensitively), HCL (blocks, `key = { }`, lists of objects, comments, heredocs) or
+ * JSON. Files are read one after the other, each from a clean state.
+ */
+const CONFIG_SAYS_SERVER_AWK = String.raw`
+function reset() { pending = ""; assign = 0 }
+function path(   i, p) {
+  p = ""
+  for (i = 1; i <= depth; i++) if (frame[i] != "") p = (p == "" ? frame[i] : p "." frame[i])
+  return p
+}
+function scalar(key, v,   p) {
+  p = path()
+  if (v == "false" || v == "f" || v == "0" || v == "0.0" || v == "") return
+  if (agent == "consul" && p == "" && (key == "server" || key == "bootstrap" || key == "bootstrap_expect")) found = 1
+  if (agent == "nomad" && p == "server" && key == "enabled") found = 1
+}
+function word(w) {
+  w = tolower(w)
+  if (assign && pending != "") { scalar(pending, w); reset() }
+  else if (pending == "") pending = w
+}
+function open_block(name) { depth++; frame[depth] = name; reset() }
+FNR == 1 { depth = 0; reset(); incomment = 0; heredoc = "" }
+{
+  line = $0
+  if (heredoc != "") {
+    t = line
+    gsub(/^[ \t]+|[ \t\r]+$/, "", t)
+    if (t == heredoc) { heredoc = ""; word("heredoc") }
+    next
+  }
+  n = length(line)
+  i = 1
+  while (i <= n) {
+    c = substr(line, i, 1)
+    two = substr(line, i, 2)
+    if (incomment) { if (two == "*/") { incomment = 0; i += 2 } else i++; continue }
+    if (c == "#" || two == "//") break
+    if (two == "/*") { incomment = 1; i += 2; continue }
+    if (two == "<<") {
+      heredoc = substr(line, i + 2)
+      sub(/^-/, "", heredoc)
+      gsub(/[ \t\r]+$/, "", heredoc)
+      break
+    }
+    if (c == "\"") {
+      s = ""
+      i++
+      while (i <= n) {
+        c = substr(line, i, 1)
+        if (c == "\\") { s = s substr(line, i + 1, 1); i += 2; continue }
+        if (c == "\"") break
+        s = s c
+        i++
+      }
+      i++
+      word(s)
+      continue
+    }
+    if (c == "{") { open_block(pending); i++; continue }
+    if (c == "[") { open_block(assign ? pending : ""); i++; continue }
+    if (c == "}" || c == "]") { if (depth > 0) depth--; reset(); i++; continue }
+    if (c == "=" || c == ":") { if (pending != "") assign = 1; i++; continue }
+    if (c == ",") { reset(); i++; continue }
+    if (match(substr(line, i), /^[A-Za-z0-9_.+-]+/)) { word(substr(line, i, RLENGTH)); i += RLENGTH; continue }
+    i++
+  }
+  # A value may follow its key on the next line in JSON; a key alone on a line is done.
+  if (!assign) reset()
+}
+END { exit(found ? 0 : 1) }
+`;
+
+/** Shell: `config_says_server AGENT` (0: a file in $CONFIG_DIR makes AGENT a server, 1: none does, 2+: unreadable). */
+export function configSaysServerFunction(): string {
+  return `# 0 when an agent config file in $CONFIG_DIR (*.hcl, *.json) makes agent $1 (consul or
+# nomad) a server, 1 when none does, more when one cannot be read. Keys in any letter case,
+# HCL or JSON, as the agents themselves read them.
+config_says_server() {
+  local restore files
+  restore=$(shopt -p nullglob || true)
+  shopt -s nullglob
+  files=("$CONFIG_DIR"/*.hcl "$CONFIG_DIR"/*.json)
+  eval "$restore"
+  ((\${#files[@]} > 0)) || return 1
+  awk -v agent="$1" '${CONFIG_SAYS_SERVER_AWK}' "\${files[@]}"
+}`;
+}
+
 function refuseServerNode(c: Cluster, agent: AgentKind): string {
-  const configSaysServer =
-    agent === "consul"
-      ? `grep -Eqs '^[[:space:]]*server[[:space:]]*=[[:space:]]*true' "$CONFIG_DIR"/*.hcl`
-      : `cat "$CONFIG_DIR"/*.hcl 2>/dev/null | tr -d ' \\t\\r\\n' | grep -q 'server{enabled=true'`;
   // `consul info` / `nomad agent-info` print "server = true" in their consul/nomad section on a server.
   const agentSaysServer =
     agent === "consul"
@@ -159,8 +248,13 @@ function refuseServerNode(c: Cluster, agent: AgentKind): string {
         : `nomad agent-info -address=http://127.0.0.1:${NOMAD_HTTP_PORT} 2>/dev/null`;
   return `# Never turn a server into a client: on 2023-2025 VMs one of the team's VMs runs the only
 # servers, and overwriting its config would destroy them.
-if ${configSaysServer}; then
+${configSaysServerFunction()}
+server_config=0
+config_says_server ${agent} || server_config=$?
+if ((server_config == 0)); then
   fail "$CONFIG_DIR configures a $AGENT SERVER on this VM: it is not a client node (servers.vm?); nothing was changed"
+elif ((server_config != 1)); then
+  fail "cannot read the $AGENT config files in $CONFIG_DIR to tell whether this VM runs a server; nothing was changed"
 fi
 if ${agentSaysServer} | grep -Eq '^[[:space:]]*server[[:space:]]*=[[:space:]]*true'; then
   fail "the running $AGENT agent on this VM is a SERVER: it is not a client node (servers.vm?); nothing was changed"
@@ -305,13 +399,66 @@ describe_membership() { nomad node status -self 2>&1 | head -n 20 || true; }`;
 }
 
 /**
+ * Nomad: moving the client's state from the previous data_dir (PREVIOUS_NOMAD_DATA_DIR) to
+ * NOMAD_DATA_DIR, once, before the new config is installed. Only on a node that runs no
+ * allocation: the state database and the allocation directories (bind-mounted into the
+ * containers, with tmpfs secrets inside) cannot move under running tasks. A node under
+ * `maintenance: true` is drained here first; any other node that still runs allocations is
+ * refused with what to do, and nothing is changed. The node keeps its ID (client/client-id
+ * moves along), so the servers see the same node come back.
+ */
+function dataDirMoveStep(c: Cluster, n: ClusterNode): string {
+  // Without an offline validation the install restores the previous files when the agent
+  // does not come up (restore_previous), and the moved state goes back with them.
+  const tracked = !canValidateOffline(c, "nomad");
+  return `readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
+readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
+readonly DATA_DIR=${sh(NOMAD_DATA_DIR)}
+readonly PREVIOUS_DATA_DIR=${sh(PREVIOUS_NOMAD_DATA_DIR)}
+# Containers Nomad runs carry this label (its docker driver sets it on every task).
+running_allocation_containers() {
+  docker ps -q --filter label=com.hashicorp.nomad.alloc_id | wc -l
+}
+${tracked ? "moved_state=false\n" : ""}move_state() {
+  local from=$1 to=$2 entry
+  mkdir -p "$to"
+  chmod 0711 "$to"
+  for entry in "$from"/* "$from"/.[!.]*; do
+    if [[ -e "$entry" ]]; then mv "$entry" "$to/"; fi
+  done
+}
+if [[ ! -e "$DATA_DIR/client/client-id" && -e "$PREVIOUS_DATA_DIR/client/client-id" ]]; then
+  log "the Nomad client's data_dir moves from $PREVIOUS_DATA_DIR to $DATA_DIR (the provider's Nomad role takes $PREVIOUS_DATA_DIR over)"
+  running=$(running_allocation_containers) || fail "cannot list this VM's Nomad containers (docker ps); nothing was changed"
+  if ((running > 0)) && [[ "$MAINTENANCE" == true ]]; then
+    log "draining this node first (maintenance: true, deadline $DRAIN_DEADLINE)"
+    nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
+    until=$((SECONDS + 60))
+    while running=$(running_allocation_containers) && ((running > 0 && SECONDS < until)); do sleep 2; done
+  fi
+  if ((running > 0)); then
+    fail "this node still runs $running Nomad allocation container(s), and the client's state cannot move from $PREVIOUS_DATA_DIR to $DATA_DIR under them: set maintenance: true on node ${commentText(n.name)} and deploy (this install then drains the node and moves the state), then clear it (docs/operations.md, \\"Moving the Nomad data directory\\"); nothing was changed"
+  fi
+  systemctl stop nomad
+  # Leftovers of stopped allocations (their secrets/ and private/ tmpfs) would be moved
+  # while mounted: unmount them, deepest first.
+  findmnt -rn -o TARGET | awk -v p="$PREVIOUS_DATA_DIR/" 'index($0, p) == 1' | sort -r | while read -r mnt; do
+    umount "$mnt" || umount -l "$mnt"
+  done
+  move_state "$PREVIOUS_DATA_DIR" "$DATA_DIR"
+${tracked ? "  moved_state=true\n" : ""}  # Nomad starts again with the new config below (the config changed with it).
+  mkdir -p "$(dirname "$RESTART_PENDING")"
+  touch "$RESTART_PENDING"
+  log "moved the Nomad client's state to $DATA_DIR (node ID kept)"
+fi`;
+}
+
+/**
  * The Nomad maintenance step: drain with a deadline while `maintenance: true`, and end
  * the drain (eligibility back) when the flag is cleared.
  */
-function maintenanceStep(c: Cluster, n: ClusterNode): string {
+function maintenanceStep(): string {
   return `
-readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
-readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
 if [[ "$MAINTENANCE" == true ]]; then
   log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
@@ -411,7 +558,16 @@ agent_up() {
     sleep 1
   done
 }
-restore_previous() {
+restore_previous() {${
+  agent === "nomad"
+    ? `
+  if [[ "$moved_state" == true ]]; then
+    systemctl stop "$AGENT" || true
+    move_state "$DATA_DIR" "$PREVIOUS_DATA_DIR"
+    moved_state=false
+  fi`
+    : ""
+}
   for ((i = 0; i < \${#MANAGED[@]}; i += 3)); do
     target=\${MANAGED[i + 1]}
     if [[ -e "$backup/$i" ]]; then cp -p "$backup/$i" "$target"; else rm -f "$target"; fi
@@ -422,6 +578,7 @@ restore_previous() {
 }`
 }
 
+${agent === "nomad" ? dataDirMoveStep(c, n) : ""}
 changed=false
 if [[ -e "$RESTART_PENDING" ]]; then
   log "an earlier run installed files but did not get to restart $AGENT"
@@ -478,7 +635,7 @@ until joined "$address"; do
   sleep 2
 done
 log "joined with address $address"
-${agent === "nomad" ? maintenanceStep(c, n) : ""}
+${agent === "nomad" ? maintenanceStep() : ""}
 `;
 }
 

@@ -18,7 +18,7 @@ import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { NOMAD_HTTP_PORT } from "../agents";
 import { str } from "../hcl";
-import { REGISTRY_PASSWORD_ENV, dockerAuth, heredoc, resourcesBlock, secretsTemplate, usesRegistryAuth } from "./common";
+import { REGISTRY_PASSWORD_ENV, dockerAuth, heredoc, resourcesBlock, secretsInNomadVariables, secretsTemplate, usesRegistryAuth } from "./common";
 import { APM_NAME, CELERY_QUEUE, QUEUE_METRICS, STRATEGY_NAME } from "./scaling";
 
 /** Prometheus of the metrics job (metrics.ts): loopback only, same network namespace (host). */
@@ -71,7 +71,7 @@ http {
   bind_port    = ${AUTOSCALER_HTTP_PORT}
 }
 
-# The Nomad client of this node (overlay address), which forwards to the servers.${c.nomad.acl ? `\n# Token: ${NOMAD_TOKEN_ENV} in the task's environment (the job's Nomad Variable).` : ""}
+# The Nomad client of this node (overlay address), which forwards to the servers.${c.nomad.acl ? `\n# Token: ${NOMAD_TOKEN_ENV} in the task's environment (${secretsInNomadVariables(c) ? "the job's Nomad Variable" : `Consul KV: Nomad ${commentText(c.versions.nomad)} has no Variables`}).` : ""}
 nomad {
   address = "http://{{ env "attr.unique.network.ip-address" }}:${NOMAD_HTTP_PORT}"
   region  = ${str(c.region)}

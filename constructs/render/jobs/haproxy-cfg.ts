@@ -15,7 +15,8 @@
 import { commentText } from "../../escape";
 import { OMIT, tidy } from "../hcl";
 import type { Cluster } from "../../description/schema";
-import { peakInstances, type ScaledJob } from "./common";
+import { consulSecretsPrefix, peakInstances, secretsInNomadVariables, variablePath, type ScaledJob } from "./common";
+import { supports } from "../../versions";
 
 export interface HaproxyRuntime {
   /** The node's overlay address: per-VM tunnel, health/stats listener, Consul DNS. */
@@ -201,16 +202,29 @@ export function renderHaproxyConfig(c: Cluster, rt: HaproxyRuntime): string {
   const hp = c.app.haproxy;
   const metrics = c.metrics.enabled;
   const relay = relaysConsulMetrics(c);
-  return tidy(`# HAProxy for cluster ${commentText(c.name)}: the same file on every node (Nomad Variable nomad/jobs/haproxy,
-# item haproxy_cfg, written by Terraform); "\${${NODE_ADDRESS_ENV}}" is the node's overlay address.
+  const withReloadScript = supports(c.versions, "templateChangeScript");
+  const stored = secretsInNomadVariables(c)
+    ? `Nomad Variable ${variablePath("haproxy")},\n# item haproxy_cfg`
+    : `Consul KV\n# ${consulSecretsPrefix("haproxy")}haproxy_cfg: Nomad ${commentText(c.versions.nomad)} has no Variables`;
+  return tidy(`# HAProxy for cluster ${commentText(c.name)}: the same file on every node (${stored}, written by Terraform); "\${${NODE_ADDRESS_ENV}}" is the node's overlay address.
 # Runs in master-worker mode (the image's entrypoint passes -W -db); SIGUSR2 reloads it
-# gracefully: old workers finish their connections while new ones take the sockets. The
-# reload script saves the servers' state first (see renderHaproxyReloadScript).
+# gracefully: old workers finish their connections while new ones take the sockets. ${
+    withReloadScript
+      ? `The
+# reload script saves the servers' state first (see renderHaproxyReloadScript).`
+      : `Nomad
+# ${commentText(c.versions.nomad)} sends the signal itself (no change_script before 1.4): no state is saved first.`
+  }
 
 global
   log stdout format raw local0 info
-  # Local admin socket (inside the task directory only): the reload script saves the
-  # servers' state through it, so a new worker does not start with empty backends.
+  # Local admin socket (inside the task directory only)${
+    withReloadScript
+      ? `: the reload script saves the
+  # servers' state through it, so a new worker does not start with empty backends.`
+      : `, for an operator's look at the
+  # servers (nomad alloc exec ... socat); a reload starts new workers from DNS.`
+  }
   stats socket ${rt.runDir}/haproxy.sock mode 600 level admin
   server-state-file ${rt.runDir}/haproxy.state
   # From the job's memory (${hp.resources.memory} MiB): ~${HAPROXY_MEMORY.perConnectionKiB} KiB per connection, twice

@@ -118,21 +118,27 @@ ${
         perms       = "0755"
         change_mode = "noop"
       }`
-    : `      # Rendered first: the config template's change script.`
+    : OMIT
 }
-      template {
+${
+  candidate
+    ? `      template {
         data        = ${heredoc(renderHaproxyReloadScript(nomadHaproxyRuntime(c)), "        ")}
         destination = "local/reload.sh"
         perms       = "0755"
         change_mode = "noop"
-      }
+      }`
+    : OMIT
+}
 
       # The node's overlay address, for haproxy.cfg ("\${${NODE_ADDRESS_ENV}}").
       env {
         ${NODE_ADDRESS_ENV} = "\${attr.unique.network.ip-address}"
       }
 
-      # haproxy.cfg is the same on every node and lives in this job's Nomad Variable
+      # haproxy.cfg is the same on every node and lives in ${
+        secretsInNomadVariables(c) ? "this job's Nomad Variable" : `Consul KV (Nomad ${commentText(c.versions.nomad)} has no Variables)`
+      }
       # (written by Terraform, readable in the synth output as rendered/jobs/haproxy.cfg):
       # a change re-renders this template on the running allocations and reloads HAProxy
       # in place. In the jobspec itself it would be a template change, which Nomad applies
