@@ -22,7 +22,7 @@ import * as os from "os";
 import * as path from "path";
 import { announceSelectedDescription } from "../constructs/description/selection";
 import type { Cluster, ClusterNode } from "../constructs/description/schema";
-import { CONSUL_HTTP_PORT, NOMAD_HTTP_PORT, consulSecretFiles, nomadSecretFiles } from "../constructs/render/agents";
+import { CONSUL_DATA_DIR, CONSUL_HTTP_PORT, NOMAD_DATA_DIR, NOMAD_HTTP_PORT, consulSecretFiles, nomadSecretFiles } from "../constructs/render/agents";
 import { serversHttpUrl, serversPlacementQuery, sh } from "../constructs/render/scripts";
 import { ipToInt, parseCidr } from "../constructs/description/rules";
 
@@ -46,7 +46,7 @@ export const GO_HOST_KEY_ALGORITHMS = [
 ];
 
 /** Where the agents write (their data_dir, see constructs/render/agents.ts) and the least free space a deploy needs there. */
-export const AGENT_DATA_DIRS = ["/opt/consul", "/opt/nomad"];
+export const AGENT_DATA_DIRS = [CONSUL_DATA_DIR, NOMAD_DATA_DIR];
 export const MIN_FREE_MIB = 1024;
 
 /** Process names that may hold our reserved ports: our agents, and our jobs as Docker publishes them. */

@@ -22,6 +22,8 @@ export const NOMAD_HTTP_PORT = 4646;
  * state at the next install (scripts.ts, dataDirMoveStep; docs/operations.md).
  */
 export const NOMAD_DATA_DIR = "/var/lib/nomad-client";
+/** The Consul client's data_dir (the provider's unit and its /opt/consul, owned by consul). */
+export const CONSUL_DATA_DIR = "/opt/consul";
 /** Where the client kept its state before (the provider's own Nomad data directory). */
 export const PREVIOUS_NOMAD_DATA_DIR = "/opt/nomad";
 
@@ -135,7 +137,7 @@ ${header(c, n, "Consul client agent", `${CONSUL_CONFIG_DIR}/zz-extra.hcl`)}
 # The servers' datacenter (servers.datacenter): Consul refuses a client of another one.
 datacenter = ${str(c.servers.datacenter)}
 node_name  = ${str(n.name)}
-data_dir   = "/opt/consul"
+data_dir   = ${str(CONSUL_DATA_DIR)}
 server     = false
 log_level  = "INFO"
 
