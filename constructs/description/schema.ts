@@ -323,12 +323,25 @@ export const clusterSchema = z.strictObject({
         .strictObject({ eligible: z.literal(false, { error: "false: the server VM runs no Nomad client (client.enabled = false), so no HAProxy, and keepalived there would hold the floating IP with nothing behind it" }) })
         .default({ eligible: false }),
     }).optional().describe("The team's VM that runs the Consul and Nomad servers (2023-2025). Never provisioned by this program."),
-    /** Addresses the clients retry_join (Consul) and register with (Nomad). */
-    join: z.array(host).min(1, "at least one server address").max(16, "at most 16 server addresses").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
+    /**
+     * Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach
+     * them. Join what the provider really gives: the servers' IP from its mail ("IP interne
+     * utilisée par Consul et Nomad"; 2022: 172.16.2.N) or, 2023+, the server VM's overlay
+     * address (what its agents advertise). A name only where something publishes it: no
+     * year's playbook does (2022 writes its <team>.internal zone to a local file, 2023+ has
+     * no zone task), and an unresolvable name fails the install after the join timeout.
+     */
+    join: z
+      .array(host)
+      .min(1, "at least one server address")
+      .max(16, "at most 16 server addresses")
+      .describe(
+        "Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach them. Use the servers' IP from the provider's mail (\"IP interne utilisée par Consul et Nomad\"; 2022: 172.16.2.N) or, 2023+, the server VM's overlay address. A host name only if something publishes it: no year's playbook does (2022 writes its <team>.internal zone to a local file only, 2023+ has no zone task), and a name that does not resolve fails the install after the join timeout.",
+      ),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
-    consulHttpAddress: httpUrl("http://team.internal.example.org:8500").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
+    consulHttpAddress: httpUrl("https://consul-team.example.org").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
     /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
-    nomadHttpAddress: httpUrl("http://team.internal.example.org:4646").describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
+    nomadHttpAddress: httpUrl("https://nomad-team.example.org").describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
   }),
   bastion: z.strictObject({
     host,
