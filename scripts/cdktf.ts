@@ -5,7 +5,8 @@
  * 1. Loads and validates the description (CLUSTER_FILE, default the example) first: each
  *    problem is printed once and cdktf is not started (cdktf would echo the app's stderr a
  *    second time, inside its own error block).
- * 2. Says which description it loaded and its stack names (stderr), loudly for the example.
+ * 2. Says which description it loaded and its stack names (stderr), loudly for the example,
+ *    and, once, what a cluster without ACLs gives away (docs/trust-model.md).
  * 3. diff/deploy: refused without CLUSTER_FILE (the example is placeholders); every stack
  *    pattern must match a stack of that description, else it stops
  *    and names the description (instead of cdktf's bare "Could not find stack"). Without a
@@ -56,6 +57,7 @@ function main(argv: string[]): number {
   }
   const loaded = announceSelectedDescription();
   if (!loaded.ok) return 1;
+  process.stderr.write(loaded.warning);
   const { options, patterns } = splitArgs(argv.slice(1));
   const tty = process.stdout.isTTY === true;
   const env: NodeJS.ProcessEnv = {
