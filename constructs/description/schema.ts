@@ -410,7 +410,7 @@ export const clusterSchema = z.strictObject({
        * where overlay.linkDns is `agent` (the host's lookups of the internal domain reach
        * this agent); the provider's own servers use 1.1.1.1 and 1.0.0.1.
        */
-      recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
+      recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to: required with overlay.linkDns: agent, refused with none (they would make the agent an open resolver on the shared overlay; Consul has no per-source control)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
       extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time, server-mode keys refused."),
     })
