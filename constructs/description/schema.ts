@@ -404,7 +404,7 @@ export const clusterSchema = z.strictObject({
        * overlay is shared with other teams in some years, and the local Nomad agent and the
        * scripts need loopback only).
        */
-      httpOnOverlay: z.boolean().optional().describe("Serve Consul's HTTP/gRPC API on the overlay address too. Default: loopback only (the overlay may be shared with other teams)."),
+      httpOnOverlay: z.boolean().optional().describe("Serve Consul's HTTP/gRPC API on the overlay address too. Default: loopback only (other teams share the overlay)."),
       /**
        * Upstream DNS servers the client agent forwards names it does not own to. Required
        * where overlay.linkDns is `agent` (the host's lookups of the internal domain reach

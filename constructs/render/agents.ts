@@ -138,10 +138,11 @@ advertise_addr = ${str(addr)}
 
 ${c.consul.httpOnOverlay
     ? `# HTTP/gRPC on loopback (CLI, local Nomad agent) and, as the description asks
-# (consul.httpOnOverlay), on the overlay.
+# (consul.httpOnOverlay), on the overlay, where other teams reach it too.
 client_addr = ${str(`127.0.0.1 ${addr}`)}`
-    : `# HTTP/gRPC on loopback only (CLI, local Nomad agent): the overlay may be shared with
-# other teams (consul.httpOnOverlay: true opens it there).
+    : `# HTTP/gRPC on loopback only (CLI, local Nomad agent): other teams share the overlay
+# (consul.httpOnOverlay: true opens it there). Defence in depth, not a closure: without
+# Nomad ACLs a job anyone submits can run here with host networking (docs/trust-model.md).
 client_addr = "127.0.0.1"`}
 
 ${dnsComment(c)}
