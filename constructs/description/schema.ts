@@ -326,7 +326,7 @@ export const clusterSchema = z.strictObject({
     /**
      * Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach
      * them. Join what the provider really gives: the servers' IP from its mail ("IP interne
-     * utilisée par Consul et Nomad"; 2022: 172.16.2.N) or, 2023+, the server VM's overlay
+     * utilisée par Consul et Nomad"; 2022: "IP de Nomad/Consul", 172.16.2.N) or, 2023+, the server VM's overlay
      * address (what its agents advertise). A name only where something publishes it: no
      * year's playbook does (2022 writes its <team>.internal zone to a local file, 2023+ has
      * no zone task), and an unresolvable name fails the install after the join timeout.
@@ -336,7 +336,7 @@ export const clusterSchema = z.strictObject({
       .min(1, "at least one server address")
       .max(16, "at most 16 server addresses")
       .describe(
-        "Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach them. Use the servers' IP from the provider's mail (\"IP interne utilisée par Consul et Nomad\"; 2022: 172.16.2.N) or, 2023+, the server VM's overlay address. A host name only if something publishes it: no year's playbook does (2022 writes its <team>.internal zone to a local file only, 2023+ has no zone task), and a name that does not resolve fails the install after the join timeout.",
+        "Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach them. Use the servers' IP from the provider's mail (\"IP interne utilisée par Consul et Nomad\"; 2022: \"IP de Nomad/Consul\", 172.16.2.N) or, 2023+, the server VM's overlay address. A host name only if something publishes it: no year's playbook does (2022 writes its <team>.internal zone to a local file only, 2023+ has no zone task), and a name that does not resolve fails the install after the join timeout.",
       ),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
     consulHttpAddress: httpUrl("https://consul-team.example.org").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
