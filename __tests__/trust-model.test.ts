@@ -149,6 +149,11 @@ describe("agents expose no more than they must (rendered configs, HashiCorp's HC
           fs.writeFileSync(path.join(dir, "consul.hcl"), renderConsulConfig(c, c.nodes[0]));
           const r = spawnSync(consulBin, ["validate", dir], { encoding: "utf8", env: { ...process.env, CHECKPOINT_DISABLE: "1" } });
           expect({ y, status: r.status, out: `${r.stdout}${r.stderr}` }).toMatchObject({ y, status: 0 });
+          // the check can fail: the same file with the key misspelt is refused
+          fs.writeFileSync(path.join(dir, "consul.hcl"), renderConsulConfig(c, c.nodes[0]).replace("disable_update_check", "disable_update_chek"));
+          const bad = spawnSync(consulBin, ["validate", dir], { encoding: "utf8", env: { ...process.env, CHECKPOINT_DISABLE: "1" } });
+          expect({ y, status: bad.status, out: `${bad.stdout}${bad.stderr}` }).toMatchObject({ y, out: expect.stringContaining("disable_update_chek") });
+          expect(bad.status).not.toBe(0);
         } finally {
           fs.rmSync(dir, { recursive: true, force: true });
         }
