@@ -6,8 +6,8 @@
  * describe another description than the one just refused).
  *
  * It says which description it loaded and the stack names (loudly when CLUSTER_FILE is
- * unset and the example is used), unless an npm command wrapper (scripts/cdktf.ts) said it
- * already. Under `cdktf synth` the notice goes to stdout: cdktf prints the app's stdout as
+ * unset and the example is used), and what a cluster without ACLs gives away, unless an
+ * npm command wrapper (scripts/cdktf.ts) said it already. Under `cdktf synth` the notice goes to stdout: cdktf prints the app's stdout as
  * it is, but every stderr line as an "[ERROR]" log line.
  */
 import * as fs from "fs";
@@ -30,7 +30,7 @@ function main(): number {
   }
   if (process.env[ANNOUNCED_ENV] !== "1") {
     const underCdktf = process.env.CDKTF_CONTEXT_JSON !== undefined;
-    (underCdktf ? process.stdout : process.stderr).write(loaded.notice);
+    (underCdktf ? process.stdout : process.stderr).write(loaded.notice + loaded.warning);
   }
   const app = new App();
   defineCluster(app, loaded.cluster);

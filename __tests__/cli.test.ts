@@ -100,6 +100,24 @@ describe("npm run synth / diff / deploy (scripts/cdktf.ts around cdktf)", () => 
     // the notice is printed once (main.ts stays quiet under the wrapper)
     expect((r.all.match(/cluster description: /g) ?? []).length).toBe(1);
     expect(fs.readdirSync(path.join(out, "stacks")).sort()).toEqual(["team-blue-jobs", "team-blue-nodes"]);
+    // no ACLs (the example's, every provider year's): ONE warning naming what others can read, and where to read more
+    const warnings = r.all.split("\n").filter((l) => l.includes("WARNING: no ACLs"));
+    expect(warnings).toHaveLength(1);
+    expect(r.stderr).toContain(warnings[0]);
+    expect(warnings[0]).toMatch(/^WARNING: no ACLs \(consul\.acl and nomad\.acl off, as on every provider year\): anyone who reaches the servers' APIs \(other teams on the overlay, the Internet through the provider's tunnels\) can read the jobs' secrets \(S3 keys, the broker URL with its password and Grafana's admin password\) in Nomad Variables, run jobs on your nodes and register services that HAProxy sends your traffic to\. See docs\/trust-model\.md\.$/);
+    expect(fs.existsSync(path.join(REPO_ROOT, "docs", "trust-model.md"))).toBe(true);
+  }, 200000);
+
+  it("with Consul and Nomad ACLs on, synth prints no ACL warning", () => {
+    const file = path.join(dir, "team-acl.yaml");
+    const text = exampleText().replace("name: team-example", "name: team-acl");
+    fs.writeFileSync(file, `${text}\nconsul:\n  acl: true\nnomad:\n  acl: true\n`);
+    const out = path.join(dir, "out-acl");
+    const r = npmRun("synth", ["-o", out], { CLUSTER_FILE: file });
+    expect({ status: r.status, all: r.all }).toMatchObject({ status: 0 });
+    expect(r.stderr).toContain(`cluster description: ${file} (CLUSTER_FILE) -> stacks team-acl-nodes, team-acl-jobs`);
+    expect(r.all).not.toContain("WARNING");
+    expect(r.all).not.toContain("trust-model");
   }, 200000);
 
   it("a stack pattern of another cluster stops before cdktf and names the description that was loaded", () => {
@@ -194,7 +212,11 @@ describe("main.ts says which description it loaded", () => {
     expect(example.stderr).toContain("NOTE: CLUSTER_FILE is not set, so this is THE EXAMPLE cluster");
     expect(example.stdout).toBe("");
     const underCdktf = runMain({ CLUSTER_FILE: "clusters/example.yaml", CDKTF_CONTEXT_JSON: "{}" });
-    expect(underCdktf.stdout).toBe("cluster description: clusters/example.yaml (CLUSTER_FILE) -> stacks team-example-nodes, team-example-jobs\n");
+    // the notice, then the example's no-ACL warning (one line)
+    const [notice, warning, ...rest] = underCdktf.stdout.split("\n");
+    expect(notice).toBe("cluster description: clusters/example.yaml (CLUSTER_FILE) -> stacks team-example-nodes, team-example-jobs");
+    expect(warning).toMatch(/^WARNING: no ACLs .* See docs\/trust-model\.md\.$/);
+    expect(rest).toEqual([""]);
     expect(underCdktf.stderr).toBe("");
   });
 });

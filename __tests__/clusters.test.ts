@@ -46,6 +46,16 @@ const FACTS = {
   "2025": { consul: "1.20.5", nomad: "1.9.7", datacenter: "team-2025", serverVm: true, iface: "vxlan5", linkDns: "agent", nodes: 2 },
 } as const;
 
+/**
+ * What the shipped descriptions join: an address that year's provider gives, since no
+ * year's playbook publishes a name for the servers (2022 writes its zone to a local file,
+ * 2023+ has no zone task). 2022: the mail's consul_address of the placeholder team
+ * (172.16.2.N, N = 7, as its floating IP 172.16.3.7); 2023+: the server VM's overlay
+ * address, which its agents advertise.
+ */
+const JOIN: Record<(typeof GENERATIONS)[number], string> = { "2022": "172.16.2.7", "2023": "172.16.1.30", "2024": "172.16.4.100", "2025": "172.16.5.100" };
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
 describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
   const facts = FACTS[year];
   let c: Cluster;
@@ -69,6 +79,21 @@ describe.each(GENERATIONS)("clusters/provider-%s.yaml", (year) => {
     expect(c.servers.vm !== undefined).toBe(facts.serverVm);
     // 2023+: three VMs = the server VM + two client nodes; 2022: two client nodes.
     expect(c.nodes.length + (c.servers.vm ? 1 : 0)).toBe(facts.serverVm ? 3 : 2);
+  });
+
+  it("joins an address that year's provider gives (no name: no playbook publishes one), in both agents and the install's server checks", async () => {
+    expect(c.servers.join).toEqual([JOIN[year]]);
+    expect(c.servers.join.every((a) => IPV4.test(a))).toBe(true);
+    if (c.servers.vm) expect(c.servers.join).toEqual([c.servers.vm.overlayAddress]);
+    for (const n of c.nodes) {
+      const consul = await parseHcl("c.hcl", nodes[`rendered/${n.name}/consul/consul.hcl`]);
+      expect(consul.retry_join).toEqual([JOIN[year]]);
+      const nomad = await parseHcl("n.hcl", nodes[`rendered/${n.name}/nomad/nomad.hcl`]);
+      expect(nomad.client[0].server_join[0].retry_join).toEqual([JOIN[year]]);
+      // the install asks the servers at that address: nothing to resolve before the join
+      expect(nodes[`rendered/${n.name}/consul/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${JOIN[year]}:8500'`);
+      expect(nodes[`rendered/${n.name}/nomad/install.sh`]).toContain(`readonly SERVERS_HTTP='http://${JOIN[year]}:4646'`);
+    }
   });
 
   it("clients join the servers' datacenter and region, and never provision the server VM", async () => {
@@ -163,6 +188,14 @@ describe("descriptions the generations' facts rule out", () => {
   it("a link that sends DNS to the agent needs recursors", () => {
     const t = text.replace("  recursors: [1.1.1.1, 1.0.0.1] # as the provider's servers\n", "  recursors: []\n");
     expect(problems(t)).toEqual([expect.stringMatching(/^consul\.recursors: expected at least one upstream DNS server/)]);
+  });
+
+  it("a link that sends no DNS to the agent refuses recursors (they would only open a resolver to the overlay)", () => {
+    const t2022 = fs.readFileSync(path.join(CLUSTERS, "provider-2022.yaml"), "utf8").replace("  linkDns: none\n", "  linkDns: none\nconsul:\n  recursors: [1.1.1.1]\n");
+    expect(t2022).toContain("recursors: [1.1.1.1]");
+    expect(problems(t2022)).toEqual([expect.stringMatching(/^consul\.recursors: expected none with overlay\.linkDns: none: .*open resolver for everyone on the shared overlay/)]);
+    // the same recursors with the link that needs them are accepted
+    expect(problems(t2022.replace("  linkDns: none\n", "  linkDns: agent\n"))).toEqual([]);
   });
 
   it("a version older than the oldest supported names the field, the version and the minimum", () => {

@@ -46,8 +46,8 @@ describe("jobs stack (example cluster)", () => {
   });
 
   it("configures the Nomad and Consul providers from the servers' HTTP APIs", () => {
-    expect(stack.provider.nomad).toEqual([{ address: "http://team-example.internal.example.org:4646", region: "global" }]);
-    expect(stack.provider.consul).toEqual([{ address: "team-example.internal.example.org:8500", scheme: "http", datacenter: "dc1" }]);
+    expect(stack.provider.nomad).toEqual([{ address: "https://nomad-team-example.example.org", region: "global" }]);
+    expect(stack.provider.consul).toEqual([{ address: "consul-team-example.example.org:443", scheme: "https", datacenter: "dc1" }]);
   });
 
   it("registers the four jobs and the metrics job at readable addresses, waiting for their deployments", () => {

@@ -120,14 +120,17 @@ describe("nodes stack (example cluster)", () => {
       bind_addr: "172.16.1.11",
       advertise_addr: "172.16.1.11",
       client_addr: "127.0.0.1", // loopback only unless consul.httpOnOverlay
-      retry_join: ["team-example.internal.example.org"],
+      retry_join: ["172.16.2.100"], // the servers' IP: no name is published for them
       leave_on_terminate: false,
+      disable_update_check: true, // no call to HashiCorp's checkpoint service at start
       rejoin_after_leave: true,
       enable_script_checks: false,
     });
     expect(hcl.addresses[0].dns).toBe("172.16.1.11");
     expect(hcl.ports[0].dns).toBe(53);
     expect(hcl.dns_config[0]).toMatchObject({ use_cache: true, allow_stale: true });
+    // linkDns: none (the example): nothing sends host lookups to this agent, so no open resolver on the overlay
+    expect(hcl).not.toHaveProperty("recursors");
     expect(hcl).not.toHaveProperty("encrypt");
     const node2 = await parseHcl("consul.hcl", files["rendered/node-2/consul/consul.hcl"]);
     expect(node2.bind_addr).toBe("172.16.1.12");
@@ -141,7 +144,10 @@ describe("nodes stack (example cluster)", () => {
     expect(client.enabled).toBe(true);
     expect(client.network_interface).toBe("vxlan100");
     expect(client.host_network.overlay[0].interface).toBe("vxlan100");
-    expect(client.server_join[0].retry_join).toEqual(["team-example.internal.example.org"]);
+    expect(client.server_join[0].retry_join).toEqual(["172.16.2.100"]);
+    // nobody who reaches the servers' API can exec into our tasks; no checkpoint call at start
+    expect(client.disable_remote_exec).toBe(true);
+    expect(hcl.disable_update_check).toBe(true);
     expect(client.meta).toEqual({ floating_ip_eligible: "true" });
     expect(client).not.toHaveProperty("drain_on_shutdown");
     // Nomad caps kill_timeout at the client's max_kill_timeout (default 30s): the worker's
@@ -286,7 +292,7 @@ describe("nodes stack options", () => {
       expect(install).toContain("printf 'NOMAD_TLS_SERVER_NAME=%q\\n' 'client.global.nomad'");
       // the node's own agent through the environment; only the servers and the loopback server probe are named
       expect(install.match(/-address=\S+/g)).toEqual(["-address=https://127.0.0.1:4646", '-address="$SERVERS_HTTP"']);
-      expect(install).toContain("readonly SERVERS_HTTP='https://team-example.internal.example.org:4646'");
+      expect(install).toContain("readonly SERVERS_HTTP='https://172.16.2.100:4646'");
     } finally {
       cleanup(out);
     }

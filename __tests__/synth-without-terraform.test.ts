@@ -27,9 +27,11 @@ describe("synth without a terraform binary", () => {
       env: { HOME: dir, PATH: bin, CDKTF_OUTDIR: outdir },
       encoding: "utf8",
     });
-    // only main.ts's notice of the description it loaded: no warning, no error
+    // only main.ts's notice of the description it loaded and the example's one no-ACL line
+    // (docs/trust-model.md): no other warning, no error
     expect(r.stderr).toContain("cluster description: clusters/example.yaml -> stacks team-example-nodes, team-example-jobs\n");
-    expect(r.stderr.replace(/^(cluster description|NOTE): .*\n/gm, "")).toBe("");
+    expect(r.stderr.match(/^WARNING: no ACLs .*\n/gm)).toHaveLength(1);
+    expect(r.stderr.replace(/^(cluster description|NOTE|WARNING: no ACLs)\b.*\n/gm, "")).toBe("");
     expect(r.status).toBe(0);
     expect(fs.existsSync(path.join(outdir, "stacks", "team-example-nodes", "cdk.tf.json"))).toBe(true);
   });

@@ -73,7 +73,7 @@ describe("topology picture", () => {
     expect(m).toMatch(/tunnel_public -->\|":8081"\| fip/);
     expect(m).toContain("https://team-example.example.org/");
     expect(m).toContain("Consul + Nomad servers");
-    expect(m).toContain("team-example.internal.example.org");
+    expect(m).toContain("172.16.2.100"); // servers.join: the servers' IP
     expect(m).toMatch(/n_node_1_keepalived -\.-\|"VRRP unicast"\| n_node_2_keepalived/);
     expect(m).toContain(`web ×${example.app.web.count}`);
     expect(m).toContain(`api ×${example.app.api.count}`);

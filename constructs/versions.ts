@@ -122,7 +122,25 @@ export const FEATURES = {
     usedBy: "metrics.enabled: telemetry { publish_node_metrics, publish_allocation_metrics } (host CPU/memory, allocations' usage)",
     source: "developer.hashicorp.com/nomad/docs/v1.2.x/configuration/telemetry (publish_allocation_metrics, publish_node_metrics)",
   },
+  nomadDisableRemoteExec: {
+    product: "nomad",
+    since: "0.9.2",
+    usedBy: "client { disable_remote_exec = true } in nomad.hcl (no `nomad alloc exec` into our tasks)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/configuration/client#disable_remote_exec (also in the v0.12.x docs; added with `nomad alloc exec`, Nomad 0.9.2 changelog)",
+  },
+  nomadDisableUpdateCheck: {
+    product: "nomad",
+    since: "0.4.0",
+    usedBy: "disable_update_check = true in nomad.hcl (no call to HashiCorp's checkpoint service)",
+    source: "developer.hashicorp.com/nomad/docs/v1.2.x/configuration#disable_update_check",
+  },
   // ---- Consul: agent configuration -------------------------------------------------
+  consulDisableUpdateCheck: {
+    product: "consul",
+    since: "0.5.0",
+    usedBy: "disable_update_check = true in consul.hcl (the agent otherwise calls HashiCorp's checkpoint service at every start)",
+    source: "developer.hashicorp.com/consul/docs/v1.11.x/agent/options#disable_update_check",
+  },
   consulTelemetryPrometheus: {
     product: "consul",
     since: "1.1.0",

@@ -5,7 +5,8 @@
  * 1. Loads and validates the description (CLUSTER_FILE, default the example) first: each
  *    problem is printed once and cdktf is not started (cdktf would echo the app's stderr a
  *    second time, inside its own error block).
- * 2. Says which description it loaded and its stack names (stderr), loudly for the example.
+ * 2. Says which description it loaded and its stack names (stderr), loudly for the example,
+ *    and, once, what a cluster without ACLs gives away (docs/trust-model.md).
  * 3. diff/deploy: refused without CLUSTER_FILE (the example is placeholders); every stack
  *    pattern must match a stack of that description, else it stops
  *    and names the description (instead of cdktf's bare "Could not find stack"). Without a
@@ -132,6 +133,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const loaded = announceSelectedDescription();
   if (!loaded.ok) return 1;
+  process.stderr.write(loaded.warning);
   const detailed = argv.includes(DETAILED_EXITCODE);
   if (detailed && command !== "diff") {
     process.stderr.write(`error: ${DETAILED_EXITCODE} is an option of diff only\n`);

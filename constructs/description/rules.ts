@@ -91,7 +91,16 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
     v.push({
       path: ["consul", "recursors"],
       message:
-        "expected at least one upstream DNS server (e.g. [1.1.1.1, 1.0.0.1], what the provider's servers use): with overlay.linkDns: agent the host sends *.internal.<domain> lookups to this Consul agent, which without recursors cannot answer them, and retry_join on such a name never resolves",
+        "expected at least one upstream DNS server (e.g. [1.1.1.1, 1.0.0.1], what the provider's servers use): with overlay.linkDns: agent the host sends *.internal.<domain> lookups to this Consul agent, which without recursors cannot answer them",
+    });
+  }
+  if (c.overlay?.linkDns === "none" && c.consul && c.consul.recursors.length > 0) {
+    // Consul's DNS listens on the overlay address and has no per-source control: recursors
+    // there would serve every team on the overlay, and nothing on this link needs them.
+    v.push({
+      path: ["consul", "recursors"],
+      message:
+        "expected none with overlay.linkDns: none: the link sends no host lookups to this Consul agent, so recursors would only make it an open resolver for everyone on the shared overlay (HAProxy asks it for *.consul names only); remove them, or set linkDns: agent if the link does send *.internal.<domain> to the agent",
     });
   }
   if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);

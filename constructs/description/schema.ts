@@ -407,12 +407,25 @@ export const clusterSchema = z.strictObject({
         .strictObject({ eligible: z.literal(false, { error: "false: the server VM runs no Nomad client (client.enabled = false), so no HAProxy, and keepalived there would hold the floating IP with nothing behind it" }) })
         .default({ eligible: false }),
     }).optional().describe("The team's VM that runs the Consul and Nomad servers (2023-2025). Never provisioned by this program."),
-    /** Addresses the clients retry_join (Consul) and register with (Nomad). */
-    join: z.array(host).min(1, "at least one server address").max(16, "at most 16 server addresses").describe("Addresses the clients retry_join (Consul) and register with (Nomad)."),
+    /**
+     * Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach
+     * them. Join what the provider really gives: the servers' IP from its mail ("IP interne
+     * utilisée par Consul et Nomad"; 2022: "IP de Nomad/Consul", 172.16.2.N) or, 2023+, the server VM's overlay
+     * address (what its agents advertise). A name only where something publishes it: no
+     * year's playbook does (2022 writes its <team>.internal zone to a local file, 2023+ has
+     * no zone task), and an unresolvable name fails the install after the join timeout.
+     */
+    join: z
+      .array(host)
+      .min(1, "at least one server address")
+      .max(16, "at most 16 server addresses")
+      .describe(
+        "Addresses the clients retry_join (Consul) and register with (Nomad), as the VMs reach them. Use the servers' IP from the provider's mail (\"IP interne utilisée par Consul et Nomad\"; 2022: \"IP de Nomad/Consul\", 172.16.2.N) or, 2023+, the server VM's overlay address. A host name only if something publishes it: no year's playbook does (2022 writes its <team>.internal zone to a local file only, 2023+ has no zone task), and a name that does not resolve fails the install after the join timeout.",
+      ),
     /** Consul HTTP API used by Terraform (provider) and shown in outputs. */
-    consulHttpAddress: httpUrl("http://team.internal.example.org:8500").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
+    consulHttpAddress: httpUrl("https://consul-team.example.org").describe("Consul HTTP API used by Terraform (provider) and shown in outputs."),
     /** Nomad HTTP API used by Terraform (provider) and shown in outputs. */
-    nomadHttpAddress: httpUrl("http://team.internal.example.org:4646").describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
+    nomadHttpAddress: httpUrl("https://nomad-team.example.org").describe("Nomad HTTP API used by Terraform (provider) and shown in outputs."),
   }),
   bastion: z.strictObject({
     host,
@@ -475,13 +488,13 @@ export const clusterSchema = z.strictObject({
        * overlay is shared with other teams in some years, and the local Nomad agent and the
        * scripts need loopback only).
        */
-      httpOnOverlay: z.boolean().optional().describe("Serve Consul's HTTP/gRPC API on the overlay address too. Default: loopback only (the overlay may be shared with other teams)."),
+      httpOnOverlay: z.boolean().optional().describe("Serve Consul's HTTP/gRPC API on the overlay address too. Default: loopback only (other teams share the overlay)."),
       /**
        * Upstream DNS servers the client agent forwards names it does not own to. Required
        * where overlay.linkDns is `agent` (the host's lookups of the internal domain reach
        * this agent); the provider's own servers use 1.1.1.1 and 1.0.0.1.
        */
-      recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to (required with overlay.linkDns: agent)."),
+      recursors: z.array(ipv4).default([]).describe("Upstream DNS servers the Consul client forwards non-Consul names to: required with overlay.linkDns: agent, refused with none (they would make the agent an open resolver on the shared overlay; Consul has no per-source control)."),
       /** Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl). */
       extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/consul.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })

@@ -10,6 +10,7 @@ import * as path from "path";
 import { formatProblems, loadDescriptionFile } from "./load";
 import type { Cluster } from "./schema";
 import { stackNames } from "../stack-names";
+import { withoutAclsWarning } from "./exposure";
 
 export const DEFAULT_CLUSTER_FILE = "clusters/example.yaml";
 /** Set by the npm command wrappers once they have printed the notice (main.ts then stays quiet). */
@@ -45,7 +46,15 @@ export function selectionNotice(sel: SelectedDescription, cluster: Pick<Cluster,
 }
 
 export type LoadedSelection =
-  | { ok: true; selection: SelectedDescription; cluster: Cluster; stacks: string[]; notice: string }
+  | {
+      ok: true;
+      selection: SelectedDescription;
+      cluster: Cluster;
+      stacks: string[];
+      notice: string;
+      /** One line when the cluster runs without ACLs (what others can read; docs/trust-model.md), else "". Printed by synth/diff/deploy. */
+      warning: string;
+    }
   | { ok: false; selection: SelectedDescription; message: string };
 
 /** Loads and validates the selected description; `message` lists every problem once. */
@@ -56,7 +65,14 @@ export function loadSelectedDescription(env: NodeJS.ProcessEnv = process.env, cw
     const hint = selection.fromEnv ? "" : `\n(CLUSTER_FILE is not set: this is the example ${DEFAULT_CLUSTER_FILE})`;
     return { ok: false, selection, message: `${formatProblems(selection.file, loaded.problems)}${hint}\n` };
   }
-  return { ok: true, selection, cluster: loaded.cluster, stacks: stackNames(loaded.cluster), notice: selectionNotice(selection, loaded.cluster) };
+  return {
+    ok: true,
+    selection,
+    cluster: loaded.cluster,
+    stacks: stackNames(loaded.cluster),
+    notice: selectionNotice(selection, loaded.cluster),
+    warning: withoutAclsWarning(loaded.cluster) ?? "",
+  };
 }
 
 /**

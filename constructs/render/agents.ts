@@ -141,6 +141,10 @@ data_dir   = ${str(CONSUL_DATA_DIR)}
 server     = false
 log_level  = "INFO"
 
+# No call to HashiCorp's checkpoint service at every start (version and bulletin check):
+# the node tells no outside service what it runs.
+disable_update_check = true
+
 # The overlay does not carry the default route: bind and advertise it explicitly, or the
 # agent would advertise the default-route address that other nodes cannot use.
 bind_addr      = ${str(addr)}
@@ -148,10 +152,11 @@ advertise_addr = ${str(addr)}
 
 ${c.consul.httpOnOverlay
     ? `# HTTP/gRPC on loopback (CLI, local Nomad agent) and, as the description asks
-# (consul.httpOnOverlay), on the overlay.
+# (consul.httpOnOverlay), on the overlay, where other teams reach it too.
 client_addr = ${str(`127.0.0.1 ${addr}`)}`
-    : `# HTTP/gRPC on loopback only (CLI, local Nomad agent): the overlay may be shared with
-# other teams (consul.httpOnOverlay: true opens it there).
+    : `# HTTP/gRPC on loopback only (CLI, local Nomad agent): other teams share the overlay
+# (consul.httpOnOverlay: true opens it there). Defence in depth, not a closure: without
+# Nomad ACLs a job anyone submits can run here with host networking (docs/trust-model.md).
 client_addr = "127.0.0.1"`}
 
 ${dnsComment(c)}
@@ -170,8 +175,10 @@ dns_config {
   allow_stale     = true
   enable_truncate = true
 }
-${when(c.consul.recursors.length > 0, () => `# Names this agent does not own (the provider's internal domain, the Internet) are
-# forwarded upstream, as the provider's own servers do.
+${when(c.overlay.linkDns === "agent" && c.consul.recursors.length > 0, () => `# Names this agent does not own (the provider's internal domain, the Internet) are
+# forwarded upstream, as the provider's own servers do: the link sends the host's lookups
+# here. Consul has no per-source control: anyone on the overlay may use it as a resolver
+# (docs/trust-model.md).
 recursors = ${strList(c.consul.recursors)}`)}
 
 retry_join     = ${strList(c.servers.join)}
@@ -252,6 +259,9 @@ name       = ${str(n.name)}
 data_dir   = ${str(NOMAD_DATA_DIR)}
 log_level  = "INFO"
 
+# No call to HashiCorp's checkpoint service (version and bulletin check).
+disable_update_check = true
+
 # Bind and advertise the overlay address (the default route is elsewhere).
 bind_addr = ${str(addr)}
 advertise {
@@ -288,6 +298,9 @@ ${mapLines(meta, "    ")}
   max_kill_timeout = ${str(maxKillTimeout(c))}
   # No drain_on_shutdown: with it, every systemd restart for a config change would drain
   # the node (Nomad #17093). Drains are explicit: maintenance flag and decommission.
+  # No \`nomad alloc exec\` into our tasks: without Nomad ACLs, anyone who reaches the
+  # servers' API could run a shell in them and read their secrets (docs/trust-model.md).
+  disable_remote_exec = true
 }
 
 # A client restart keeps its allocations running; never leave on a signal.
