@@ -229,3 +229,12 @@ export async function startProviderServer(sb: Sandbox, ns: string, year: Provide
 export function startRenderedClient(sb: Sandbox, ns: string, configText: string, nodeName: string): ConsulAgent {
   return startConsul(sb, ns, { name: nodeName, configText, http: "http://127.0.0.1:8500" });
 }
+
+/**
+ * Makes the servers forget a node (a test bed reused across cases): `consul force-leave
+ * -prune` removes it from the members, then the catalog entry is deregistered.
+ */
+export function forgetNode(sb: Sandbox, server: ConsulAgent, node: string): void {
+  consulCli(sb, server.ns, ["force-leave", "-prune", `-http-addr=${server.http}`, node]);
+  sb.inNs(server.ns, ["curl", "-sS", "--max-time", "5", "-X", "PUT", "--data-binary", JSON.stringify({ Node: node }), `${server.http}/v1/catalog/deregister`]);
+}

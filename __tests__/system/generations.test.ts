@@ -38,7 +38,7 @@ import { nodesStackName } from "../../constructs/nodes-stack";
 import { serversHttpUrl } from "../../constructs/render/scripts";
 import { Sandbox, systemTestPrerequisites, waitFor, type RunResult } from "./sandbox";
 import { INVALID_MARKER, PROVIDER_SERVER_CONFIGS, generationProfile, vmPrograms, writeProfile, type ProviderProfile } from "./provider-standins";
-import { CONSUL_BIN, CONSUL_MISSING, catalogNodes, haveConsul, providerServerConfig, startConsul, waitForLeader, type ConsulAgent } from "./consul";
+import { CONSUL_BIN, CONSUL_MISSING, catalogNodes, forgetNode, haveConsul, providerServerConfig, startConsul, waitForLeader, type ConsulAgent } from "./consul";
 
 const system = systemTestPrerequisites(["ip", "unshare", "setsid", "ssh", "scp", "ssh-keygen", "/usr/sbin/sshd", "dnsmasq", "getent", "curl"]);
 const pre = !system.ok || haveConsul() ? system : { ok: false, reason: CONSUL_MISSING };
@@ -117,9 +117,10 @@ describe("provider generations: install scripts on a namespace VM of each year (
     return { ok: r.status === 0, output: r.stdout + r.stderr, rendered: Object.fromEntries(Object.entries(files).filter(([f]) => f.startsWith(prefix)).map(([f, t]) => [f.slice(prefix.length), t])) };
   }
 
-  /** A fresh VM of `year`: agents stopped, no agent config or data, the year's profile. */
+  /** A fresh VM of `year`: agents stopped, no agent config or data, unknown to every server, the year's profile. */
   function resetVm(profile: ProviderProfile) {
-    expect(onVm("systemctl stop consul nomad keepalived; rm -rf /etc/consul.d /etc/nomad.d /etc/systemd/system/consul.service.d /opt/consul /opt/nomad && mkdir -p /etc/consul.d /etc/nomad.d").status).toBe(0);
+    expect(onVm("systemctl stop consul nomad keepalived; if [ -s /run/server.pid ]; then kill $(cat /run/server.pid); rm -f /run/server.pid; fi; rm -rf /etc/consul.d /etc/nomad.d /etc/systemd/system/consul.service.d /opt/consul /opt/nomad /var/lib/nomad-client /root/server-data && mkdir -p /etc/consul.d /etc/nomad.d").status).toBe(0);
+    for (const year of YEARS) forgetNode(sb, servers[year]!, load(year).nodes[0].name);
     for (const f of fs.readdirSync(state)) if (/^(active|enabled)\.|^calls\.log$|^consul-agent\.log$/.test(f)) fs.rmSync(path.join(state, f));
     writeProfile(state, profile);
   }
@@ -208,6 +209,7 @@ for dir in etc var; do
   mount -t overlay overlay -o lowerdir=/$dir,upperdir=${priv}/$dir-upper,workdir=${priv}/$dir-work /$dir
 done
 for dir in /root /run /opt; do mount -t tmpfs tmpfs $dir; done
+mkdir -p -m 0755 /run/sshd
 mount --bind ${bin} /usr/local/sbin
 exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.214.2.2")}`]);
 
@@ -294,7 +296,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.214.2.2")}`]);
       const serverConfig = providerServerConfig(year, { nodeName: "vm-a", address: c.nodes[0].overlayAddress, team: c.servers.datacenter });
       fs.writeFileSync(path.join(sb.dir, "vm-server.hcl"), serverConfig);
       expect(sb.inNs(opNs, ["scp", "-O", "-q", "-F", sshConfig, "-J", "bastion", path.join(sb.dir, "vm-server.hcl"), "vm-a:/root/server.hcl"]).status).toBe(0);
-      expect(onVm(`mkdir -p /root/server-data && CHECKPOINT_DISABLE=1 setsid ${CONSUL_BIN} agent -config-file=/root/server.hcl -data-dir=/root/server-data -client=127.0.0.1 -pid-file=/run/server.pid </dev/null >/root/server.log 2>&1 &`).status).toBe(0);
+      expect(onVm(`mkdir -p /root/server-data; CHECKPOINT_DISABLE=1 setsid ${CONSUL_BIN} agent -config-file=/root/server.hcl -data-dir=/root/server-data -client=127.0.0.1 -pid-file=/run/server.pid </dev/null >/root/server.log 2>&1 &`).status).toBe(0);
       try {
         await waitFor("the VM's own Consul server", () => onVm("curl -fsS http://127.0.0.1:8500/v1/status/leader").stdout.includes(":8300"), 30000, () => onVm("cat /root/server.log").stdout);
         for (const agent of ["consul", "nomad"] as const) {
@@ -303,7 +305,7 @@ exec /usr/sbin/sshd -D -e -f ${sshdConfig("vm", "10.214.2.2")}`]);
           expect(r.output).toContain(`the running ${agent} agent on this VM is a SERVER`);
         }
       } finally {
-        onVm("kill $(cat /run/server.pid); rm -rf /root/server-data");
+        onVm("kill $(cat /run/server.pid); rm -f /run/server.pid; rm -rf /root/server-data");
       }
       expect(onVm("ls -A /etc/consul.d /etc/nomad.d | grep -c hcl || true").stdout.trim()).toBe("0");
       expect(calls().filter((l) => l.startsWith("systemctl"))).toEqual([]);
