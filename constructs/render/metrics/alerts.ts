@@ -108,7 +108,7 @@ export function alertRules(c: Cluster): AlertRule[] {
     for: "30m",
     labels: { severity: "warning" },
     annotations: {
-      summary: "Prometheus' storage is at {{ $value | humanizePercentage }} of its size cap",
+      summary: `Prometheus' storage is above ${TSDB_NEAR_CAP_RATIO * 100}% of its size cap`,
       description: `At the cap Prometheus deletes its oldest blocks: the history kept is shorter than metrics.prometheus.retentionDays (${c.metrics.prometheus.retentionDays} d). Raise metrics.prometheus.diskMiB (${c.metrics.prometheus.diskMiB} MiB) or accept the shorter history.`,
     },
   });
@@ -120,7 +120,7 @@ export function alertRules(c: Cluster): AlertRule[] {
     for: FIVE_XX_SURGE.for,
     labels: { severity: "critical" },
     annotations: {
-      summary: "{{ $value | humanizePercentage }} of the public requests end in a 5xx",
+      summary: `More than ${FIVE_XX_SURGE.ratio * 100}% of the public requests end in a 5xx`,
       description: `More than ${FIVE_XX_SURGE.ratio * 100}% of the requests the public frontend answered over ${w} were server errors (at least ${FIVE_XX_SURGE.minPerSecond}/s): instances failing, or none UP (HAProxy's 503). The dashboard's "5xx responses per second, by route" panel shows which route.`,
     },
   });
