@@ -16,7 +16,8 @@ import { renderJobspecs } from "../constructs/render/jobs";
 import { CONSUL_METRICS_RELAY_PATH, nomadHaproxyRuntime, renderHaproxyConfig } from "../constructs/render/jobs/haproxy-cfg";
 import { GRAFANA_ADMIN_PASSWORD_ENV, PROMETHEUS_CONFIG_PATH, TEMPLATE_DELIMITERS, prometheusRetentionSizeMiB, renderMetricsJob } from "../constructs/render/jobs/metrics";
 import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig, scrapeConfigs } from "../constructs/render/metrics/prometheus";
-import { DATASOURCE_UID, overviewDashboard, overviewPanels, type GrafanaDashboard } from "../constructs/render/metrics/dashboards";
+import { AUTOSCALING_UID, DATASOURCE_UID, autoscalingDashboard, autoscalingPanels, overviewDashboard, overviewPanels, renderDashboards, type GrafanaDashboard } from "../constructs/render/metrics/dashboards";
+import { scalingQuery, scalingTarget } from "../constructs/render/jobs/scaling";
 import { GRAFANA_DIRS, grafanaFiles } from "../constructs/render/metrics/grafana";
 import { cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 import { groupOf, jobsOf, type SynthJob } from "./helpers/jobs";
@@ -358,9 +359,12 @@ describe("Grafana dashboards", () => {
     }
   });
 
-  it("the datasource they name is the one provisioned, on Prometheus' loopback address", () => {
+  it("the datasource they name is the one provisioned, on Prometheus' loopback address, its timeInterval the scrape interval", () => {
     const ds = parseYaml(grafanaFiles(c)[`${GRAFANA_DIRS.provisioning}/datasources/prometheus.yaml`]);
     expect(ds.datasources).toEqual([expect.objectContaining({ uid: DATASOURCE_UID, type: "prometheus", url: `http://127.0.0.1:${PROMETHEUS_LISTEN.port}` })]);
+    expect(ds.datasources[0].jsonData).toEqual({ timeInterval: c.metrics.prometheus.scrapeInterval });
+    const slow = edited(c, (x) => (x.metrics.prometheus.scrapeInterval = "1m"));
+    expect(parseYaml(grafanaFiles(slow)[`${GRAFANA_DIRS.provisioning}/datasources/prometheus.yaml`]).datasources[0].jsonData.timeInterval).toBe("1m");
     const prov = parseYaml(grafanaFiles(c)[`${GRAFANA_DIRS.provisioning}/dashboards/cluster.yaml`]);
     expect(prov.providers[0]).toMatchObject({ type: "file", options: { path: GRAFANA_DIRS.dashboards }, allowUiUpdates: false });
   });
@@ -380,8 +384,28 @@ describe("Grafana dashboards", () => {
     ]) expect(exprs).toContain(m);
   });
 
+  it("the Consul agents have their panels (with the relay), the autoscaler a dashboard of its own (with autoscaling)", () => {
+    expect(d.panels.map((p) => p.title).filter((t) => t.startsWith("Consul agents"))).toEqual(["Consul agents: RPCs to the servers", "Consul agents: DNS queries and memory"]);
+    expect(overviewPanels(edited(c, (x) => (x.consul.acl = true))).some((p) => p.title.startsWith("Consul"))).toBe(false);
+    expect(Object.keys(renderDashboards(c)).sort()).toEqual([`${AUTOSCALING_UID}.json`, `${overviewDashboard(c).uid}.json`]);
+    expect(Object.keys(renderDashboards(edited(c, (x) => (x.metrics.autoscaling.enabled = false))))).toEqual([`${overviewDashboard(c).uid}.json`]);
+    const a = autoscalingDashboard(c);
+    // per job: the policy's own query against its target, running against desired
+    for (const job of ["web", "api", "worker"] as const) {
+      const value = a.panels.find((p) => p.title === `${job}: policy value against target`)!;
+      expect(value.targets.map((t) => t.expr)).toEqual([scalingQuery(c, job), `vector(${scalingTarget(c, job)})`]);
+      const counts = a.panels.find((p) => p.title === `${job}: desired against running`)!;
+      expect(counts.targets.map((t) => t.legendFormat)).toEqual(["running", "desired", "max"]);
+      expect(counts.targets[1].expr).toContain(scalingQuery(c, job));
+    }
+    expect(new Set(a.panels.map((p) => p.id)).size).toBe(a.panels.length);
+    expect(new Set(a.panels.map((p) => `${p.gridPos.x},${p.gridPos.y}`)).size).toBe(a.panels.length);
+    expect(JSON.parse(renderDashboards(c)[`${AUTOSCALING_UID}.json`])).toEqual(a);
+    expect(a.panels.find((p) => p.title === "Scaling actions")!.targets.map((t) => t.expr).join(" ")).toMatch(/nomad_autoscaler_scale_invoke_success_count[\s\S]*nomad_autoscaler_scale_invoke_error_count/);
+  });
+
   itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("every query parses (promtool check rules, Grafana's $__rate_interval as 1m)", () => {
-    const exprs = d.panels.flatMap((p) => p.targets.map((t) => t.expr.replace(/\$__rate_interval/g, "1m")));
+    const exprs = [...d.panels, ...autoscalingPanels(c).map((p) => ({ targets: p.queries }))].flatMap((p) => p.targets.map((t) => t.expr.replace(/\$__rate_interval/g, "1m")));
     const r = promtoolCheckExpressions(exprs, os.tmpdir());
     expect(r.output).toContain("SUCCESS");
     expect(r.status).toBe(0);
