@@ -89,7 +89,15 @@ export function renderAlertmanagerConfig(c: Cluster): string {
 # (rendered/metrics/alert-rules.yml) sent to metrics.alerting's receiver. The receiver's
 # secret is read from the task's secrets/ directory (url_file, auth_password_file), never
 # written here.
-${stringify(alertmanagerConfig(c), { lineWidth: 0, aliasDuplicateObjects: false })}`;
+${stringify(alertmanagerConfig(c), {
+  lineWidth: 0,
+  aliasDuplicateObjects: false,
+  // Double-quoted with JSON escapes, on one line: a value from the description is one scalar whatever
+  // it holds, and reads back the same.
+  defaultStringType: "QUOTE_DOUBLE",
+  defaultKeyType: "PLAIN",
+  doubleQuotedAsJSON: true,
+})}`;
 }
 
 /** Alertmanager's command-line arguments in the task. */
