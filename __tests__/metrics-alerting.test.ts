@@ -115,6 +115,11 @@ describe("metrics.alerting in the description", () => {
     expect(problems.length).toBe(4);
   });
 
+  it("a receiver with metrics off is refused, naming metrics.alerting (it would send nothing)", () => {
+    expect(problemsOf("enabled: false\nalerting:\n  webhook: {}")).toEqual([expect.objectContaining({ path: "metrics.alerting", message: expect.stringMatching(/metrics.enabled: false/) })]);
+    expect(problemsOf("enabled: false\nalerting: {}")).toEqual([]);
+  });
+
   it("Grafana's port may not be a loopback port of the group's other tasks (the same list as the renderers')", () => {
     expect([...METRICS_LOOPBACK_PORTS].sort()).toEqual([PROMETHEUS_LISTEN.port, ALERTMANAGER_LISTEN.port, QUEUE_EXPORTER_PORT, AUTOSCALER_HTTP_PORT].sort());
     for (const p of METRICS_LOOPBACK_PORTS) expect(problemsOf(`grafana:\n  port: ${p}`).map((x) => x.path)).toEqual(["metrics.grafana.port"]);

@@ -12,7 +12,11 @@
  * - consul-agent: the Consul agent of each of those nodes, relayed by the same listener at
  *   CONSUL_METRICS_RELAY_PATH (Consul's HTTP API is on loopback only); not with consul.acl;
  * - nomad-client: every node's Nomad client, /v1/metrics?format=prometheus on its HTTP API
- *   (overlay address); not with nomad.tls;
+ *   (overlay address); not with nomad.tls. Scraped directly, not relayed by HAProxy as
+ *   Consul's is: the client's HTTP API must stay on the overlay anyway (the client of the
+ *   node a migrated allocation moves to copies its data from there, GET
+ *   /v1/client/allocation/<id>/snapshot; the autoscaler talks to it), so a relay would
+ *   close nothing, and would miss the nodes without HAProxy;
  * - prometheus (itself) and the autoscaling tasks, on loopback.
  * Every node's target carries `node` (the description's node name).
  * The application's services (web, api, worker) expose no metrics endpoint (app contract);
