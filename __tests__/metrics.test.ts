@@ -19,6 +19,7 @@ import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig, scra
 import { AUTOSCALING_UID, DATASOURCE_UID, autoscalingDashboard, autoscalingPanels, overviewDashboard, overviewPanels, renderDashboards, type GrafanaDashboard } from "../constructs/render/metrics/dashboards";
 import { scalingQuery, scalingTarget } from "../constructs/render/jobs/scaling";
 import { GRAFANA_DIRS, grafanaFiles } from "../constructs/render/metrics/grafana";
+import { alertRules, renderAlertRules } from "../constructs/render/metrics/alerts";
 import { cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 import { groupOf, jobsOf, type SynthJob } from "./helpers/jobs";
 import { PROMETHEUS_MISSING, havePrometheus, promtoolCheckConfig, promtoolCheckExpressions } from "./system/prometheus";
@@ -232,15 +233,39 @@ describe("prometheus.yml", () => {
   const c = exampleCluster();
   const text = renderPrometheusConfig(c, nomadPrometheusRuntime());
 
-  itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("passes promtool check config (the production file)", () => {
-    const r = promtoolCheckConfig(text, os.tmpdir());
-    expect(r.output).toContain("SUCCESS");
-    expect(r.status).toBe(0);
+  itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("passes promtool check config with its rule file (the production files; only the rule file's path is a temp one)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prom-rules-"));
+    try {
+      const rules = path.join(dir, "alert-rules.yml");
+      fs.writeFileSync(rules, renderAlertRules(c));
+      const withRules = renderPrometheusConfig(c, { ruleFile: rules });
+      expect(withRules).toBe(text.replace("/local/alert-rules.yml", rules));
+      const r = promtoolCheckConfig(withRules, dir);
+      expect(r.output).toContain(`SUCCESS: ${alertRules(c).length} rules found`);
+      expect(r.status).toBe(0);
+      // with a receiver: the alerting block to Alertmanager on loopback
+      const hooked = edited(c, (x) => (x.metrics.alerting.webhook = { sendResolved: true }));
+      fs.writeFileSync(rules, renderAlertRules(hooked));
+      const h = promtoolCheckConfig(renderPrometheusConfig(hooked, { ruleFile: rules }), dir);
+      expect({ status: h.status, output: h.output.includes("SUCCESS") }).toEqual({ status: 0, output: true });
+      // (a missing rule file fails the check: the task's template writes it before Prometheus starts)
+      expect(promtoolCheckConfig(text, dir).status).not.toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("(the check does catch errors: a scrape timeout above the interval fails)", () => {
-    const r = promtoolCheckConfig(text.replace("scrape_timeout: 10s", "scrape_timeout: 1m"), os.tmpdir());
-    expect(r.status).not.toBe(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prom-rules-"));
+    try {
+      const rules = path.join(dir, "alert-rules.yml");
+      fs.writeFileSync(rules, renderAlertRules(c));
+      const r = promtoolCheckConfig(renderPrometheusConfig(c, { ruleFile: rules }).replace("scrape_timeout: 10s", "scrape_timeout: 1m"), dir);
+      expect(r.output).toMatch(/scrape timeout greater than scrape interval/);
+      expect(r.status).not.toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("scrapes HAProxy, the Consul agents (through the relay) and the Nomad clients at the description's addresses, never through Consul's catalog", () => {
