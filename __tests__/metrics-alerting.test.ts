@@ -148,7 +148,10 @@ describe("alertmanager.yml", () => {
   it("routes every alert of the rules to the one receiver, grouped by alert and scaled job; a down target inhibits the no-data alert it causes", () => {
     const y = parseYaml(renderAlertmanagerConfig(webhook));
     expect(y.route).toMatchObject({ receiver: RECEIVER_NAME, group_by: ["alertname", "scaled_job"] });
-    expect(y.inhibit_rules[0].target_matchers).toEqual(['alertname="ScalingQueryNoData"']);
+    expect(y.inhibit_rules).toEqual([
+      { source_matchers: ['alertname="ScrapeTargetDown"', 'job="haproxy"'], target_matchers: ['alertname="ScalingQueryNoData"', 'scaled_job=~"web|api"'] },
+      { source_matchers: ['alertname="ScrapeTargetDown"', 'job="celery-queue"'], target_matchers: ['alertname="ScalingQueryNoData"', 'scaled_job="worker"'] },
+    ]);
     // the inhibited alert and the source exist in the rules
     const rules = renderAlertRules(webhook);
     expect(rules).toContain("alert: ScalingQueryNoData");

@@ -73,10 +73,15 @@ export function alertmanagerConfig(c: Cluster): Record<string, unknown> {
       repeat_interval: ROUTE_TIMING.repeatInterval,
     },
     // A target down also empties the scaling queries it feeds: tell the cause, not both.
+    // (HAProxy feeds web's and api's queries, the queue exporter the worker's.)
     inhibit_rules: [
       {
-        source_matchers: ['alertname="ScrapeTargetDown"', 'job=~"haproxy|celery-queue"'],
-        target_matchers: ['alertname="ScalingQueryNoData"'],
+        source_matchers: ['alertname="ScrapeTargetDown"', 'job="haproxy"'],
+        target_matchers: ['alertname="ScalingQueryNoData"', 'scaled_job=~"web|api"'],
+      },
+      {
+        source_matchers: ['alertname="ScrapeTargetDown"', 'job="celery-queue"'],
+        target_matchers: ['alertname="ScalingQueryNoData"', 'scaled_job="worker"'],
       },
     ],
     receivers: [receiver],
