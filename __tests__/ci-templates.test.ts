@@ -81,9 +81,9 @@ function expectNoLiteralSecrets(file: string, doc: any, isReference: (v: string)
 // Every secret variable the stacks declare, from the single list the stacks use.
 const REQUIRED_TF_VARS = Object.values(SECRET_VARIABLES).map((v) => `TF_VAR_${v.name}`);
 
-/** Every Terraform variable the synthesized stacks declare (example, with private images and Nomad ACLs: the autoscaler's token). */
+/** Every Terraform variable the synthesized stacks declare (example, with private images, Nomad ACLs: the autoscaler's token, and both alert receivers). */
 function declaredVariables(): string[] {
-  const withRegistry = `${exampleText().replace(/^app:\n/m, "app:\n  registry: { server: ghcr.io, username: example-bot }\n")}\nnomad:\n  acl: true\n`;
+  const withRegistry = `${exampleText().replace(/^app:\n/m, "app:\n  registry: { server: ghcr.io, username: example-bot }\n")}\nnomad:\n  acl: true\nmetrics:\n  alerting:\n    webhook: {}\n    email: { to: [ops@example.org], from: alerts@example.org, smarthost: smtp.example.org, username: alerts }\n`;
   const out = synthCluster(clusterFromText(withRegistry));
   try {
     return [...new Set(Object.values(out.stacks).flatMap((st: any) => Object.keys(st.variable ?? {})))].sort();
@@ -544,7 +544,7 @@ describe("GitLab CI templates", () => {
   test("every variable the stacks declare and the providers read is named; the required ones are checked; state is remote", () => {
     const s = script("plan");
     for (const v of [...DECLARED_TF_VARS, ...PROVIDER_ENV]) expect([v, s.includes(v)]).toEqual([v, true]);
-    for (const v of [...REQUIRED_TF_VARS.filter((x) => x !== "TF_VAR_registry_password" && x !== "TF_VAR_autoscaler_nomad_token"), "TF_HTTP_PASSWORD", "PLAN_ENCRYPTION_KEY"]) {
+    for (const v of [...REQUIRED_TF_VARS.filter((x) => !["TF_VAR_registry_password", "TF_VAR_autoscaler_nomad_token", "TF_VAR_alert_webhook_url", "TF_VAR_alert_smtp_password"].includes(x)), "TF_HTTP_PASSWORD", "PLAN_ENCRYPTION_KEY"]) {
       expect(s).toMatch(new RegExp(`for v in [^\n]*\\b${v}\\b[^\n]*printenv`));
     }
     expect(kid.apply.script.join("\n")).not.toContain("TF_VAR_");

@@ -88,7 +88,10 @@ function fullDescription(): Raw {
   d.consul = { gossipEncryption: true, acl: true, tls, extraConfig: 'log_level = "INFO"\n' };
   d.nomad = { acl: true, tls, extraConfig: 'log_level = "INFO"\n' };
   // The Nomad Autoscaler cannot reach a TLS Nomad yet (rules.ts): off with nomad.tls.
-  d.metrics = { autoscaling: { enabled: false } };
+  d.metrics = {
+    autoscaling: { enabled: false },
+    alerting: { webhook: {}, email: { to: ["ops@example.org"], from: "alerts@example.org", smarthost: "smtp.example.org", username: "alerts" } },
+  };
   d.app.registry = { server: "ghcr.io", username: "team" };
   return d;
 }
@@ -184,7 +187,8 @@ function terraformEvaluates(strings: string[]): string[] {
     fs.writeFileSync(path.join(dir, "main.tf.json"), JSON.stringify({ ...(vars.size ? { variable } : {}), output: outputs }));
     const env = { ...process.env, TF_IN_AUTOMATION: "1", CHECKPOINT_DISABLE: "1", TF_CLI_ARGS: "-no-color" };
     for (const args of [["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]]) {
-      const r = spawnSync(ENGINE!.path, args, { cwd: dir, env, encoding: "utf8" });
+      // (apply prints every output: more than spawnSync's default 1 MiB buffer)
+      const r = spawnSync(ENGINE!.path, args, { cwd: dir, env, encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
       if (r.status !== 0) {
         // Name the offending strings (short), not the whole config.
         const bad = [...new Set([...r.stderr.matchAll(/in output\.s(\d+)/g)].map((m) => Number(m[1])))];
@@ -192,7 +196,7 @@ function terraformEvaluates(strings: string[]): string[] {
         throw new Error(`terraform ${args[0]} failed:\n${errors}\n${bad.map((i) => `s${i}: ${JSON.stringify(strings[i]).slice(0, 300)}`).join("\n")}`);
       }
     }
-    const r = spawnSync(ENGINE!.path, ["output", "-json"], { cwd: dir, env, encoding: "utf8" });
+    const r = spawnSync(ENGINE!.path, ["output", "-json"], { cwd: dir, env, encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
     const out = JSON.parse(r.stdout);
     return strings.map((_, i) => out[`s${i}`].value);
   } finally {

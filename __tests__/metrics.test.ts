@@ -16,8 +16,10 @@ import { renderJobspecs } from "../constructs/render/jobs";
 import { CONSUL_METRICS_RELAY_PATH, nomadHaproxyRuntime, renderHaproxyConfig } from "../constructs/render/jobs/haproxy-cfg";
 import { GRAFANA_ADMIN_PASSWORD_ENV, PROMETHEUS_CONFIG_PATH, TEMPLATE_DELIMITERS, prometheusRetentionSizeMiB, renderMetricsJob } from "../constructs/render/jobs/metrics";
 import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig, scrapeConfigs } from "../constructs/render/metrics/prometheus";
-import { DATASOURCE_UID, overviewDashboard, overviewPanels, type GrafanaDashboard } from "../constructs/render/metrics/dashboards";
+import { AUTOSCALING_UID, DATASOURCE_UID, autoscalingDashboard, autoscalingPanels, overviewDashboard, overviewPanels, renderDashboards, type GrafanaDashboard } from "../constructs/render/metrics/dashboards";
+import { scalingQuery, scalingTarget } from "../constructs/render/jobs/scaling";
 import { GRAFANA_DIRS, grafanaFiles } from "../constructs/render/metrics/grafana";
+import { alertRules, renderAlertRules } from "../constructs/render/metrics/alerts";
 import { cleanup, edited, exampleCluster, hasCommand, itIf, parseHcl, resourcesOf, synthCluster, type SynthOutput } from "./helpers/synth";
 import { groupOf, jobsOf, type SynthJob } from "./helpers/jobs";
 import { PROMETHEUS_MISSING, havePrometheus, promtoolCheckConfig, promtoolCheckExpressions } from "./system/prometheus";
@@ -74,7 +76,20 @@ describe("metrics job (example cluster, metrics on by default)", () => {
     // no canary: a second Prometheus would start on an empty disk
     expect(job.update[0].canary).toBeUndefined();
     for (const t of ["prometheus", "grafana"]) expect(group.task[t][0].config[0].network_mode).toBe("host");
-    expect(group.network[0].port.grafana[0]).toEqual({ static: c.metrics.grafana.port, host_network: "overlay" });
+    // no port on the overlay: every task of the group listens on loopback only
+    expect(group.network).toBeUndefined();
+  });
+
+  it("a crash-looping helper task never fails the allocation (group restart mode delay); Prometheus and Grafana fail theirs (rescheduled)", () => {
+    // Nomad's restart block: restarts are per task; a task that uses up its attempts in mode
+    // "fail" fails, its siblings are killed and the allocation is rescheduled; in mode
+    // "delay" it waits the interval and tries again, its siblings untouched. A task-level
+    // block replaces the group's for that task.
+    expect(group.restart[0].mode).toBe("delay");
+    for (const t of ["prometheus", "grafana"]) expect([t, group.task[t][0].restart[0].mode]).toEqual([t, "fail"]);
+    const helpers = Object.keys(group.task).filter((t) => t !== "prometheus" && t !== "grafana");
+    expect(helpers.sort()).toEqual(["autoscaler", "queue-exporter"]);
+    for (const t of helpers) expect([t, group.task[t][0].restart?.[0]?.mode ?? "group's"]).not.toEqual([t, "fail"]);
   });
 
   it("Prometheus: loopback only, retention by time and by a size below the disk, its config from a template reloaded by SIGHUP", () => {
@@ -103,12 +118,13 @@ describe("metrics job (example cluster, metrics on by default)", () => {
     }
   });
 
-  it("Grafana: on the overlay port, anonymous access off, admin password from the job's Nomad Variable, provisioning from templates", () => {
+  it("Grafana: on loopback, its own /metrics off, anonymous access off, admin password from the job's Nomad Variable, provisioning from templates", () => {
     const task = group.task.grafana[0];
     expect(task.config[0].image).toBe(c.metrics.images.grafana);
     expect(task.env[0]).toMatchObject({
-      GF_SERVER_HTTP_ADDR: "${NOMAD_IP_grafana}",
-      GF_SERVER_HTTP_PORT: "${NOMAD_PORT_grafana}",
+      GF_SERVER_HTTP_ADDR: "127.0.0.1",
+      GF_SERVER_HTTP_PORT: String(c.metrics.grafana.port),
+      GF_METRICS_ENABLED: "false",
       GF_AUTH_ANONYMOUS_ENABLED: "false",
       GF_USERS_ALLOW_SIGN_UP: "false",
       GF_PATHS_PROVISIONING: GRAFANA_DIRS.provisioning,
@@ -125,8 +141,10 @@ describe("metrics job (example cluster, metrics on by default)", () => {
       // readable in the synth output too
       expect(out.files[STACK][`rendered/metrics/grafana/${p.slice("/local/grafana/".length)}`]).toBe(text);
     }
-    expect(task.service[0]).toMatchObject({ name: "grafana", port: "grafana" });
-    expect(task.service[0].check[0]).toMatchObject({ type: "http", path: "/api/health" });
+    // registered without a port (the catalog tells the node); checked from inside the container
+    expect(task.service[0].name).toBe("grafana");
+    expect(task.service[0].port).toBeUndefined();
+    expect(task.service[0].check[0]).toMatchObject({ type: "script", command: "wget", args: ["-q", "-O", "/dev/null", `http://127.0.0.1:${c.metrics.grafana.port}/api/health`] });
   });
 
   it("before Nomad 1.4 (no Variables) Grafana's password comes from Consul KV, written by consul_keys.metrics", async () => {
@@ -158,12 +176,12 @@ describe("metrics job (example cluster, metrics on by default)", () => {
       port: ["static", "host_network"],
       restart: ["attempts", "interval", "delay", "mode"],
       reschedule: ["delay", "delay_function", "max_delay", "unlimited"],
-      task: ["driver", "config", "template", "logs", "resources", "env", "service"],
-      template: ["data", "destination", "left_delimiter", "right_delimiter", "change_mode", "change_signal", "env"],
+      task: ["driver", "config", "template", "logs", "resources", "env", "service", "restart"],
+      template: ["data", "destination", "left_delimiter", "right_delimiter", "change_mode", "change_signal", "env", "perms"],
       logs: ["max_files", "max_file_size"],
       resources: ["cpu", "memory"],
       service: ["name", "provider", "port", "tags", "check"],
-      check: ["name", "type", "path", "interval", "timeout"],
+      check: ["name", "type", "path", "interval", "timeout", "command", "args"],
     };
     const unknownKeys = (job: any): string[] => {
       const unknown: string[] = [];
@@ -215,19 +233,45 @@ describe("prometheus.yml", () => {
   const c = exampleCluster();
   const text = renderPrometheusConfig(c, nomadPrometheusRuntime());
 
-  itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("passes promtool check config (the production file)", () => {
-    const r = promtoolCheckConfig(text, os.tmpdir());
-    expect(r.output).toContain("SUCCESS");
-    expect(r.status).toBe(0);
+  itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("passes promtool check config with its rule file (the production files; only the rule file's path is a temp one)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prom-rules-"));
+    try {
+      const rules = path.join(dir, "alert-rules.yml");
+      fs.writeFileSync(rules, renderAlertRules(c));
+      const withRules = renderPrometheusConfig(c, { ruleFile: rules });
+      expect(withRules).toBe(text.replace("/local/alert-rules.yml", rules));
+      const r = promtoolCheckConfig(withRules, dir);
+      expect(r.output).toContain(`SUCCESS: ${alertRules(c).length} rules found`);
+      expect(r.status).toBe(0);
+      // with a receiver: the alerting block to Alertmanager on loopback
+      const hooked = edited(c, (x) => (x.metrics.alerting.webhook = { sendResolved: true }));
+      fs.writeFileSync(rules, renderAlertRules(hooked));
+      const h = promtoolCheckConfig(renderPrometheusConfig(hooked, { ruleFile: rules }), dir);
+      expect({ status: h.status, output: h.output.includes("SUCCESS") }).toEqual({ status: 0, output: true });
+      // (a missing rule file fails the check: the task's template writes it before Prometheus starts)
+      expect(promtoolCheckConfig(text, dir).status).not.toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("(the check does catch errors: a scrape timeout above the interval fails)", () => {
-    const r = promtoolCheckConfig(text.replace("scrape_timeout: 10s", "scrape_timeout: 1m"), os.tmpdir());
-    expect(r.status).not.toBe(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prom-rules-"));
+    try {
+      const rules = path.join(dir, "alert-rules.yml");
+      fs.writeFileSync(rules, renderAlertRules(c));
+      const r = promtoolCheckConfig(renderPrometheusConfig(c, { ruleFile: rules }).replace("scrape_timeout: 10s", "scrape_timeout: 1m"), dir);
+      expect(r.output).toMatch(/scrape timeout greater than scrape interval/);
+      expect(r.status).not.toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
-  it("discovers HAProxy, the Consul agents (through the relay) and the Nomad clients through the local Consul agent", () => {
+  it("scrapes HAProxy, the Consul agents (through the relay) and the Nomad clients at the description's addresses, never through Consul's catalog", () => {
     const y = parseYaml(text);
+    // A registration in the catalog (writable by anyone on the shared datacenter) moves nothing.
+    expect(text).not.toMatch(/consul_sd_configs|_sd_configs/);
     expect(y.global.scrape_interval).toBe(c.metrics.prometheus.scrapeInterval);
     const byName = Object.fromEntries(y.scrape_configs.map((s: any) => [s.job_name, s]));
     // (celery-queue and nomad-autoscaler: the autoscaling tasks' loopback targets, autoscaler.test.ts)
@@ -235,13 +279,25 @@ describe("prometheus.yml", () => {
     expect(byName.haproxy.metrics_path).toBe("/metrics");
     expect(byName["consul-agent"].metrics_path).toBe(CONSUL_METRICS_RELAY_PATH);
     expect(byName["nomad-client"]).toMatchObject({ metrics_path: "/v1/metrics", params: { format: ["prometheus"] } });
-    expect(byName["nomad-client"].consul_sd_configs[0]).toMatchObject({ services: ["nomad-client"], tags: ["http"] });
-    for (const j of ["haproxy", "consul-agent", "nomad-client"]) {
-      expect(byName[j].consul_sd_configs[0]).toMatchObject({ server: "127.0.0.1:8500", datacenter: c.servers.datacenter });
-      expect(byName[j].relabel_configs).toEqual(
-        expect.arrayContaining([{ source_labels: ["__meta_consul_node"], target_label: "node" }]),
-      );
-    }
+    const perNode = (nodes: typeof c.nodes, port: number) => nodes.map((n) => ({ targets: [`${n.overlayAddress}:${port}`], labels: { node: n.name } }));
+    expect(byName.haproxy.static_configs).toEqual(perNode(c.nodes, c.app.haproxy.statsPort));
+    expect(byName["consul-agent"].static_configs).toEqual(perNode(c.nodes, c.app.haproxy.statsPort));
+    expect(byName["nomad-client"].static_configs).toEqual(perNode(c.nodes, 4646));
+    // HAProxy (a system job) runs on floating-IP-eligible nodes only: the others' stats port is no target
+    const oneLb = edited(c, (x) => (x.nodes[1].floatingIp.eligible = false));
+    const jobs = Object.fromEntries(scrapeConfigs(oneLb).map((j) => [j.job_name, j]));
+    expect(jobs.haproxy.static_configs).toEqual(perNode(oneLb.nodes.slice(0, 1), c.app.haproxy.statsPort));
+    expect(jobs["consul-agent"].static_configs).toEqual(perNode(oneLb.nodes.slice(0, 1), c.app.haproxy.statsPort));
+    expect(jobs["nomad-client"].static_configs).toEqual(perNode(oneLb.nodes, 4646));
+  });
+
+  it("loads the alert rules; sends to Alertmanager on loopback only with a receiver", () => {
+    const y = parseYaml(text);
+    expect(y.rule_files).toEqual(["/local/alert-rules.yml"]);
+    expect(c.metrics.alerting).toEqual({});
+    expect(y.alerting).toBeUndefined();
+    const hooked = edited(c, (x) => (x.metrics.alerting.webhook = { sendResolved: true }));
+    expect(parseYaml(renderPrometheusConfig(hooked, nomadPrometheusRuntime())).alerting).toEqual({ alertmanagers: [{ static_configs: [{ targets: ["127.0.0.1:9093"] }] }] });
   });
 
   it("leaves out what cannot be read, and says so: the Consul agents with consul.acl, the Nomad clients with nomad.tls", () => {
@@ -252,7 +308,7 @@ describe("prometheus.yml", () => {
       // (a description with nomad.tls must turn autoscaling off: rules.ts)
       x.metrics.autoscaling.enabled = false;
     });
-    expect(scrapeConfigs(locked, nomadPrometheusRuntime()).map((s) => s.job_name)).toEqual(["prometheus", "haproxy"]);
+    expect(scrapeConfigs(locked).map((s) => s.job_name)).toEqual(["prometheus", "haproxy"]);
     const t = renderPrometheusConfig(locked, nomadPrometheusRuntime());
     expect(t).toMatch(/# Not scraped: Consul agents: with consul.acl/);
     expect(t).toMatch(/# Not scraped: Nomad clients: with nomad.tls/);
@@ -328,9 +384,12 @@ describe("Grafana dashboards", () => {
     }
   });
 
-  it("the datasource they name is the one provisioned, on Prometheus' loopback address", () => {
+  it("the datasource they name is the one provisioned, on Prometheus' loopback address, its timeInterval the scrape interval", () => {
     const ds = parseYaml(grafanaFiles(c)[`${GRAFANA_DIRS.provisioning}/datasources/prometheus.yaml`]);
     expect(ds.datasources).toEqual([expect.objectContaining({ uid: DATASOURCE_UID, type: "prometheus", url: `http://127.0.0.1:${PROMETHEUS_LISTEN.port}` })]);
+    expect(ds.datasources[0].jsonData).toEqual({ timeInterval: c.metrics.prometheus.scrapeInterval });
+    const slow = edited(c, (x) => (x.metrics.prometheus.scrapeInterval = "1m"));
+    expect(parseYaml(grafanaFiles(slow)[`${GRAFANA_DIRS.provisioning}/datasources/prometheus.yaml`]).datasources[0].jsonData.timeInterval).toBe("1m");
     const prov = parseYaml(grafanaFiles(c)[`${GRAFANA_DIRS.provisioning}/dashboards/cluster.yaml`]);
     expect(prov.providers[0]).toMatchObject({ type: "file", options: { path: GRAFANA_DIRS.dashboards }, allowUiUpdates: false });
   });
@@ -350,8 +409,28 @@ describe("Grafana dashboards", () => {
     ]) expect(exprs).toContain(m);
   });
 
+  it("the Consul agents have their panels (with the relay), the autoscaler a dashboard of its own (with autoscaling)", () => {
+    expect(d.panels.map((p) => p.title).filter((t) => t.startsWith("Consul agents"))).toEqual(["Consul agents: RPCs to the servers", "Consul agents: DNS queries and memory"]);
+    expect(overviewPanels(edited(c, (x) => (x.consul.acl = true))).some((p) => p.title.startsWith("Consul"))).toBe(false);
+    expect(Object.keys(renderDashboards(c)).sort()).toEqual([`${AUTOSCALING_UID}.json`, `${overviewDashboard(c).uid}.json`]);
+    expect(Object.keys(renderDashboards(edited(c, (x) => (x.metrics.autoscaling.enabled = false))))).toEqual([`${overviewDashboard(c).uid}.json`]);
+    const a = autoscalingDashboard(c);
+    // per job: the policy's own query against its target, running against desired
+    for (const job of ["web", "api", "worker"] as const) {
+      const value = a.panels.find((p) => p.title === `${job}: policy value against target`)!;
+      expect(value.targets.map((t) => t.expr)).toEqual([scalingQuery(c, job), `vector(${scalingTarget(c, job)})`]);
+      const counts = a.panels.find((p) => p.title === `${job}: desired against running`)!;
+      expect(counts.targets.map((t) => t.legendFormat)).toEqual(["running", "desired", "max"]);
+      expect(counts.targets[1].expr).toContain(scalingQuery(c, job));
+    }
+    expect(new Set(a.panels.map((p) => p.id)).size).toBe(a.panels.length);
+    expect(new Set(a.panels.map((p) => `${p.gridPos.x},${p.gridPos.y}`)).size).toBe(a.panels.length);
+    expect(JSON.parse(renderDashboards(c)[`${AUTOSCALING_UID}.json`])).toEqual(a);
+    expect(a.panels.find((p) => p.title === "Scaling actions")!.targets.map((t) => t.expr).join(" ")).toMatch(/nomad_autoscaler_scale_invoke_success_count[\s\S]*nomad_autoscaler_scale_invoke_error_count/);
+  });
+
   itIf(HAVE_PROMTOOL, PROMETHEUS_MISSING)("every query parses (promtool check rules, Grafana's $__rate_interval as 1m)", () => {
-    const exprs = d.panels.flatMap((p) => p.targets.map((t) => t.expr.replace(/\$__rate_interval/g, "1m")));
+    const exprs = [...d.panels, ...autoscalingPanels(c).map((p) => ({ targets: p.queries }))].flatMap((p) => p.targets.map((t) => t.expr.replace(/\$__rate_interval/g, "1m")));
     const r = promtoolCheckExpressions(exprs, os.tmpdir());
     expect(r.output).toContain("SUCCESS");
     expect(r.status).toBe(0);

@@ -81,11 +81,13 @@ describe("blast radius of the operating procedures", () => {
       `${N}:terraform_data.node_membership[node-3]`,
     ]);
     expect(r.destroyed).toEqual([]);
-    // No jobspec changes (placement rules here do not depend on a third node). HAProxy's
-    // config changes, in its Nomad Variable only (a reload in place): a third HAProxy shares
-    // each api instance's threads (backend api, maxconn).
+    // No application jobspec changes (placement rules here do not depend on a third node).
+    // HAProxy's config changes, in its Nomad Variable only (a reload in place): a third
+    // HAProxy shares each api instance's threads (backend api, maxconn). The metrics job
+    // changes: Prometheus' targets are the described nodes (static, never the catalog), so
+    // its allocation is replaced on the same node (sticky disk: the history stays).
     const J = jobsStackName(base);
-    expect(r.changed).toEqual([`${J}:nomad_variable.haproxy`, `${N}:null_resource.node-1_keepalived`, `${N}:null_resource.node-2_keepalived`]);
+    expect(r.changed).toEqual([`${J}:nomad_job.metrics`, `${J}:nomad_variable.haproxy`, `${N}:null_resource.node-1_keepalived`, `${N}:null_resource.node-2_keepalived`]);
   });
 
   it("a node removed: its resources destroyed (membership instance → decommission), the peer's keepalived updated", () => {
@@ -108,8 +110,10 @@ describe("blast radius of the operating procedures", () => {
 
   it("a HAProxy setting (more web slots): HAProxy's Nomad Variable only, reloaded in place; no job replaced", () => {
     const r = blast(base, edited(base, (c) => (c.app.web.scaling = { min: 2, max: 9 })));
-    // the web job's own scaling block changes too; HAProxy's jobspec does not
-    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`] });
+    // the web job's own scaling block changes too; HAProxy's jobspec does not. The metrics
+    // job does: its alert rule ScaledJobPinnedAtMax and its dashboard read scaling.max
+    // (replaced on the same node, sticky disk).
+    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.metrics`, `${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`] });
   });
 
   it("a new api image: the api and worker jobs (same image) and the metrics job (its queue exporter runs the api image), nothing else", () => {

@@ -18,6 +18,7 @@ import { GRAFANA_ADMIN_PASSWORD_ENV } from "./render/jobs/metrics";
 import { REGISTRY_PASSWORD_ENV, consulSecretsPrefix, secretsInNomadVariables, usesRegistryAuth, variablePath, type JobName, type SecretsOwner } from "./render/jobs/common";
 import { autoscalingEnabled } from "./render/jobs/scaling";
 import { BROKER_URL_ENV, NOMAD_TOKEN_ENV } from "./render/jobs/autoscaler";
+import { ALERT_SECRET_ITEMS } from "./render/metrics/alertmanager";
 
 /**
  * The broker URL, composed by Terraform at apply time. The password is URL-encoded
@@ -70,6 +71,9 @@ export class AppSecrets extends Construct {
       // sensitive variable), the autoscaler its Nomad token (nomad.acl).
       metrics: {
         ...(c.metrics.enabled ? { [GRAFANA_ADMIN_PASSWORD_ENV]: value(SECRET_VARIABLES.grafanaAdminPassword) } : {}),
+        // Alertmanager's receiver secrets (metrics.alerting), written to files in its task.
+        ...(this.variables[SECRET_VARIABLES.alertWebhookUrl.name] ? { [ALERT_SECRET_ITEMS.webhookUrl]: value(SECRET_VARIABLES.alertWebhookUrl) } : {}),
+        ...(this.variables[SECRET_VARIABLES.alertSmtpPassword.name] ? { [ALERT_SECRET_ITEMS.smtpPassword]: value(SECRET_VARIABLES.alertSmtpPassword) } : {}),
         ...(autoscalingEnabled(c)
           ? {
               [BROKER_URL_ENV]: app.CELERY_BROKER_URL,
@@ -104,13 +108,27 @@ export class AppSecrets extends Construct {
     // Values that reach a task's env file verbatim (JSON-quoted by toJSON): Go's encoder
     // writes &, < and > as \u0026-style escapes, which Nomad's env-file parser rejects, and
     // the task would not start. The broker password is URL-encoded first, so any is fine.
-    const envFileSafe = v.name !== SECRET_VARIABLES.rabbitmqPassword.name;
+    // The alert receivers' secrets reach a file, not an env file: any printable text
+    // (a webhook URL's query has &), on one line (the file holds one value).
+    const toFile = v.name === SECRET_VARIABLES.alertWebhookUrl.name || v.name === SECRET_VARIABLES.alertSmtpPassword.name;
+    const envFileSafe = v.name !== SECRET_VARIABLES.rabbitmqPassword.name && !toFile;
     const tv = new TerraformVariable(this, v.name, {
       type: "string",
       description: v.description,
       sensitive: true,
       nullable: false,
-      validation: envFileSafe
+      validation: toFile
+        ? [
+            {
+              condition: v.name === SECRET_VARIABLES.alertWebhookUrl.name
+                ? `\${can(regex("^https?://[^[:space:][:cntrl:]]+$", var.${v.name}))}`
+                : `\${can(regex("^[^[:cntrl:]]+$", var.${v.name}))}`,
+              errorMessage: v.name === SECRET_VARIABLES.alertWebhookUrl.name
+                ? `${v.name} must be an http(s) URL without spaces or control characters.`
+                : `${v.name} must be non-empty, on one line (no control characters).`,
+            },
+          ]
+        : envFileSafe
         ? [
             {
               condition: `\${can(regex("^[^&<>[:cntrl:]]+$", var.${v.name}))}`,

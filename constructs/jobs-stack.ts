@@ -22,6 +22,8 @@ import { nomadHaproxyRuntime, renderHaproxyConfig } from "./render/jobs/haproxy-
 import { renderJobspecs } from "./render/jobs";
 import { GRAFANA_LOCAL_DIR, grafanaFiles } from "./render/metrics/grafana";
 import { nomadPrometheusRuntime, renderPrometheusConfig } from "./render/metrics/prometheus";
+import { ALERT_RULES_FILE, renderAlertRules } from "./render/metrics/alerts";
+import { ALERTMANAGER_CONFIG_FILE, alertingEnabled, renderAlertmanagerConfig } from "./render/metrics/alertmanager";
 import { configureStateBackend } from "./state-backend";
 import { KeptCount } from "./kept-count";
 import { SCALED_JOBS, autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
@@ -76,6 +78,8 @@ export class ClusterJobsStack extends TerraformStack {
       const rendered = RenderedFiles.of(this);
       rendered.add("metrics/prometheus.yml", renderPrometheusConfig(cluster, nomadPrometheusRuntime()));
       for (const [p, text] of Object.entries(grafanaFiles(cluster))) rendered.add(`metrics/grafana/${p.slice(`${GRAFANA_LOCAL_DIR}/`.length)}`, text);
+      rendered.add(ALERT_RULES_FILE, renderAlertRules(cluster));
+      if (alertingEnabled(cluster)) rendered.add(ALERTMANAGER_CONFIG_FILE, renderAlertmanagerConfig(cluster));
     }
 
     const specs: Partial<Record<JobName, string>> = renderJobspecs(cluster);

@@ -1,9 +1,8 @@
 /**
  * System test: the metrics job's Prometheus, run for real (v2.53.3, the image's version, built
- * by `npm run engines`: Debian's 2.42 has no consul_sd) with the
- * production prometheus.yml (renderPrometheusConfig with the job's own runtime: the node's
- * Consul agent on loopback), scraping the real HAProxy running the production haproxy.cfg
- * (only its runtime parts are test values), in network namespaces:
+ * by `npm run engines`) with the production prometheus.yml (renderPrometheusConfig; only the
+ * rule file's path is the sandbox's), scraping the real HAProxy running the production
+ * haproxy.cfg (only its runtime parts are test values), in network namespaces:
  *
  *   lb    (node-1, overlay 10.215.1.1, floating IP 10.215.1.100): HAProxy; dnsmasq standing in
  *         for Consul DNS (SRV records, as in jobs-haproxy.test.ts); python backends; a Consul
@@ -11,24 +10,26 @@
  *         /v1/agent/metrics?format=prometheus (and, to catch leaks, other endpoints); a Nomad
  *         agent stand-in on the overlay address serving /v1/metrics?format=prometheus with
  *         metric names from Nomad's metrics reference (host and allocation metrics);
- *   mon   (node-2, overlay 10.215.1.2): Prometheus on 127.0.0.1:9090 and a Consul agent
- *         stand-in on 127.0.0.1:8500 serving the catalog endpoints consul_sd uses
- *         (/v1/catalog/services, /v1/health/service/<name>, with X-Consul-Index and blocking);
+ *   mon   (node-2, overlay 10.215.1.2, not floating-IP-eligible: no HAProxy): Prometheus on
+ *         127.0.0.1:9090, its node's Nomad agent stand-in, and a Consul agent stand-in on
+ *         127.0.0.1:8500 whose catalog holds FAKE registrations (a `haproxy` at another
+ *         team's address, one claiming node-1's name): Prometheus must never ask it;
  *   other (10.215.2.3): another team on the shared overlay.
  *
  * Checks: the scrape surface (a cluster node gets /metrics and the relayed Consul metrics,
- * another source gets 403, no other Consul path is reachable through the relay); every
- * target discovered through the catalog and up, labelled with its node; HAProxy's request
- * counters moving under a bounded load; every dashboard panel's query evaluated by this
- * Prometheus and returning data (but the autoscaler's queue depth, which the autoscaler's
- * exporter produces: parsed only).
+ * another source gets 403, no other Consul path is reachable through the relay); exactly the
+ * description's targets, up, labelled with their node, and no catalog request; HAProxy's
+ * request counters moving under a bounded load; every dashboard panel's query evaluated by
+ * this Prometheus and returning data (but the autoscaler's, whose tasks are not run here:
+ * parsed only); the alert rules loaded, none firing.
  */
 import * as fs from "fs";
 import * as path from "path";
 import { edited, exampleCluster, itIf } from "../helpers/synth";
 import { CONSUL_METRICS_RELAY_PATH, renderHaproxyConfig, type HaproxyRuntime } from "../../constructs/render/jobs/haproxy-cfg";
-import { nomadPrometheusRuntime, renderPrometheusConfig } from "../../constructs/render/metrics/prometheus";
+import { renderPrometheusConfig } from "../../constructs/render/metrics/prometheus";
 import { overviewPanels } from "../../constructs/render/metrics/dashboards";
+import { renderAlertRules } from "../../constructs/render/metrics/alerts";
 import { Sandbox, systemTestPrerequisites, waitFor } from "./sandbox";
 import { PROMETHEUS_MISSING, havePrometheus, startConsulStandin, startPrometheus, type RunningPrometheus } from "./prometheus";
 
@@ -47,6 +48,8 @@ function testCluster() {
   return edited(exampleCluster(), (c) => {
     c.nodes[0].overlayAddress = LB;
     c.nodes[1].overlayAddress = MON;
+    // node-2 runs no HAProxy (not floating-IP-eligible): the collector's node only.
+    c.nodes[1].floatingIp.eligible = false;
     c.floatingIp.address = VIP;
     c.metrics.prometheus.scrapeInterval = "5s";
     // The autoscaling tasks' loopback targets are not discovered through Consul: their
@@ -63,6 +66,14 @@ consul_runtime_alloc_bytes 1.2345e+07
 # HELP consul_client_rpc consul_client_rpc
 # TYPE consul_client_rpc counter
 consul_client_rpc 42
+# HELP consul_client_rpc_failed consul_client_rpc_failed
+# TYPE consul_client_rpc_failed counter
+consul_client_rpc_failed 1
+# HELP consul_dns_domain_query consul_dns_domain_query
+# TYPE consul_dns_domain_query summary
+consul_dns_domain_query{quantile="0.5"} 0.1
+consul_dns_domain_query_sum 12.5
+consul_dns_domain_query_count 125
 `;
 
 /**
@@ -97,12 +108,15 @@ const NOMAD_METRICS = (() => {
 
 jest.setTimeout(180000);
 
-describe("real Prometheus scraping the real HAProxy through Consul discovery (namespaces)", () => {
+describe("real Prometheus scraping the real HAProxy at the description's addresses (namespaces)", () => {
   let sb: Sandbox | undefined;
   let prom: RunningPrometheus;
   let lbConsul: ReturnType<typeof startConsulStandin>;
   let nomadAgent: ReturnType<typeof startConsulStandin>;
+  let monNomad: ReturnType<typeof startConsulStandin>;
   let catalog: ReturnType<typeof startConsulStandin>;
+  /** Requests the catalog stand-in had before Prometheus started (the test's own readiness probe). */
+  let catalogRequestsBefore = 0;
   const ns = { lb: "", mon: "", other: "" };
   const c = testCluster();
   const hp = c.app.haproxy;
@@ -156,19 +170,28 @@ describe("real Prometheus scraping the real HAProxy through Consul discovery (na
     await waitFor("HAProxy /healthz", () => curl(ns.lb, `http://${LB}:${hp.statsPort}/healthz`).code === "200", 15000, () => s.log(haproxy));
     await waitFor("both backends routed", () => curl(ns.lb, `http://${LB}:${hp.nodePort}/`).code === "200" && curl(ns.lb, `http://${LB}:${hp.nodePort}/image/x`).code === "200", 20000, () => s.log(haproxy));
 
-    // node-2: the collector. Its Consul agent (stand-in) knows node-1's HAProxy and Nomad client.
+    // node-2: the collector, with its own Nomad client (stand-in) and a Consul agent whose
+    // catalog another team has filled with fake registrations.
+    monNomad = startConsulStandin(s, ns.mon, { host: MON, port: NOMAD_PORT }, {
+      datacenter: "dc1",
+      nodeName: c.nodes[1].name,
+      documents: { "/v1/metrics": { query: "format=prometheus", contentType: "text/plain; version=0.0.4", body: "# TYPE nomad_client_uptime gauge\nnomad_client_uptime 1\n" } },
+    }, "nomad-mon");
     catalog = startConsulStandin(s, ns.mon, { host: "127.0.0.1", port: 8500 }, {
       datacenter: c.servers.datacenter,
       nodeName: c.nodes[1].name,
       catalog: [
-        { service: "haproxy", node: c.nodes[0].name, address: LB, port: hp.statsPort, tags: ["lb"] },
-        { service: "nomad-client", node: c.nodes[0].name, address: LB, port: NOMAD_PORT, tags: ["http"] },
-        { service: "web", node: c.nodes[0].name, address: LB, port: 8001, tags: [] },
+        { service: "haproxy", node: "intruder", address: OTHER, port: hp.statsPort, tags: ["lb"] },
+        { service: "haproxy", node: c.nodes[0].name, address: OTHER, port: 9999, tags: ["lb"] },
+        { service: "nomad-client", node: c.nodes[1].name, address: OTHER, port: NOMAD_PORT, tags: ["http"] },
       ],
     }, "consul-mon");
     await waitFor("catalog stand-in", () => curl(ns.mon, "http://127.0.0.1:8500/v1/catalog/services").code === "200", 10000);
-    // The production file: the same function and runtime as the metrics job's template.
-    prom = await startPrometheus(s, ns.mon, renderPrometheusConfig(c, nomadPrometheusRuntime()));
+    catalogRequestsBefore = catalog.requests().length;
+    // The production file but for the rule file's path (the sandbox's copy of the rules).
+    const rules = path.join(s.dir, "alert-rules.yml");
+    fs.writeFileSync(rules, renderAlertRules(c));
+    prom = await startPrometheus(s, ns.mon, renderPrometheusConfig(c, { ruleFile: rules }));
   }, 90000);
 
   afterAll(() => {
@@ -214,28 +237,22 @@ describe("real Prometheus scraping the real HAProxy through Consul discovery (na
     expect([...new Set(seen)]).toEqual(["GET /v1/agent/metrics?format=prometheus"]);
   });
 
-  itIf(pre.ok, pre.reason)("discovers every target through the Consul catalog, labelled with its node, and scrapes it", async () => {
-    const want = ["consul-agent", "haproxy", "nomad-client", "prometheus"];
-    await waitFor("every target up", () => {
-      const up = prom.targets().filter((t) => t.health === "up").map((t) => t.labels.job);
-      return want.every((j) => up.includes(j));
-    }, 60000, () => `${JSON.stringify(prom.targets().map((t) => [t.labels.job, t.health, t.lastError, t.scrapeUrl]))}\n${prom.log().slice(-2000)}`, 500);
-    const targets = prom.targets();
-    expect(targets.map((t) => t.labels.job).sort()).toEqual(want);
-    for (const t of targets.filter((x) => x.labels.job !== "prometheus")) {
-      expect({ job: t.labels.job, node: t.labels.node }).toEqual({ job: t.labels.job, node: c.nodes[0].name });
-    }
-    expect(targets.find((t) => t.labels.job === "haproxy")!.scrapeUrl).toBe(`http://${LB}:${hp.statsPort}/metrics`);
-    expect(targets.find((t) => t.labels.job === "consul-agent")!.scrapeUrl).toBe(`http://${LB}:${hp.statsPort}${CONSUL_METRICS_RELAY_PATH}`);
-    expect(targets.find((t) => t.labels.job === "nomad-client")!.scrapeUrl).toBe(`http://${LB}:${NOMAD_PORT}/v1/metrics?format=prometheus`);
-    // Which catalog endpoints Prometheus' consul_sd really called (recorded by the stand-in).
-    const calls = catalog.requests().map((r) => r.split("?")[0]);
-    // eslint-disable-next-line no-console
-    console.log(`consul_sd called: ${[...new Set(calls)].join(", ")}`);
-    expect(calls).toContain("GET /v1/health/service/haproxy");
-    expect(calls).toContain("GET /v1/health/service/nomad-client");
-    expect(calls).not.toContain("GET /v1/agent/self"); // the datacenter is in the config
+  itIf(pre.ok, pre.reason)("scrapes exactly the description's targets, labelled with their node; the catalog's fake registrations move nothing", async () => {
+    const want = [
+      ["consul-agent", c.nodes[0].name, `http://${LB}:${hp.statsPort}${CONSUL_METRICS_RELAY_PATH}`],
+      ["haproxy", c.nodes[0].name, `http://${LB}:${hp.statsPort}/metrics`],
+      ["nomad-client", c.nodes[0].name, `http://${LB}:${NOMAD_PORT}/v1/metrics?format=prometheus`],
+      ["nomad-client", c.nodes[1].name, `http://${MON}:${NOMAD_PORT}/v1/metrics?format=prometheus`],
+      ["prometheus", undefined, "http://127.0.0.1:9090/metrics"],
+    ];
+    const seen = () => prom.targets().map((t) => [t.labels.job, t.labels.node, t.scrapeUrl]).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+    await waitFor("every target up", () => prom.targets().length === want.length && prom.targets().every((t) => t.health === "up"), 60000, () => `${JSON.stringify(prom.targets().map((t) => [t.labels.job, t.health, t.lastError, t.scrapeUrl]))}\n${prom.log().slice(-2000)}`, 500);
+    expect(seen()).toEqual(want);
+    // Prometheus never asked the catalog (whose fake registrations a consul_sd job would have scraped).
+    expect(catalogRequestsBefore).toBeGreaterThan(0);
+    expect(catalog.requests().slice(catalogRequestsBefore)).toEqual([]);
     expect(nomadAgent.requests()).toContain("GET /v1/metrics?format=prometheus");
+    expect(monNomad.requests()).toContain("GET /v1/metrics?format=prometheus");
     // Consul's metrics arrived through the relay, with the node label
     expect(prom.query(`consul_client_rpc{job="consul-agent"}`)).toEqual([expect.objectContaining({ value: 42, metric: expect.objectContaining({ node: c.nodes[0].name }) })]);
   });
@@ -274,5 +291,14 @@ describe("real Prometheus scraping the real HAProxy through Consul discovery (na
     // Instances per job from Nomad's allocation metrics (exported_job: the scrape job's label wins).
     const inst = prom.query(overviewPanels(c).find((p) => p.title === "Instances per job")!.queries[0].expr);
     expect(Object.fromEntries(inst.map((s) => [s.metric.exported_job, s.value]))).toEqual({ web: 1, api: 1, worker: 2 });
+  });
+
+  itIf(pre.ok, pre.reason)("loads the alert rules (every rule healthy) and none fires on this healthy cluster", () => {
+    const r = sb!.inNs(ns.mon, ["curl", "-sS", "--max-time", "10", `http://127.0.0.1:9090/api/v1/rules`]);
+    const groups = JSON.parse(r.stdout).data.groups;
+    const rules = groups.flatMap((g: any) => g.rules);
+    expect(rules.length).toBeGreaterThan(0);
+    expect(rules.filter((x: any) => x.health !== "ok").map((x: any) => [x.name, x.lastError])).toEqual([]);
+    expect(rules.filter((x: any) => x.state === "firing").map((x: any) => x.name)).toEqual([]);
   });
 });

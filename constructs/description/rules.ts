@@ -104,6 +104,13 @@ export function crossFieldViolations(c: PartialCluster): Violation[] {
     });
   }
   if (c.bastion && c.ssh) hostKeyRules(c.bastion, c.ssh, nodes, v);
+  if (c.metrics && !c.metrics.enabled && (c.metrics.alerting.webhook || c.metrics.alerting.email)) {
+    // Alertmanager runs in the metrics job: a receiver without it would silently send nothing.
+    v.push({
+      path: ["metrics", "alerting"],
+      message: "expected no receiver with metrics.enabled: false (the alerts come from the metrics job's Prometheus); remove metrics.alerting or turn metrics on",
+    });
+  }
   if (c.metrics?.enabled && c.metrics.autoscaling.enabled && c.nomad?.tls) {
     // The autoscaler (a container) reaches the node's Nomad client over HTTP; with TLS it
     // would need the CA, which lives on the node only (the docker driver's volumes are off).

@@ -319,7 +319,50 @@ export const METRICS_IMAGES = {
   prometheus: "prom/prometheus:v2.53.3",
   grafana: "grafana/grafana:11.3.1",
   autoscaler: "hashicorp/nomad-autoscaler:0.4.5",
+  /** 0.27: webhook url_file and e-mail auth_password_file, so no secret is in its config file. */
+  alertmanager: "prom/alertmanager:v0.27.0",
 } as const;
+
+/**
+ * Loopback ports the metrics group's tasks listen on (host network mode, 127.0.0.1 only):
+ * Prometheus, Alertmanager, the queue exporter and the autoscaler. Grafana's port may not
+ * be one of them (it listens on loopback too). The renderers' constants equal these
+ * (__tests__/metrics-alerting.test.ts checks it).
+ */
+export const METRICS_LOOPBACK_PORTS: readonly number[] = [9090, 9093, 9808, 9809];
+
+const emailAddress = z
+  .string()
+  .max(254, "an e-mail address of at most 254 characters")
+  .regex(/^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/, "an e-mail address such as team@example.org");
+
+/**
+ * Where alerts go (metrics.alerting). No receiver, no Alertmanager: the rules are still
+ * evaluated and shown on Prometheus' and Grafana's alert pages. The secret part of each
+ * receiver is a Terraform variable, never a field here (secrets.ts).
+ */
+const alertingSchema = z
+  .strictObject({
+    webhook: z
+      .strictObject({
+        sendResolved: z.boolean().default(true).describe("Also POST when an alert resolves. Default: true."),
+      })
+      .optional()
+      .describe("Alerts POSTed as Alertmanager's webhook JSON. The URL (it usually holds a token) is the sensitive Terraform variable alert_webhook_url."),
+    email: z
+      .strictObject({
+        to: z.array(emailAddress).min(1, "at least one address").max(20, "at most 20 addresses").describe("Recipients."),
+        from: emailAddress.describe("Sender address."),
+        smarthost: host.describe("SMTP server (host name or IPv4 address)."),
+        port: port.default(587).describe("SMTP port. Default: 587 (submission, STARTTLS)."),
+        username: z.string().regex(/^[^\s\x00-\x1f"\\]{1,254}$/, "an SMTP user name without spaces, quotes, backslashes or control characters").optional().describe("SMTP user; its password is the sensitive Terraform variable alert_smtp_password. Omit for a relay without authentication."),
+        requireTls: z.boolean().default(true).describe("Refuse to send without STARTTLS. Default: true."),
+      })
+      .optional()
+      .describe("Alerts e-mailed through an SMTP server."),
+  })
+  .prefault({})
+  .describe("Receivers of the alert rules' notifications (Alertmanager in the metrics job). None: no Alertmanager; the rules still show on Prometheus' alert page.");
 
 const metricsDefaults = {
   prometheus: { cpu: 200, memory: 512, diskMiB: 2048, retentionDays: 15, scrapeInterval: "15s" },
@@ -336,6 +379,7 @@ const metricsSchema = z
         prometheus: imageRef.default(METRICS_IMAGES.prometheus),
         grafana: imageRef.default(METRICS_IMAGES.grafana),
         autoscaler: imageRef.default(METRICS_IMAGES.autoscaler),
+        alertmanager: imageRef.default(METRICS_IMAGES.alertmanager),
       })
       .prefault({})
       .describe("Images of the metrics stack (defaults pinned by tag)."),
@@ -352,8 +396,11 @@ const metricsSchema = z
     grafana: z
       .strictObject({
         resources: resources.default({ cpu: metricsDefaults.grafana.cpu, memory: metricsDefaults.grafana.memory }),
-        /** Grafana's port on the overlay address of the node running it (reached by an SSH port-forward through the bastion). */
-        port: jobPort.default(metricsDefaults.grafana.port).describe("Grafana's port on the overlay address of the node that runs it (reached through an SSH port-forward via the bastion)."),
+        /** Grafana's port on the loopback address of the node running it (reached by an SSH port-forward through the bastion). */
+        port: jobPort
+          .refine((p) => !METRICS_LOOPBACK_PORTS.includes(p), `a port the metrics group's other tasks do not use (not ${METRICS_LOOPBACK_PORTS.join(", ")})`)
+          .default(metricsDefaults.grafana.port)
+          .describe("Grafana's port on the loopback address (127.0.0.1) of the node that runs it (reached through an SSH port-forward via the bastion)."),
       })
       .prefault({}),
     autoscaling: z
@@ -373,6 +420,7 @@ const metricsSchema = z
         workerQueuedTasks: z.number().min(0.1).max(1000000).default(8).describe("worker's target: tasks waiting in the Celery queue per worker instance."),
       })
       .prefault({}),
+    alerting: alertingSchema,
   })
   .prefault({})
   .describe("Metrics (Prometheus, Grafana) and autoscaling (Nomad Autoscaler) as Nomad jobs; on by default.");

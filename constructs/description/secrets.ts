@@ -22,15 +22,22 @@ export const SECRET_VARIABLES = {
     name: "autoscaler_nomad_token",
     description: "Nomad ACL token (secret ID) of the Nomad Autoscaler, with nomad.acl: a policy with namespace \"default\" { policy = \"scale\" } (docs/operations.md, Autoscaling)",
   },
+  alertWebhookUrl: {
+    name: "alert_webhook_url",
+    description: "URL Alertmanager POSTs alerts to, with metrics.alerting.webhook (it usually holds a token); written to the metrics job's secrets/ directory, never into a config file",
+  },
+  alertSmtpPassword: { name: "alert_smtp_password", description: "Password of metrics.alerting.email.username on the SMTP server (Alertmanager's e-mail receiver)" },
   vrrpPassword: { name: "vrrp_password", description: "VRRP authentication of the floating IP's keepalived (nodes stack; 1-8 characters)" },
 } as const satisfies Record<string, SecretVariable>;
 
 /**
  * The secret variables the jobs stack needs (the registry password only with app.registry;
- * the autoscaler's Nomad token only with nomad.acl and autoscaling).
+ * the autoscaler's Nomad token only with nomad.acl and autoscaling; the alert receivers'
+ * secrets only with their receiver in metrics.alerting).
  */
 export function secretVariables(c: Cluster): SecretVariable[] {
-  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken, grafanaAdminPassword } = SECRET_VARIABLES;
+  const { s3AccessKeyId, s3SecretAccessKey, rabbitmqPassword, registryPassword, autoscalerNomadToken, grafanaAdminPassword, alertWebhookUrl, alertSmtpPassword } = SECRET_VARIABLES;
+  const alerting = c.metrics.enabled ? c.metrics.alerting : {};
   const autoscalerToken = c.nomad.acl && c.metrics.enabled && c.metrics.autoscaling.enabled;
   return [
     s3AccessKeyId,
@@ -39,5 +46,7 @@ export function secretVariables(c: Cluster): SecretVariable[] {
     ...(c.app.registry ? [registryPassword] : []),
     ...(autoscalerToken ? [autoscalerNomadToken] : []),
     ...(c.metrics.enabled ? [grafanaAdminPassword] : []),
+    ...(alerting.webhook ? [alertWebhookUrl] : []),
+    ...(alerting.email?.username ? [alertSmtpPassword] : []),
   ];
 }

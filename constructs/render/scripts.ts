@@ -398,6 +398,46 @@ joined() {
 describe_membership() { nomad node status -self 2>&1 | head -n 20 || true; }`;
 }
 
+/** The metrics job (its allocation holds Prometheus' history on a migrated ephemeral disk). */
+export const METRICS_JOB_NAME = "metrics";
+/** How long a drain waits for the metrics allocation to run on another node (its data copied from here). */
+export const METRICS_MOVE_TIMEOUT_S = 600;
+
+/**
+ * Shell functions: whether the metrics job's allocation runs on this node, and a wait until
+ * it runs on another one. Its data (Prometheus' TSDB, Grafana's database) moves with the
+ * allocation (ephemeral_disk migrate): the replacement's Nomad client copies it from THIS
+ * node's client (HTTP API, /v1/client/allocation/<id>/snapshot) while it starts, after the
+ * drain already returned. Stopping Nomad, or the VM, before that cuts the copy and loses
+ * the history. Best effort: when the job cannot be read (no metrics job, a token without
+ * read-job), nothing is waited for.
+ */
+function metricsMoveFunctions(): string {
+  return `readonly METRICS_JOB=${METRICS_JOB_NAME} METRICS_MOVE_TIMEOUT_S=${METRICS_MOVE_TIMEOUT_S}
+# Node IDs of the metrics job's running allocations, one a line; fails when unreadable.
+metrics_alloc_nodes() {
+  nomad job allocs -t '{{ range . }}{{ if eq .ClientStatus "running" }}{{ .NodeID }}{{ "\\n" }}{{ end }}{{ end }}' "$METRICS_JOB" 2>/dev/null
+}
+# Waits until the metrics allocation runs on a node other than $1 (its data then copied).
+wait_metrics_elsewhere() {
+  local self=$1 nodes deadline=$((SECONDS + METRICS_MOVE_TIMEOUT_S))
+  log "waiting for the metrics job to run on another node (its history is copied from this one)"
+  while :; do
+    if ! nodes=$(metrics_alloc_nodes); then
+      log "cannot read the metrics job's allocations: not waiting"
+      return 0
+    fi
+    if grep -v -x -F "$self" <<<"$nodes" | grep -q .; then break; fi
+    if ((SECONDS >= deadline)); then
+      log "the metrics job does not run elsewhere after \${METRICS_MOVE_TIMEOUT_S}s (no room, or placement failed): its history may be lost if Nomad stops now (see: nomad job status $METRICS_JOB)"
+      return 0
+    fi
+    sleep 5
+  done
+  log "the metrics job runs on another node"
+}`;
+}
+
 /**
  * Nomad: moving the client's state from the previous data_dir (PREVIOUS_NOMAD_DATA_DIR) to
  * NOMAD_DATA_DIR, once, before the new config is installed. Only on a node that runs no
@@ -455,14 +495,21 @@ fi`;
 
 /**
  * The Nomad maintenance step: drain with a deadline while `maintenance: true`, and end
- * the drain (eligibility back) when the flag is cleared.
+ * the drain (eligibility back) when the flag is cleared. With metrics, the step returns
+ * only once the metrics allocation runs elsewhere: the node may be powered off then.
  */
-function maintenanceStep(): string {
+function maintenanceStep(c: Cluster): string {
+  const metrics = c.metrics.enabled;
   return `
-if [[ "$MAINTENANCE" == true ]]; then
-  log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
+${metrics ? `${metricsMoveFunctions()}
+` : ""}if [[ "$MAINTENANCE" == true ]]; then
+${metrics ? `  self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
+  metrics_here=false
+  if [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"; then metrics_here=true; fi
+` : ""}  log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
-else
+${metrics ? `  if [[ "$metrics_here" == true ]]; then wait_metrics_elsewhere "$self_id"; fi
+` : ""}else
   # Any drain or ineligibility is ended here, also one an operator set by hand: the
   # description is the source of truth for a node's schedulability.
   eligibility=$(nomad node status -self -t '{{ .SchedulingEligibility }}')
@@ -635,7 +682,7 @@ until joined "$address"; do
   sleep 2
 done
 log "joined with address $address"
-${agent === "nomad" ? maintenanceStep() : ""}
+${agent === "nomad" ? maintenanceStep(c) : ""}
 `;
 }
 
@@ -655,6 +702,7 @@ set -euo pipefail
 
 readonly NODE_NAME=$1 ADDRESS=$2 DRAIN_DEADLINE=$3
 log() { printf '[decommission %s] %s\\n' "$NODE_NAME" "$*"; }
+${metricsMoveFunctions()}
 
 # With ACLs, the operator-managed tokens (see README, Security); harmless without them.
 if [[ -s ${sh(NOMAD_OPERATOR_TOKEN_FILE)} ]]; then
@@ -682,9 +730,14 @@ else
 fi
 
 if systemctl is-active --quiet nomad; then
+  self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
+  metrics_here=false
+  if [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"; then metrics_here=true; fi
   log "draining Nomad allocations (deadline $DRAIN_DEADLINE)"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes \\
     || log "drain did not complete cleanly; continuing (allocations are rescheduled when the node goes down)"
+  # Nomad stops only once the metrics history left this node (or the wait timed out).
+  if [[ "$metrics_here" == true ]]; then wait_metrics_elsewhere "$self_id"; fi
   systemctl disable --now --quiet nomad
   log "nomad stopped and disabled"
 fi

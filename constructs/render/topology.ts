@@ -122,7 +122,7 @@ export function renderTopologyMermaid(c: Cluster, opts: TopologyOptions = {}): s
   emit(2, `job_web[${lines(`web ×${c.app.web.count}`, c.app.images.web)}]`);
   emit(2, `job_api[${lines(`api ×${c.app.api.count}`, c.app.images.api)}]`);
   emit(2, `job_worker[${lines(`worker ×${c.app.worker.count}`, `concurrency ${c.app.worker.concurrency}`)}]`);
-  if (c.metrics.enabled) emit(2, `job_metrics[${lines("metrics ×1", `Prometheus (loopback) + Grafana :${c.metrics.grafana.port}`)}]`);
+  if (c.metrics.enabled) emit(2, `job_metrics[${lines("metrics ×1", `Prometheus + Grafana :${c.metrics.grafana.port} (loopback)`)}]`);
   emit(1, "end");
   out.push("");
 

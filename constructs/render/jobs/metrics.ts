@@ -1,9 +1,10 @@
 /**
  * Jobspec of the metrics job (metrics.enabled): one group on one node, host network mode,
  * with Prometheus (loopback only: it has no access control, and its only clients run in
- * this group) and Grafana (on the node's overlay address, password login, no anonymous
- * access). Their data lives on the group's sticky, migrated ephemeral disk: Docker volumes
- * are disabled on the clients (agents.ts).
+ * this group), Grafana (loopback too, reached through an SSH tunnel; password login, no
+ * anonymous access) and, with a receiver in metrics.alerting, Alertmanager (loopback).
+ * Their data lives on the group's sticky, migrated ephemeral disk: Docker volumes are
+ * disabled on the clients (agents.ts).
  *
  * Every config file is rendered by constructs/render/metrics/* and delivered by a template
  * (also readable in the synth output under rendered/metrics/). A change of one is a change
@@ -12,11 +13,32 @@
  */
 import type { Cluster } from "../../description/schema";
 import { str, tidy } from "../hcl";
-import { OVERLAY_HOST_NETWORK, ROLLOUT, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine } from "./common";
+import {
+  ROLLOUT,
+  consulSecretsPrefix,
+  heredoc,
+  jobHeader,
+  jobPlacement,
+  resourcesBlock,
+  secretsInNomadVariables,
+  secretsTemplate,
+  serviceProviderLine,
+  variablePath,
+} from "./common";
 import { GRAFANA_DIRS, grafanaFiles } from "../metrics/grafana";
 import { autoscalingEnabled } from "./scaling";
 import { autoscalingTasks } from "./autoscaler";
-import { PROMETHEUS_LISTEN, nomadPrometheusRuntime, renderPrometheusConfig } from "../metrics/prometheus";
+import { PROMETHEUS_LISTEN, PROMETHEUS_RULE_FILE, nomadPrometheusRuntime, renderPrometheusConfig } from "../metrics/prometheus";
+import { renderAlertRules } from "../metrics/alerts";
+import {
+  ALERTMANAGER_CONFIG_PATH,
+  ALERTMANAGER_LISTEN,
+  alertSecretItems,
+  alertingEnabled,
+  alertmanagerArgs,
+  renderAlertmanagerConfig,
+} from "../metrics/alertmanager";
+import { commentText } from "../../escape";
 
 // ---- Hooks for the other tasks of the metrics group (the autoscaler side) -------------
 /**
@@ -42,9 +64,12 @@ export const TEMPLATE_DELIMITERS = { left: "[[~", right: "~]]" } as const;
 
 /** Task logs kept by Nomad on the same ephemeral disk (files × MiB per task). */
 const LOGS = { maxFiles: 3, maxFileSizeMiB: 10 } as const;
-/** Disk kept apart from the TSDB: Grafana's database and every task's logs (up to 4 tasks). */
+/**
+ * Disk kept apart from the TSDB: Grafana's database, Alertmanager's silences and
+ * notification log (a few KiB) and every task's logs (up to 5 tasks).
+ */
 const GRAFANA_DATA_MIB = 64;
-const TASKS_RESERVED = 4;
+const TASKS_RESERVED = 5;
 
 /**
  * Prometheus' --storage.tsdb.retention.size (MiB): below the ephemeral disk, after Grafana's
@@ -71,6 +96,73 @@ function fileTemplate(text: string, destination: string, changeMode: string, ind
     `${indent}}`,
   ].join("\n");
 }
+
+/** Prometheus' and Grafana's own restart policy: a broken one fails the allocation, which is rescheduled. */
+function coreRestartBlock(indent: string): string {
+  return `${indent}restart {
+${indent}  attempts = 3
+${indent}  interval = "5m"
+${indent}  delay    = "15s"
+${indent}  mode     = "fail"
+${indent}}`;
+}
+
+/**
+ * A template writing one secret item verbatim into the task's secrets/ directory (tmpfs,
+ * mounted in this task's container only), for programs that read a secret from a file.
+ */
+function secretFileTemplate(c: Cluster, item: string, destination: string, indent: string): string {
+  const data = secretsInNomadVariables(c)
+    ? `{{ with nomadVar ${JSON.stringify(variablePath("metrics"))} }}{{ .${item} }}{{ end }}`
+    : `{{ key ${JSON.stringify(consulSecretsPrefix("metrics") + item)} }}`;
+  const origin = secretsInNomadVariables(c) ? `the Nomad Variable ${variablePath("metrics")}` : `Consul KV ${consulSecretsPrefix("metrics")} (Nomad ${commentText(c.versions.nomad)} has no Variables)`;
+  return [
+    `${indent}template {`,
+    `${indent}  # ${item} from ${origin} (written by Terraform).`,
+    `${indent}  data        = ${str(data)}`,
+    `${indent}  destination = ${str(destination.replace(/^\//, ""))}`,
+    // Readable by the container's user (Alertmanager runs as nobody; Nomad writes the file
+    // as root): the task's secrets/ is mounted in this task's container only.
+    `${indent}  perms       = "0444"`,
+    `${indent}  change_mode = "restart"`,
+    `${indent}}`,
+  ].join("\n");
+}
+
+/** The Alertmanager task (only with a receiver in metrics.alerting). */
+function alertmanagerTask(c: Cluster): string {
+  if (!alertingEnabled(c)) return "";
+  const i = "      ";
+  return `
+    task "alertmanager" {
+      driver = "docker"
+
+      config {
+        image        = ${str(c.metrics.images.alertmanager)}
+        network_mode = "host"
+        args = [
+${alertmanagerArgs().map((a) => `          ${str(a)},`).join("\n")}
+        ]
+      }
+
+      # alertmanager.yml (rendered/metrics/alertmanager.yml): no secret in it; SIGHUP reloads it.
+${fileTemplate(renderAlertmanagerConfig(c), ALERTMANAGER_CONFIG_PATH, `        change_mode     = "signal"\n        change_signal   = "SIGHUP"`, i)}
+
+${alertSecretItems(c)
+  .map((s) => secretFileTemplate(c, s.item, s.file, i))
+  .join("\n\n")}
+
+${logsBlock(i)}
+
+      resources {
+        cpu    = ${ALERTMANAGER_RESOURCES.cpu}
+        memory = ${ALERTMANAGER_RESOURCES.memory}
+      }
+    }`;
+}
+
+/** Alertmanager's share: a few alerts, one receiver (~30 MiB RSS). */
+export const ALERTMANAGER_RESOURCES = { cpu: 50, memory: 64 } as const;
 
 function logsBlock(indent: string): string {
   return `${indent}logs {
@@ -112,20 +204,19 @@ ${jobPlacement(c)}
       size    = ${m.prometheus.diskMiB}
     }
 
-    # Grafana's port on the overlay address, reserved so that Nomad hands it to no other
-    # task. Prometheus binds ${PROMETHEUS_LISTEN.host}:${PROMETHEUS_LISTEN.port} (host network mode), nowhere else.
-    network {
-      port "grafana" {
-        static       = ${m.grafana.port}
-        host_network = ${str(OVERLAY_HOST_NETWORK)}
-      }
-    }
+    # No port on the overlay: every task listens on loopback only (host network mode):
+    # Prometheus ${PROMETHEUS_LISTEN.host}:${PROMETHEUS_LISTEN.port}, Grafana 127.0.0.1:${m.grafana.port}${alertingEnabled(c) ? `, Alertmanager ${ALERTMANAGER_LISTEN.host}:${ALERTMANAGER_LISTEN.port}` : ""}.
 
+    # Nomad restarts a task alone; a task that uses up its attempts in mode "fail" fails
+    # the whole allocation (its siblings are killed, then the allocation is rescheduled).
+    # "delay" here: a crash-looping helper task (autoscaler, queue exporter, Alertmanager)
+    # keeps retrying after the interval and never takes Prometheus and Grafana down with it.
+    # Prometheus and Grafana set "fail" for themselves (a broken one is rescheduled).
     restart {
       attempts = 3
       interval = "5m"
       delay    = "15s"
-      mode     = "fail"
+      mode     = "delay"
     }
     reschedule {
       delay          = "30s"
@@ -155,6 +246,11 @@ ${jobPlacement(c)}
       # SIGHUP makes Prometheus re-read it without losing data.
 ${fileTemplate(prometheusYml, PROMETHEUS_CONFIG_PATH, `        change_mode     = "signal"\n        change_signal   = "SIGHUP"`, "      ")}
 
+      # Alert rules (rendered/metrics/alert-rules.yml), re-read on SIGHUP too.
+${fileTemplate(renderAlertRules(c), PROMETHEUS_RULE_FILE, `        change_mode     = "signal"\n        change_signal   = "SIGHUP"`, "      ")}
+
+${coreRestartBlock("      ")}
+
 ${logsBlock("      ")}
 
 ${resourcesBlock(m.prometheus.resources, "      ")}
@@ -168,9 +264,13 @@ ${resourcesBlock(m.prometheus.resources, "      ")}
         network_mode = "host"
       }
 
+      # Loopback only (an SSH tunnel reaches it): the overlay is shared with other teams.
+      # Grafana's own /metrics off: nothing scrapes it, and it would be open to anyone
+      # reaching the port.
       env {
-        GF_SERVER_HTTP_ADDR            = "\${NOMAD_IP_grafana}"
-        GF_SERVER_HTTP_PORT            = "\${NOMAD_PORT_grafana}"
+        GF_SERVER_HTTP_ADDR            = "127.0.0.1"
+        GF_SERVER_HTTP_PORT            = "${m.grafana.port}"
+        GF_METRICS_ENABLED             = "false"
         GF_PATHS_PROVISIONING          = ${str(GRAFANA_DIRS.provisioning)}
         GF_PATHS_DATA                  = ${str(GRAFANA_DIRS.data)}
         GF_SECURITY_ADMIN_USER         = "admin"
@@ -190,25 +290,31 @@ ${Object.entries(grafana)
   .map(([p, text]) => fileTemplate(text, p, `        change_mode     = "restart"`, "      "))
   .join("\n\n")}
 
+${coreRestartBlock("      ")}
+
 ${logsBlock("      ")}
 
 ${resourcesBlock(m.grafana.resources, "      ")}
 
+      # Registered without a port (Grafana is on loopback): the catalog tells which node
+      # runs it. The check runs inside the container (busybox wget of the Alpine image):
+      # Consul's own HTTP checks would reach the node's overlay address, not loopback.
       service {
         name = "grafana"
 ${serviceProviderLine(c, "        ")}
-        port = "grafana"
         tags = ["metrics"]
 
         check {
           name     = "grafana health"
-          type     = "http"
-          path     = "/api/health"
+          type     = "script"
+          command  = "wget"
+          args     = ["-q", "-O", "/dev/null", "http://127.0.0.1:${m.grafana.port}/api/health"]
           interval = "10s"
-          timeout  = "2s"
+          timeout  = "3s"
         }
       }
     }
+${alertmanagerTask(c)}
 ${metricsGroupExtraTasks(c)}
   }
 }

@@ -10,10 +10,18 @@
  * - Nomad's client telemetry (publish_node_metrics, publish_allocation_metrics):
  *   nomad_client_host_* per node, nomad_client_allocs_* per allocation (Nomad's `job` label
  *   becomes `exported_job`, the scrape job's own `job` label winning);
- * - the worker's queue depth from the autoscaler's exporter (WORKER_QUEUE_DEPTH_METRIC).
+ * - the worker's queue depth from the autoscaler's exporter (WORKER_QUEUE_DEPTH_METRIC);
+ * - the Consul agents of the HAProxy nodes, relayed by HAProxy (consul-agent scrape job;
+ *   names from Consul's telemetry reference, go-metrics' Prometheus sink: counters without
+ *   a _total suffix, timers as summaries);
+ * - the Nomad Autoscaler's own telemetry (v0.4.5, policyeval/base_worker.go:
+ *   scale.invoke.success_count / error_count, labelled policy_id and target_name).
  */
 import type { Cluster } from "../../description/schema";
-import { QUEUE_METRICS } from "../jobs/scaling";
+import { QUEUE_METRICS, SCALED_JOBS, autoscalingEnabled, scalingQuery, scalingTarget } from "../jobs/scaling";
+import { scalingBounds } from "../jobs/common";
+import { relaysConsulMetrics } from "../jobs/haproxy-cfg";
+import { runningAllocations } from "./alerts";
 
 /** The Prometheus datasource's uid (grafana.ts provisions it under this uid). */
 export const DATASOURCE_UID = "prometheus";
@@ -30,7 +38,7 @@ export const ROUTE_BACKENDS = ["web", "api", "api_uploads"] as const;
 const ROUTES = `proxy=~"${ROUTE_BACKENDS.join("|")}"`;
 
 /** Which scrape job's series a query reads (the system test produces all but the autoscaler's). */
-export type QuerySource = "haproxy" | "nomad-client" | "prometheus" | "autoscaler";
+export type QuerySource = "haproxy" | "nomad-client" | "prometheus" | "autoscaler" | "consul-agent";
 
 export interface PanelQuery {
   expr: string;
@@ -84,7 +92,79 @@ export interface GrafanaDashboard {
 const W = "$__rate_interval";
 
 /** The overview dashboard's panels, in display order. */
-export function overviewPanels(_c: Cluster): PanelSpec[] {
+export function overviewPanels(c: Cluster): PanelSpec[] {
+  return [...trafficPanels(), ...(relaysConsulMetrics(c) ? consulPanels() : [])];
+}
+
+/** The Consul agents of the HAProxy nodes (relayed by HAProxy): HAProxy's DNS discovery depends on them. */
+export function consulPanels(): PanelSpec[] {
+  return [
+    {
+      title: "Consul agents: RPCs to the servers",
+      description: "Per node, requests the local Consul agent sends to the provider's servers per second, and those that failed. Failures mean the servers are unreachable: service lookups then come from the agent's cache (fail static) and go stale.",
+      unit: "reqps",
+      queries: [
+        { expr: `sum by (node) (rate(consul_client_rpc[${W}]))`, legend: "{{node}}", source: "consul-agent" },
+        { expr: `sum by (node) (rate(consul_client_rpc_failed[${W}]))`, legend: "{{node}} failed", source: "consul-agent" },
+      ],
+    },
+    {
+      title: "Consul agents: DNS queries and memory",
+      description: "Per node, DNS queries the agent answers per second (HAProxy's service lookups among them) and the agent's allocated memory in MiB.",
+      unit: "short",
+      queries: [
+        { expr: `sum by (node) (rate(consul_dns_domain_query_count[${W}]))`, legend: "{{node}} DNS queries/s", source: "consul-agent" },
+        { expr: `max by (node) (consul_runtime_alloc_bytes) / 1048576`, legend: "{{node}} MiB allocated", source: "consul-agent" },
+      ],
+    },
+  ];
+}
+
+/** The autoscaling dashboard's panels: per scaled job its policy's input and the counts, then the scaling actions. */
+export function autoscalingPanels(c: Cluster): PanelSpec[] {
+  if (!autoscalingEnabled(c)) return [];
+  const perJob = SCALED_JOBS.flatMap((job): PanelSpec[] => {
+    const target = scalingTarget(c, job);
+    const { min, max } = scalingBounds(c, job);
+    const value = scalingQuery(c, job);
+    const inputSource: QuerySource = job === "worker" ? "autoscaler" : "haproxy";
+    return [
+      {
+        title: `${job}: policy value against target`,
+        description: `The query of ${job}'s scaling policy, evaluated here as the autoscaler evaluates it (load per instance), against its target (${target}). No line: the query has no data and the autoscaler holds the count (fail static).`,
+        unit: "short",
+        queries: [
+          { expr: value, legend: "value", source: inputSource },
+          { expr: `vector(${target})`, legend: "target", source: "prometheus" },
+        ],
+      },
+      {
+        title: `${job}: desired against running`,
+        description: `Running allocations of ${job} (Nomad clients) and the count the target-value strategy asks for from them: ceil(running × value ÷ target) within scaling.min..max (${min}..${max}), before the policy's threshold and cooldown.`,
+        unit: "short",
+        queries: [
+          { expr: runningAllocations(job), legend: "running", source: "nomad-client" },
+          { expr: `clamp(ceil((${value}) * scalar(${runningAllocations(job)}) / ${target}), ${min}, ${max})`, legend: "desired", source: inputSource },
+          { expr: `vector(${max})`, legend: "max", source: "prometheus" },
+        ],
+      },
+    ];
+  });
+  return [
+    ...perJob,
+    {
+      title: "Scaling actions",
+      description: "Scaling actions the Nomad Autoscaler submitted to Nomad (each one a new job version), and those Nomad refused, per policy. Nothing before the first action.",
+      unit: "short",
+      queries: [
+        { expr: `sum by (policy_id) (increase(nomad_autoscaler_scale_invoke_success_count[${W}]))`, legend: "submitted {{policy_id}}", source: "autoscaler" },
+        { expr: `sum by (policy_id) (increase(nomad_autoscaler_scale_invoke_error_count[${W}]))`, legend: "failed {{policy_id}}", source: "autoscaler" },
+      ],
+    },
+  ];
+}
+
+function trafficPanels(): PanelSpec[] {
   return [
     {
       title: "Requests per second, by route",
@@ -149,7 +229,7 @@ export function overviewPanels(_c: Cluster): PanelSpec[] {
     },
     {
       title: "Scrape targets up",
-      description: "Targets Prometheus scraped successfully, per scrape job (haproxy, consul-agent, nomad-client, prometheus): a drop means a node, an agent or HAProxy stopped answering.",
+      description: "Targets Prometheus scraped successfully, per scrape job (haproxy, consul-agent, nomad-client, prometheus, and the autoscaling tasks): a drop means a node, an agent or HAProxy stopped answering.",
       unit: "short",
       queries: [{ expr: `sum by (job) (up)`, legend: "{{job}}", source: "prometheus" }],
     },
@@ -157,13 +237,21 @@ export function overviewPanels(_c: Cluster): PanelSpec[] {
 }
 
 export const OVERVIEW_UID = "cluster-overview";
+export const AUTOSCALING_UID = "cluster-autoscaling";
 
 export function overviewDashboard(c: Cluster): GrafanaDashboard {
-  const specs = overviewPanels(c);
+  return dashboard(c, OVERVIEW_UID, `Cluster ${c.name}`, `Traffic, instances, nodes, the floating IP and the Consul agents of cluster ${c.name} (provisioned from the cluster description; edits in Grafana are not kept).`, overviewPanels(c));
+}
+
+export function autoscalingDashboard(c: Cluster): GrafanaDashboard {
+  return dashboard(c, AUTOSCALING_UID, `Autoscaling ${c.name}`, `The Nomad Autoscaler's inputs and actions for web, api and worker of cluster ${c.name} (provisioned from the cluster description).`, autoscalingPanels(c));
+}
+
+function dashboard(c: Cluster, uid: string, title: string, description: string, specs: PanelSpec[]): GrafanaDashboard {
   return {
-    uid: OVERVIEW_UID,
-    title: `Cluster ${c.name}`,
-    description: `Traffic, instances, nodes and the floating IP of cluster ${c.name} (provisioned from the cluster description; edits in Grafana are not kept).`,
+    uid,
+    title,
+    description,
     tags: ["cluster", c.name],
     editable: false,
     schemaVersion: 39,
@@ -188,6 +276,6 @@ export function overviewDashboard(c: Cluster): GrafanaDashboard {
 
 /** Every dashboard, by file name under Grafana's dashboards directory. */
 export function renderDashboards(c: Cluster): Record<string, string> {
-  const d = overviewDashboard(c);
-  return { [`${d.uid}.json`]: `${JSON.stringify(d, null, 2)}\n` };
+  const boards = [overviewDashboard(c), ...(autoscalingEnabled(c) ? [autoscalingDashboard(c)] : [])];
+  return Object.fromEntries(boards.map((d) => [`${d.uid}.json`, `${JSON.stringify(d, null, 2)}\n`]));
 }

@@ -17,12 +17,26 @@ export const GRAFANA_DIRS = {
   data: "/alloc/data/grafana",
 } as const;
 
-export function renderGrafanaDatasource(_c: Cluster): string {
+export function renderGrafanaDatasource(c: Cluster): string {
   return `# Grafana datasource: the metrics job's Prometheus, on loopback in the same group.
+# timeInterval is the scrape interval: the least step of a query and the floor of
+# $__rate_interval (four of it), so panels do not gap when scrapes are further apart than
+# Grafana's default 15 s.
 ${stringify(
   {
     apiVersion: 1,
-    datasources: [{ name: "Prometheus", type: "prometheus", uid: DATASOURCE_UID, access: "proxy", url: PROMETHEUS_URL, isDefault: true, editable: false }],
+    datasources: [
+      {
+        name: "Prometheus",
+        type: "prometheus",
+        uid: DATASOURCE_UID,
+        access: "proxy",
+        url: PROMETHEUS_URL,
+        isDefault: true,
+        editable: false,
+        jsonData: { timeInterval: c.metrics.prometheus.scrapeInterval },
+      },
+    ],
   },
   { lineWidth: 0 },
 )}`;

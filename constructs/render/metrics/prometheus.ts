@@ -1,42 +1,48 @@
 /**
  * prometheus.yml of the metrics job. Pure: description and runtime in, YAML text out. The
- * same function renders the file Nomad runs (nomadPrometheusRuntime: the node's Consul
- * agent on loopback) and the config of the system test (same runtime: the test's Consul
- * stand-in listens on loopback inside the collector's namespace).
+ * same function renders the file Nomad runs (nomadPrometheusRuntime) and the config of the
+ * system tests (same runtime, or their own rule file path).
  *
- * Targets come from the local Consul agent's catalog (consul_sd_configs), so nothing is
- * rewritten when instances move:
- * - haproxy: HAProxy's Prometheus exporter on its stats listener (service "haproxy",
- *   registered by the HAProxy job on the stats port of the node's overlay address);
- * - consul-agent: the Consul agent of each HAProxy node, relayed by the same listener at
+ * Targets come from the description, not from Consul's catalog: the catalog is writable by
+ * anyone who reaches a Consul agent of the shared datacenter (no ACLs on this provider), so
+ * one fake `haproxy` registration would feed the scaling queries (issue 20). A node added to
+ * or removed from the description changes this file (a SIGHUP, no restart):
+ * - haproxy: HAProxy's Prometheus exporter on the stats listener of every floating-IP-
+ *   eligible node (where the HAProxy system job runs), at its overlay address;
+ * - consul-agent: the Consul agent of each of those nodes, relayed by the same listener at
  *   CONSUL_METRICS_RELAY_PATH (Consul's HTTP API is on loopback only); not with consul.acl;
- * - nomad-client: every Nomad client's /v1/metrics?format=prometheus (Nomad registers
- *   itself in Consul as "nomad-client", tag "http", on its HTTP address); not with nomad.tls;
- * - prometheus: itself, on loopback.
+ * - nomad-client: every node's Nomad client, /v1/metrics?format=prometheus on its HTTP API
+ *   (overlay address); not with nomad.tls. Scraped directly, not relayed by HAProxy as
+ *   Consul's is: the client's HTTP API must stay on the overlay anyway (the client of the
+ *   node a migrated allocation moves to copies its data from there, GET
+ *   /v1/client/allocation/<id>/snapshot; the autoscaler talks to it), so a relay would
+ *   close nothing, and would miss the nodes without HAProxy;
+ * - prometheus (itself) and the autoscaling tasks, on loopback.
+ * Every node's target carries `node` (the description's node name).
  * The application's services (web, api, worker) expose no metrics endpoint (app contract);
  * their traffic is measured at HAProxy, their instances by Nomad.
  */
 import { stringify } from "yaml";
 import type { Cluster } from "../../description/schema";
-import { CONSUL_HTTP_PORT, durationSeconds } from "../agents";
+import { NOMAD_HTTP_PORT, durationSeconds } from "../agents";
 import { autoscalingEnabled } from "../jobs/scaling";
 import { autoscalingScrapeConfigs } from "../jobs/autoscaler";
 import { CONSUL_METRICS_RELAY_PATH, METRICS_PATH, relaysConsulMetrics } from "../jobs/haproxy-cfg";
+import { ALERTMANAGER_LISTEN, alertingEnabled } from "./alertmanager";
 
 /** Where Prometheus listens: loopback only (it has no access control); Grafana and the autoscaler run in the same group. */
 export const PROMETHEUS_LISTEN = { host: "127.0.0.1", port: 9090 } as const;
 export const PROMETHEUS_URL = `http://${PROMETHEUS_LISTEN.host}:${PROMETHEUS_LISTEN.port}`;
 
-/** Consul service names the scrape jobs discover (registered by our HAProxy job and by Nomad itself). */
-export const DISCOVERED_SERVICES = { haproxy: "haproxy", nomadClient: "nomad-client", nomadClientTag: "http" } as const;
-
 export interface PrometheusRuntime {
-  /** host:port of the Consul agent Prometheus asks for targets (the node's own, on loopback). */
-  readonly consulAddress: string;
+  /** Path of the alert rule file as Prometheus reads it (the task's template writes it there). */
+  readonly ruleFile: string;
 }
 
+export const PROMETHEUS_RULE_FILE = "/local/alert-rules.yml";
+
 export function nomadPrometheusRuntime(): PrometheusRuntime {
-  return { consulAddress: `127.0.0.1:${CONSUL_HTTP_PORT}` };
+  return { ruleFile: PROMETHEUS_RULE_FILE };
 }
 
 /** One `scrape_configs` entry (the subset of Prometheus' schema used here). */
@@ -46,8 +52,6 @@ export interface ScrapeConfig {
   params?: Record<string, string[]>;
   scheme?: "http" | "https";
   static_configs?: { targets: string[]; labels?: Record<string, string> }[];
-  consul_sd_configs?: Record<string, unknown>[];
-  relabel_configs?: Record<string, unknown>[];
 }
 
 /**
@@ -58,29 +62,19 @@ export function metricsExtraScrapeConfigs(c: Cluster): ScrapeConfig[] {
   return autoscalingEnabled(c) ? autoscalingScrapeConfigs() : [];
 }
 
-/** Labels every discovered target carries: its Consul node (our node name) and the Consul service. */
-const CONSUL_TARGET_RELABELLING = [
-  { source_labels: ["__meta_consul_node"], target_label: "node" },
-  { source_labels: ["__meta_consul_service"], target_label: "service" },
-];
+/** Nodes running HAProxy: the system job's constraint (floating-IP-eligible nodes). */
+export function haproxyNodes(c: Cluster): { name: string; overlayAddress: string }[] {
+  return c.nodes.filter((n) => n.floatingIp.eligible).map((n) => ({ name: n.name, overlayAddress: n.overlayAddress }));
+}
 
-function consulSd(c: Cluster, rt: PrometheusRuntime, services: string[], tags?: string[]): Record<string, unknown>[] {
-  return [
-    {
-      server: rt.consulAddress,
-      // Set, so Prometheus does not ask the agent for it (/v1/agent/self).
-      datacenter: c.servers.datacenter,
-      services,
-      ...(tags ? { tags } : {}),
-      // Served by the local agent from any server, even while the leader is being elected.
-      allow_stale: true,
-      refresh_interval: "30s",
-    },
-  ];
+/** One static target per node, labelled with the node's name. */
+function perNode(nodes: { name: string; overlayAddress: string }[], port: number): { targets: string[]; labels: Record<string, string> }[] {
+  return nodes.map((n) => ({ targets: [`${n.overlayAddress}:${port}`], labels: { node: n.name } }));
 }
 
 /** The scrape jobs, in order; the ones whose targets cannot be read in this cluster's setup are left out. */
-export function scrapeConfigs(c: Cluster, rt: PrometheusRuntime): ScrapeConfig[] {
+export function scrapeConfigs(c: Cluster): ScrapeConfig[] {
+  const statsPort = c.app.haproxy.statsPort;
   const jobs: ScrapeConfig[] = [
     {
       job_name: "prometheus",
@@ -89,16 +83,14 @@ export function scrapeConfigs(c: Cluster, rt: PrometheusRuntime): ScrapeConfig[]
     {
       job_name: "haproxy",
       metrics_path: METRICS_PATH,
-      consul_sd_configs: consulSd(c, rt, [DISCOVERED_SERVICES.haproxy]),
-      relabel_configs: CONSUL_TARGET_RELABELLING,
+      static_configs: perNode(haproxyNodes(c), statsPort),
     },
   ];
   if (relaysConsulMetrics(c)) {
     jobs.push({
       job_name: "consul-agent",
       metrics_path: CONSUL_METRICS_RELAY_PATH,
-      consul_sd_configs: consulSd(c, rt, [DISCOVERED_SERVICES.haproxy]),
-      relabel_configs: CONSUL_TARGET_RELABELLING,
+      static_configs: perNode(haproxyNodes(c), statsPort),
     });
   }
   if (!c.nomad.tls) {
@@ -106,8 +98,7 @@ export function scrapeConfigs(c: Cluster, rt: PrometheusRuntime): ScrapeConfig[]
       job_name: "nomad-client",
       metrics_path: "/v1/metrics",
       params: { format: ["prometheus"] },
-      consul_sd_configs: consulSd(c, rt, [DISCOVERED_SERVICES.nomadClient], [DISCOVERED_SERVICES.nomadClientTag]),
-      relabel_configs: CONSUL_TARGET_RELABELLING,
+      static_configs: perNode(c.nodes, NOMAD_HTTP_PORT),
     });
   }
   return [...jobs, ...metricsExtraScrapeConfigs(c)];
@@ -135,7 +126,12 @@ export function renderPrometheusConfig(c: Cluster, rt: PrometheusRuntime): strin
       evaluation_interval: c.metrics.prometheus.scrapeInterval,
       external_labels: { cluster: c.name },
     },
-    scrape_configs: scrapeConfigs(c, rt),
+    // Always loaded: without a receiver the alerts still show on Prometheus' /alerts page.
+    rule_files: [rt.ruleFile],
+    ...(alertingEnabled(c)
+      ? { alerting: { alertmanagers: [{ static_configs: [{ targets: [`${ALERTMANAGER_LISTEN.host}:${ALERTMANAGER_LISTEN.port}`] }] }] } }
+      : {}),
+    scrape_configs: scrapeConfigs(c),
   };
   const header = [
     `# Prometheus of cluster ${c.name} (metrics job). Rendered from the cluster description;`,
