@@ -247,7 +247,7 @@ export function staticJobPorts(c: Pick<PartialCluster, "app" | "metrics">): { pa
   if (c.app) {
     for (const key of ["nodePort", "floatingPort", "statsPort"] as const) out.push({ path: ["app", "haproxy", key], port: c.app.haproxy[key] });
   }
-  if (c.metrics?.enabled) out.push({ path: ["metrics", "grafana", "port"], port: c.metrics.grafana.port });
+  // Grafana listens on its node's loopback, not on a Nomad port: METRICS_LOOPBACK_PORTS (schema.ts) keeps it apart.
   return out;
 }
 

@@ -451,9 +451,16 @@ function dataDirMoveStep(c: Cluster, n: ClusterNode): string {
   // Without an offline validation the install restores the previous files when the agent
   // does not come up (restore_previous), and the moved state goes back with them.
   const tracked = !canValidateOffline(c, "nomad");
+  const metrics = c.metrics.enabled;
   return `readonly MAINTENANCE=${n.maintenance ? "true" : "false"}
 readonly DRAIN_DEADLINE=${sh(c.nomad.drainDeadline)}
-readonly DATA_DIR=${sh(NOMAD_DATA_DIR)}
+${metrics ? `${metricsMoveFunctions()}
+# Whether the metrics job runs here, asked before any drain (after it, it no longer does).
+metrics_runs_here() {
+  self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
+  [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"
+}
+` : ""}readonly DATA_DIR=${sh(NOMAD_DATA_DIR)}
 readonly PREVIOUS_DATA_DIR=${sh(PREVIOUS_NOMAD_DATA_DIR)}
 # Containers Nomad runs carry this label (its docker driver sets it on every task).
 running_allocation_containers() {
@@ -472,8 +479,11 @@ if [[ ! -e "$DATA_DIR/client/client-id" && -e "$PREVIOUS_DATA_DIR/client/client-
   running=$(running_allocation_containers) || fail "cannot list this VM's Nomad containers (docker ps); nothing was changed"
   if ((running > 0)) && [[ "$MAINTENANCE" == true ]]; then
     log "draining this node first (maintenance: true, deadline $DRAIN_DEADLINE)"
-    nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
-    until=$((SECONDS + 60))
+${metrics ? `    metrics_here=false
+    if metrics_runs_here; then metrics_here=true; fi
+` : ""}    nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
+${metrics ? `    if [[ "$metrics_here" == true ]]; then wait_metrics_elsewhere "$self_id"; fi
+` : ""}    until=$((SECONDS + 60))
     while running=$(running_allocation_containers) && ((running > 0 && SECONDS < until)); do sleep 2; done
   fi
   if ((running > 0)); then
@@ -501,11 +511,9 @@ fi`;
 function maintenanceStep(c: Cluster): string {
   const metrics = c.metrics.enabled;
   return `
-${metrics ? `${metricsMoveFunctions()}
-` : ""}if [[ "$MAINTENANCE" == true ]]; then
-${metrics ? `  self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
-  metrics_here=false
-  if [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"; then metrics_here=true; fi
+if [[ "$MAINTENANCE" == true ]]; then
+${metrics ? `  metrics_here=false
+  if metrics_runs_here; then metrics_here=true; fi
 ` : ""}  log "maintenance: draining allocations (deadline $DRAIN_DEADLINE) and marking the node ineligible"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes
 ${metrics ? `  if [[ "$metrics_here" == true ]]; then wait_metrics_elsewhere "$self_id"; fi
