@@ -1,8 +1,8 @@
 /**
  * Real Prometheus (v2.53.3, the metrics job's image version, built from the Go module proxy
  * by `npm run engines` into .engines/bin: Debian 12's prometheus 2.42+ds is built without
- * the consul and nomad service discoveries) for system tests, and a Consul
- * HTTP API stand-in it discovers its targets through. Generic: any test that renders a
+ * the consul and nomad service discoveries) for system tests, and a stand-in of the Nomad
+ * client's /v1/metrics (Nomad may not be used here; Consul is real: consul.ts). Generic: any test that renders a
  * prometheus.yml (the metrics job, the autoscaler's policies) starts it with its config
  * inside a namespace of its own Sandbox, waits until it is ready, runs instant queries,
  * and stops it by PID (Sandbox.stop / Sandbox.cleanup).
@@ -159,48 +159,22 @@ export async function startPrometheus(sb: Sandbox, ns: string, configText: strin
 }
 
 // ---------------------------------------------------------------------------------------
-// Consul HTTP API stand-in
-
-/** One service instance as the stand-in's catalog returns it. */
-export interface CatalogInstance {
-  service: string;
-  node: string;
-  /** The node's address (Consul's Node.Address). */
-  address: string;
-  port: number;
-  tags?: string[];
-  /** Service.Address; empty means the node's address (Consul's rule). */
-  serviceAddress?: string;
-  status?: "passing" | "warning" | "critical";
-}
-
-export interface ConsulStandinOptions {
-  datacenter: string;
-  nodeName: string;
-  /** Instances answered by the catalog and health endpoints. */
-  catalog?: CatalogInstance[];
-  /** Extra exact-path answers (path without query → { query that must match, content type, body }). */
-  documents?: Record<string, { query?: string; contentType: string; body: string }>;
-}
+// Nomad agent HTTP stand-in (Nomad may not be used here)
 
 /**
- * A Consul agent HTTP API stand-in (python3, in the namespace), reproducing the documented
- * endpoints Prometheus' consul_sd uses and their blocking-query protocol:
- * - GET /v1/agent/self: Config.Datacenter and Config.NodeName (read when no datacenter is configured);
- * - GET /v1/catalog/services: service name → tags, with X-Consul-Index;
- * - GET /v1/health/service/<name>[?tag=…]: [{Node, Service, Checks}], with X-Consul-Index;
- *   a request whose `index` equals the current index blocks up to `wait` (capped at 5 s),
- *   as a blocking query does when nothing changed;
- * - `documents`: fixed answers for other paths (e.g. /v1/agent/metrics?format=prometheus);
- * - anything else: 404. Every request line is appended to requests.log (see `requests`).
+ * An HTTP server (python3, in the namespace) answering fixed documents at exact paths, for
+ * the Nomad client's documented GET /v1/metrics?format=prometheus (Nomad's metrics
+ * reference: nomad.client.host.* with publish_node_metrics, nomad.client.allocs.* with
+ * publish_allocation_metrics); anything else: 404. Every request line is appended to
+ * requests.log (see `requests`).
  */
-export function startConsulStandin(sb: Sandbox, ns: string, listen: { host: string; port: number }, opts: ConsulStandinOptions, name = "consul-standin") {
+export function startNomadMetricsStandin(sb: Sandbox, ns: string, listen: { host: string; port: number }, documents: Record<string, { query?: string; contentType: string; body: string }>, name = "nomad-standin") {
   const dir = path.join(sb.dir, name);
   fs.mkdirSync(dir, { recursive: true });
   const spec = path.join(dir, "spec.json");
-  fs.writeFileSync(spec, JSON.stringify(opts));
-  const script = path.join(dir, "consul_standin.py");
-  fs.writeFileSync(script, CONSUL_STANDIN_PY);
+  fs.writeFileSync(spec, JSON.stringify({ documents }));
+  const script = path.join(dir, "documents.py");
+  fs.writeFileSync(script, DOCUMENTS_PY);
   const requestsLog = path.join(dir, "requests.log");
   const proc = sb.start(name, ns, ["/usr/bin/python3", script, spec, listen.host, String(listen.port), requestsLog]);
   return {
@@ -212,73 +186,30 @@ export function startConsulStandin(sb: Sandbox, ns: string, listen: { host: stri
   };
 }
 
-const CONSUL_STANDIN_PY = String.raw`
-import json, sys, time
+const DOCUMENTS_PY = String.raw`
+import json, sys
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-from urllib.parse import urlsplit, parse_qs
+from urllib.parse import urlsplit
 
 spec = json.load(open(sys.argv[1]))
 host, port, log = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-INDEX = 42
-
-def duration(s):
-    if not s: return 0
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for u in ("ms", "s", "m", "h"):
-        if s.endswith(u):
-            try: return float(s[:-len(u)]) * units[u]
-            except ValueError: return 0
-    return 0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    def reply(self, code, body, ctype="application/json", index=None):
+    def reply(self, code, body, ctype):
         data = body.encode()
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
-        if index is not None:
-            self.send_header("X-Consul-Index", str(index))
-            self.send_header("X-Consul-Knownleader", "true")
-            self.send_header("X-Consul-Lastcontact", "0")
         self.end_headers()
         self.wfile.write(data)
-    def block(self, q):
-        if q.get("index", [""])[0] == str(INDEX):
-            time.sleep(min(duration(q.get("wait", [""])[0]) or 5, 5))
     def do_GET(self):
         with open(log, "a") as f: f.write("GET " + self.path + "\n")
         u = urlsplit(self.path)
-        q = parse_qs(u.query)
-        catalog = spec.get("catalog") or []
-        if u.path == "/v1/agent/self":
-            return self.reply(200, json.dumps({"Config": {"Datacenter": spec["datacenter"], "NodeName": spec["nodeName"]}, "Member": {"Name": spec["nodeName"]}}))
-        if u.path == "/v1/catalog/services":
-            self.block(q)
-            services = {}
-            for i in catalog:
-                services.setdefault(i["service"], [])
-                for t in i.get("tags", []):
-                    if t not in services[i["service"]]: services[i["service"]].append(t)
-            return self.reply(200, json.dumps(services), index=INDEX)
-        if u.path.startswith("/v1/health/service/"):
-            self.block(q)
-            name = u.path[len("/v1/health/service/"):]
-            want = q.get("tag", [])
-            out = []
-            for i in catalog:
-                if i["service"] != name or not all(t in i.get("tags", []) for t in want): continue
-                if q.get("passing") and i.get("status", "passing") != "passing": continue
-                out.append({
-                    "Node": {"ID": "", "Node": i["node"], "Address": i["address"], "Datacenter": spec["datacenter"], "TaggedAddresses": {"lan": i["address"]}, "Meta": {}},
-                    "Service": {"ID": name + "-" + i["node"], "Service": name, "Tags": i.get("tags", []), "Address": i.get("serviceAddress", ""), "Port": i["port"], "Meta": {}, "Namespace": "", "Partition": ""},
-                    "Checks": [{"Node": i["node"], "CheckID": "service:" + name, "Name": name, "Status": i.get("status", "passing"), "ServiceID": name + "-" + i["node"], "ServiceName": name}],
-                })
-            return self.reply(200, json.dumps(out), index=INDEX)
         doc = (spec.get("documents") or {}).get(u.path)
         if doc is not None and (doc.get("query") is None or doc["query"] == u.query):
-            return self.reply(200, doc["body"], ctype=doc["contentType"])
-        return self.reply(404, "not found: " + u.path, ctype="text/plain")
+            return self.reply(200, doc["body"], doc["contentType"])
+        return self.reply(404, "not found: " + u.path, "text/plain")
     def log_message(self, *args):
         pass
 
