@@ -256,7 +256,10 @@ if ((server_config == 0)); then
 elif ((server_config != 1)); then
   fail "cannot read the $AGENT config files in $CONFIG_DIR to tell whether this VM runs a server; nothing was changed"
 fi
-if ${agentSaysServer} | grep -Eq '^[[:space:]]*server[[:space:]]*=[[:space:]]*true'; then
+# Captured first: under pipefail, \`cmd | grep -q\` fails when grep exits before cmd is done
+# writing (SIGPIPE), and a real \`consul info\` writes more than the pipe holds.
+agent_info=$(${agentSaysServer} || true)
+if grep -Eq '^[[:space:]]*server[[:space:]]*=[[:space:]]*true' <<<"$agent_info"; then
   fail "the running $AGENT agent on this VM is a SERVER: it is not a client node (servers.vm?); nothing was changed"
 fi`;
 }
@@ -427,7 +430,7 @@ wait_metrics_elsewhere() {
       log "cannot read the metrics job's allocations: not waiting"
       return 0
     fi
-    if grep -v -x -F "$self" <<<"$nodes" | grep -q .; then break; fi
+    if [[ -n "$(grep -v -x -F "$self" <<<"$nodes" || true)" ]]; then break; fi
     if ((SECONDS >= deadline)); then
       log "the metrics job does not run elsewhere after \${METRICS_MOVE_TIMEOUT_S}s (no room, or placement failed): its history may be lost if Nomad stops now (see: nomad job status $METRICS_JOB)"
       return 0
@@ -458,7 +461,10 @@ ${metrics ? `${metricsMoveFunctions()}
 # Whether the metrics job runs here, asked before any drain (after it, it no longer does).
 metrics_runs_here() {
   self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
-  [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"
+  [[ -n "$self_id" ]] || return 1
+  local nodes
+  nodes=$(metrics_alloc_nodes 2>/dev/null) || return 1
+  grep -q -x -F "$self_id" <<<"$nodes"
 }
 ` : ""}readonly DATA_DIR=${sh(NOMAD_DATA_DIR)}
 readonly PREVIOUS_DATA_DIR=${sh(PREVIOUS_NOMAD_DATA_DIR)}
@@ -740,7 +746,7 @@ fi
 if systemctl is-active --quiet nomad; then
   self_id=$(nomad node status -self -t '{{ .ID }}' 2>/dev/null || true)
   metrics_here=false
-  if [[ -n "$self_id" ]] && metrics_alloc_nodes | grep -q -x -F "$self_id"; then metrics_here=true; fi
+  if [[ -n "$self_id" ]] && nodes=$(metrics_alloc_nodes 2>/dev/null) && grep -q -x -F "$self_id" <<<"$nodes"; then metrics_here=true; fi
   log "draining Nomad allocations (deadline $DRAIN_DEADLINE)"
   nomad node drain -self -enable -deadline "$DRAIN_DEADLINE" -yes \\
     || log "drain did not complete cleanly; continuing (allocations are rescheduled when the node goes down)"
