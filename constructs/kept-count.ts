@@ -66,7 +66,8 @@ export class KeptCount extends Construct {
     this.countChange = new DataResource(this, "count", {
       triggersReplace: { count: c.app[job].count },
       dependsOn: [nomadJob.resource],
-      provisioners: [{ type: "local-exec", command: command([min, max, c.app[job].count]), environment } as never],
+      // Bounds count..count: the count alone is this resource's input (a bounds change is the other's).
+      provisioners: [{ type: "local-exec", command: command([c.app[job].count, c.app[job].count, c.app[job].count]), environment } as never],
     });
     this.countChange.overrideLogicalId(`${job}_count`);
     this.boundsChange = new DataResource(this, "bounds", {
