@@ -205,14 +205,10 @@ const realPre = (() => {
  * exactly that; its test fixtures policy/nomad/test-fixtures/*.json.golden were recorded
  * from a real Nomad).
  */
-function nomadPolicyShape(block: any): any {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(block)) {
-    if (k === "check" || k === "strategy" || k === "target") {
-      out[k] = Object.entries(v as Record<string, any[]>).map(([label, bodies]) => ({ [label]: bodies.map(nomadPolicyShape) }));
-    } else out[k] = v;
-  }
-  return out;
+function nomadPolicyShape(policy: any): any {
+  const labelled = (blocks: Record<string, any[]>, body: (b: any) => any) => Object.entries(blocks).map(([label, bodies]) => ({ [label]: bodies.map(body) }));
+  const check = (c: any) => ({ ...c, ...(c.strategy ? { strategy: labelled(c.strategy, (b) => b) } : {}) });
+  return { ...policy, ...(policy.check ? { check: labelled(policy.check, check) } : {}), ...(policy.target ? { target: labelled(policy.target, (b) => b) } : {}) };
 }
 
 interface ScaleRequest { job: string; count: number | null; message: string; time: number; running: number; refused?: string }
@@ -302,7 +298,7 @@ describe("the real Nomad Autoscaler 0.4.5 on a replayed load (real Prometheus, N
       flip = !flip; // ±5 % noise around the boundary
       load({ ...steady, web_rps: flip ? 42 : 38, api_in_flight: flip ? 12.6 : 11.4 });
       return jobs.every((j) => evaluations(j) - before[j] >= 10);
-    }, 180000, diag, 2500);
+    }, 180000, diag, 3500); // 3.5 s: not a multiple of the 5 s scrape, so both sides of the noise are scraped
     load(steady);
     for (const j of jobs) expect({ j, scaleRequests: requests(j) }).toEqual({ j, scaleRequests: [] });
 
