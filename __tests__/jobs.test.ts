@@ -146,14 +146,15 @@ describe("jobs stack (example cluster)", () => {
 
     it.each(SERVICE_JOBS)("%s: count, spread across nodes, no distinct_hosts on 2 nodes, scaling, restart/reschedule/migrate", (name) => {
       const g = groupOf(jobs[name].job, name);
-      // With the autoscaler (on by default) the count is the HCL2 variable Terraform fills with
-      // the running count; its default is the description's (kept-count.test.ts).
-      expect(g.count).toBe(`\${var.${name}_count}`);
-      expect(jobs[name].file).toContain(`variable "${name}_count" {\n  type    = number\n  default = ${c.app[name].count}\n}`);
+      // The description's count (a new job's): with the autoscaler (on by default) Nomad keeps
+      // the running count at each release (preserve_counts, kept-count.test.ts).
+      expect(g.count).toBe(c.app[name].count);
+      expect(jobs[name].file).not.toMatch(/variable "/);
       expect(g.spread).toEqual([{ attribute: "${node.unique.id}", weight: 100 }]);
       // 2 nodes, count 2 + canary: a hard distinct_hosts would block the canary.
       expect(g.constraint).toBeUndefined();
-      expect(g.scaling[0]).toMatchObject({ enabled: true, min: c.app[name].count, max: 2 * c.app[name].count });
+      // min 0: the autoscaler's pre-query min check never fires; the floor is in the query (scaling-policies.test.ts).
+      expect(g.scaling[0]).toMatchObject({ enabled: true, min: 0, max: 2 * c.app[name].count });
       expect(g.restart[0]).toMatchObject({ attempts: 3, mode: "fail" });
       expect(g.reschedule[0]).toMatchObject({ unlimited: true, delay_function: "exponential" });
       expect(g.migrate[0]).toMatchObject({ max_parallel: 1, health_check: "checks" });

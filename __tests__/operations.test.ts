@@ -110,10 +110,11 @@ describe("blast radius of the operating procedures", () => {
 
   it("a HAProxy setting (more web slots): HAProxy's Nomad Variable only, reloaded in place; no job replaced", () => {
     const r = blast(base, edited(base, (c) => (c.app.web.scaling = { min: 2, max: 9 })));
-    // the web job's own scaling block changes too; HAProxy's jobspec does not. The metrics
-    // job does: its alert rule ScaledJobPinnedAtMax and its dashboard read scaling.max
-    // (replaced on the same node, sticky disk).
-    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.metrics`, `${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`] });
+    // the web job's own scaling block changes too (and the release keeps its count within the
+    // new bounds: terraform_data.web_scaling_bounds, kept-count.ts); HAProxy's jobspec does not.
+    // The metrics job does: its alert rule ScaledJobPinnedAtMax and its dashboard read
+    // scaling.max (replaced on the same node, sticky disk).
+    expect(r).toEqual({ created: [], destroyed: [], changed: [`${J}:nomad_job.metrics`, `${J}:nomad_job.web`, `${J}:nomad_variable.haproxy`, `${J}:terraform_data.web_scaling_bounds`] });
   });
 
   it("a new api image: the api and worker jobs (same image) and the metrics job (its queue exporter runs the api image), nothing else", () => {

@@ -149,17 +149,19 @@ describe("plan summary of synthesized variants", () => {
     expect(row(short.rows, "nomad_job.web")?.why).toEqual(["group.web.count: 2 → 3", "+3 more", "count reset to the description's (web = 3): a scale made in Nomad (UI, `nomad job scale`) is undone"]);
   });
 
-  itIf(hasJobs, NO_JOBS)("autoscaling on (the default): every job row says the count follows the autoscaler, never that it is reset", () => {
+  itIf(hasJobs, NO_JOBS)("autoscaling on (the default): every job row says Nomad keeps the count (preserve_counts), never that it is reset", () => {
     const s = summaryOf((c) => {
       c.app.web.resources.cpu = 150;
       c.app.web.scaling = { min: 2, max: 6 };
     });
     const web = row(s.rows, "nomad_job.web");
     expect(web?.why).toEqual(expect.arrayContaining(["group.web.scaling.max: 4 → 6"]));
-    expect(web?.why[web.why.length - 1]).toBe("count follows the autoscaler: web is registered at the count running in Nomad, kept within 2..6 (2 only when the job is new); not reset");
+    expect(web?.why[web.why.length - 1]).toBe("count kept by Nomad (preserve_counts): web keeps the count it runs, set by the autoscaler (at most 6); 2 only when the job is new; not reset");
     expect(web?.why.join("\n")).not.toMatch(/count reset/);
     const short = summarizePlan(base, synth(edited(example, (c) => void (c.app.web.resources.cpu = 150))), { maxWhy: 1 });
-    expect(row(short.rows, "nomad_job.web")?.why.slice(-1)).toEqual(["count follows the autoscaler: web is registered at the count running in Nomad, kept within 2..4 (2 only when the job is new); not reset"]);
+    expect(row(short.rows, "nomad_job.web")?.why.slice(-1)).toEqual(["count kept by Nomad (preserve_counts): web keeps the count it runs, set by the autoscaler (at most 4); 2 only when the job is new; not reset"]);
+    // The bounds change is applied once by the release: its resource is replaced.
+    expect(row(s.rows, "terraform_data.web_scaling_bounds")?.change).toBe("replace");
   });
 
   it("a bastion change updates the membership inputs in place: no decommission, no re-provisioning", () => {

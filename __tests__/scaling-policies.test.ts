@@ -5,7 +5,7 @@
  * queries are run against a real Prometheus in __tests__/system/autoscaling.test.ts.
  */
 import { renderJobspecs } from "../constructs/render/jobs";
-import { APM_NAME, STRATEGY_NAME, queryWindowSeconds, scalingQuery } from "../constructs/render/jobs/scaling";
+import { APM_NAME, MAX_SCALE_DOWN, SCALE_THRESHOLD, STRATEGY_NAME, queryWindowSeconds, scalingQuery } from "../constructs/render/jobs/scaling";
 import type { Cluster } from "../constructs/description/schema";
 import { edited, exampleCluster, parseHcl } from "./helpers/synth";
 import { groupOf } from "./helpers/jobs";
@@ -28,7 +28,9 @@ describe("scaling policies (autoscaling on, the default)", () => {
 
   it.each(["web", "api", "worker"] as const)("%s: one check on Prometheus with target-value, fail static on errors, only keys the autoscaler reads", async (job) => {
     const s = await policyOf(c, job);
-    expect({ min: s.min, max: s.max, enabled: s.enabled }).toEqual({ min: c.app[job].count, max: 2 * c.app[job].count, enabled: true });
+    // min 0 in Nomad's block: the autoscaler's min check (before any query, on the RUNNING
+    // count) never fires; the description's min is the floor in the query (clamp_min).
+    expect({ min: s.min, max: s.max, enabled: s.enabled }).toEqual({ min: 0, max: 2 * c.app[job].count, enabled: true });
     expect(s.policy).toHaveLength(1);
     const p = s.policy[0];
     for (const k of Object.keys(p)) expect(POLICY_KEYS).toContain(k);
@@ -49,6 +51,11 @@ describe("scaling policies (autoscaling on, the default)", () => {
     for (const k of Object.keys(strategy)) expect(TARGET_VALUE_KEYS).toContain(k);
     const target = { web: c.metrics.autoscaling.webRequestsPerSecond, api: c.metrics.autoscaling.apiRequestsInFlight, worker: c.metrics.autoscaling.workerQueuedTasks }[job];
     expect(strategy.target).toBe(target);
+    // Settling: a 20 % dead band at each ceil boundary, one instance down per action.
+    expect({ threshold: strategy.threshold, max_scale_down: strategy.max_scale_down }).toEqual({ threshold: SCALE_THRESHOLD, max_scale_down: MAX_SCALE_DOWN });
+    expect(check.query).toContain(`clamp_min(`);
+    expect(check.query).toContain(`, ${c.app[job].count * target}) / `); // floor = min × target
+    expect(check.query).toContain("[300s:15s]"); // the scale-down window (5m) at the scrape interval
   });
 
   it("the description's settings reach every policy", async () => {
@@ -60,7 +67,8 @@ describe("scaling policies (autoscaling on, the default)", () => {
     const strategyOf = (s: any) => (Object.values(s.policy[0].check)[0] as any[])[0].strategy[STRATEGY_NAME][0].target;
     expect([strategyOf(web), strategyOf(api), strategyOf(worker)]).toEqual([55, 3.5, 40]);
     expect([web.policy[0].cooldown, api.policy[0].evaluation_interval]).toEqual(["5m", "1m"]);
-    expect([api.min, api.max]).toEqual([1, 7]);
+    expect([api.min, api.max]).toEqual([0, 7]);
+    expect((Object.values(api.policy[0].check)[0] as any[])[0].query).toContain(", 3.5) / "); // floor: min 1 × 3.5
   });
 
   it("windows cover at least 4 scrapes: a rate over a window with fewer than 2 samples has no value, which would hold the count forever", () => {

@@ -25,8 +25,8 @@ import { nomadPrometheusRuntime, renderPrometheusConfig } from "./render/metrics
 import { ALERT_RULES_FILE, renderAlertRules } from "./render/metrics/alerts";
 import { ALERTMANAGER_CONFIG_FILE, alertingEnabled, renderAlertmanagerConfig } from "./render/metrics/alertmanager";
 import { configureStateBackend } from "./state-backend";
-import { KeptCount } from "./kept-count";
-import { SCALED_JOBS, autoscalingEnabled, countVariableName } from "./render/jobs/scaling";
+import { KeptCount, NOMAD_PROVIDER_VERSION } from "./kept-count";
+import { SCALED_JOBS, autoscalingEnabled } from "./render/jobs/scaling";
 import { autoscalingRenderedFiles } from "./render/jobs/autoscaler";
 import { terraformLiteral, terraformLiterals } from "./escape";
 import { jobsStackName } from "./stack-names";
@@ -54,6 +54,8 @@ export class ClusterJobsStack extends TerraformStack {
     // This state holds the Nomad Variables' items (secrets): see state-backend.ts.
     configureStateBackend(this, cluster, jobsStackName(cluster));
     new NomadProvider(this, "nomad", terraformLiterals({ address: cluster.servers.nomadHttpAddress, region: cluster.region }));
+    // nomad_job preserve_counts (kept-count.ts) needs 2.6.0+; the binding would require 2.5.2.
+    this.addOverride("terraform.required_providers.nomad.version", NOMAD_PROVIDER_VERSION);
     new ConsulProvider(this, "consul", terraformLiterals({ ...consulProviderAddress(cluster.servers.consulHttpAddress), datacenter: cluster.servers.datacenter }));
 
     // haproxy.cfg travels in HAProxy's Nomad Variable (see render/jobs/haproxy.ts), readable here.
@@ -85,16 +87,15 @@ export class ClusterJobsStack extends TerraformStack {
     const specs: Partial<Record<JobName, string>> = renderJobspecs(cluster);
     for (const job of jobNames(cluster)) {
       const variable = this.secrets.nomadVariables[job] ?? this.secrets.consulKeys[job];
-      // With the autoscaler, a release registers the count running in Nomad (kept-count.ts).
-      const scaled = SCALED_JOBS.find((j) => j === job);
-      const kept = scaled && autoscalingEnabled(cluster) ? new KeptCount(this, `${scaled}-count`, { cluster, job: scaled }) : undefined;
       this.jobs[job] = new NomadJob(this, job, {
         job,
         jobspec: specs[job]!,
         // The template blocks until its variable exists: write it first.
         dependsOn: variable ? [variable] : undefined,
-        hcl2Vars: kept && scaled ? { [countVariableName(scaled)]: kept.count } : undefined,
       });
+      // With the autoscaler, Nomad keeps the running count at each release (kept-count.ts).
+      const scaled = SCALED_JOBS.find((j) => j === job);
+      if (scaled && autoscalingEnabled(cluster)) new KeptCount(this, `${scaled}-count`, { cluster, job: scaled, nomadJob: this.jobs[job] });
     }
 
     new TerraformOutput(this, "job_names", { description: "Nomad jobs of the application", value: jobNames(cluster) });

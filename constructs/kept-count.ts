@@ -1,68 +1,82 @@
 /**
- * The count a release registers a job with when the Nomad Autoscaler owns it: the count
- * running in Nomad now, read at plan time, clamped into the description's scaling bounds;
- * the description's count when the job does not exist yet.
+ * Counts kept by Nomad itself while the Nomad Autoscaler owns them, and the deliberate
+ * changes that still take effect.
  *
- * Why this way: registering a jobspec sets each group's count to the jobspec's, and the
- * Nomad provider (2.5) has no PreserveCounts (terraform-provider-nomad #420). So the
- * jobspec says `count = var.<job>_count` (an HCL2 variable, default the description's
- * count) and `nomad_job.<job>` passes the running count in `hcl2 { vars }`. The provider
- * parses the jobspec itself with those variables (jobspec2.ParseWithConfig, resource_job.go
- * v2.5.2), so any Nomad version we support (1.2.6+) receives a plain job.
+ * Kept: `nomad_job.<job>` registers with `preserve_counts = true` (Nomad provider >= 2.6.0,
+ * terraform-provider-nomad PR #591; set through an override, the prebuilt binding
+ * @cdktf/provider-nomad 10.0.3 lacks it). The provider passes Nomad's register option
+ * PreserveCounts (Nomad's HTTP API: "existing task group counts will be preserved, instead
+ * of being set to the task group counts in the job spec"; in every Nomad we support,
+ * 1.2.6 on), so the server keeps the count at the moment it registers: nothing is read at
+ * plan time, and a scale between plan and apply is not undone. The provider plans the
+ * groups with their current counts (resource_job.go, preserveTaskGroupCounts). A new job
+ * (or group) gets the jobspec's count, the description's.
  *
- * Reading the running count without failing when the job does not exist:
- * `data "nomad_job"` fails on an unknown job, `data "nomad_scaling_policies"` lists the
- * job's policies (none when it does not exist: every group with a `scaling` block has one),
- * and `data "nomad_job"` is read only under `count = 1` when there is one.
+ * Deliberate changes still take effect, each by its own path:
+ * - autoscaling turned off: no override; the release registers the description's count;
+ * - a new `count` in the description: `terraform_data.<job>_count` is replaced (its trigger
+ *   is the count) and, after the job is registered, sets that count with Nomad's scale API
+ *   (POST /v1/job/<job>/scale), once; the autoscaler moves on from there;
+ * - a new `scaling.min`/`max`: `terraform_data.<job>_scaling_bounds` is replaced and moves
+ *   the count Nomad runs into the new bounds (unchanged when already inside), once. The
+ *   autoscaler would get there too (max: before any query; min: the query's floor), but
+ *   not while Prometheus is down: the release does it itself.
+ * Each call is made by rendered/jobs/set-count.sh (render/jobs/scaling.ts), after the job's
+ * registration (depends_on), with the operator's Nomad token and TLS settings, as the
+ * provider reads them; an unchanged count is not sent (no new job version).
  */
 import { Construct } from "constructs";
-import { DataNomadScalingPolicies } from "@cdktf/provider-nomad/lib/data-nomad-scaling-policies";
-import { DataNomadJob } from "@cdktf/provider-nomad/lib/data-nomad-job";
+import { DataResource } from "cdktf";
 import type { Cluster } from "./description/schema";
+import { RenderedFiles } from "./rendered-files";
 import { scalingBounds, type ScaledJob } from "./render/jobs/common";
+import { SET_COUNT_SCRIPT, renderSetCountScript } from "./render/jobs/scaling";
+import { shellQuote, terraformLiteral } from "./escape";
+import { dropTerraformVersionCheck } from "./terraform-version-check";
+import type { NomadJob } from "./nomad-job";
 
-export interface KeptCountRefs {
-  /** Expression of the policies list (data.nomad_scaling_policies.<x>.policies). */
-  readonly policies: string;
-  /** Expression of the list of read jobs (data.nomad_job.<x>: a list, under count). */
-  readonly jobs: string;
-}
-
-/** Whether to read the job: 1 when a scaling policy of that job exists in Nomad, else 0. */
-export function jobExistsCountExpression(policies: string, job: string): string {
-  return `length([for p in ${policies} : p if lookup(p.target, "Job", "") == ${JSON.stringify(job)}]) > 0 ? 1 : 0`;
-}
-
+/** First Nomad provider release with nomad_job `preserve_counts` (CHANGELOG 2.6.0, PR #591). */
+export const PRESERVE_COUNTS_SINCE = "2.6.0";
 /**
- * The count to register: the running count of group `group` (one(): null when the job or
- * the group is absent), else the description's count, clamped into min..max.
+ * The Nomad provider version the jobs stack pins: 2.6.1, the 2.6.0 feature set plus the fix
+ * of the provider's `address` schema mismatch when NOMAD_ADDR is unset (CHANGELOG 2.6.1, PR #608).
  */
-export function keptCountExpression(jobs: string, group: string, description: { count: number; min: number; max: number }): string {
-  const running = `one(flatten([for j in ${jobs} : [for g in j.task_groups : g.count if g.name == ${JSON.stringify(group)}]]))`;
-  return `min(max(coalesce(${running}, ${description.count}), ${description.min}), ${description.max})`;
-}
+export const NOMAD_PROVIDER_VERSION = "2.6.1";
 
 export interface KeptCountProps {
   readonly cluster: Cluster;
   readonly job: ScaledJob;
+  readonly nomadJob: NomadJob;
 }
 
-/** The running count of one job's group, read at plan time (data sources `<job>_running`). */
+/** preserve_counts on the job, and the two resources that apply a deliberate change. */
 export class KeptCount extends Construct {
-  /** Terraform expression (`${…}`) of the count to register, for nomad_job's hcl2.vars. */
-  readonly count: string;
+  readonly countChange: DataResource;
+  readonly boundsChange: DataResource;
 
   constructor(scope: Construct, id: string, props: KeptCountProps) {
     super(scope, id);
-    const { cluster: c, job } = props;
-    const name = `${job}_running`;
-    const policies = new DataNomadScalingPolicies(this, "policies", { jobId: job });
-    policies.overrideLogicalId(name);
-    const read = new DataNomadJob(this, "job", { jobId: job });
-    read.overrideLogicalId(name);
-    const policiesRef = `data.nomad_scaling_policies.${name}.policies`;
-    read.addOverride("count", `\${${jobExistsCountExpression(policiesRef, job)}}`);
+    const { cluster: c, job, nomadJob } = props;
+    nomadJob.resource.addOverride("preserve_counts", true);
+    const script = RenderedFiles.of(this).add(SET_COUNT_SCRIPT, renderSetCountScript());
     const { min, max } = scalingBounds(c, job);
-    this.count = `\${${keptCountExpression(`data.nomad_job.${name}`, job, { count: c.app[job].count, min, max })}}`;
+    const environment = { NOMAD_ADDR: terraformLiteral(c.servers.nomadHttpAddress), NOMAD_REGION: terraformLiteral(c.region) };
+    const command = (args: (string | number)[]) => `bash ${[script, job, job, ...args].map((a) => shellQuote(String(a))).join(" ")}`;
+
+    this.countChange = new DataResource(this, "count", {
+      triggersReplace: { count: c.app[job].count },
+      dependsOn: [nomadJob.resource],
+      // Bounds count..count: the count alone is this resource's input (a bounds change is the other's).
+      provisioners: [{ type: "local-exec", command: command([c.app[job].count, c.app[job].count, c.app[job].count]), environment } as never],
+    });
+    this.countChange.overrideLogicalId(`${job}_count`);
+    this.boundsChange = new DataResource(this, "bounds", {
+      triggersReplace: { min, max },
+      // After a count change of the same release: the count set, then kept inside the bounds.
+      dependsOn: [nomadJob.resource, this.countChange],
+      provisioners: [{ type: "local-exec", command: command([min, max]), environment } as never],
+    });
+    this.boundsChange.overrideLogicalId(`${job}_scaling_bounds`);
+    for (const r of [this.countChange, this.boundsChange]) dropTerraformVersionCheck(r);
   }
 }

@@ -27,11 +27,6 @@ export interface NomadJobProps {
    * it for large counts.
    */
   readonly deployTimeout?: string;
-  /**
-   * Values of the jobspec's HCL2 variables (`hcl2 { vars }`), as Terraform expressions:
-   * the count running in Nomad when the autoscaler owns it (kept-count.ts).
-   */
-  readonly hcl2Vars?: Record<string, string>;
 }
 
 export class NomadJob extends Construct {
@@ -55,7 +50,6 @@ export class NomadJob extends Construct {
       purgeOnDestroy: true,
       timeouts: { create: timeout, update: timeout },
       dependsOn: props.dependsOn,
-      ...(props.hcl2Vars ? { hcl2: { vars: props.hcl2Vars } } : {}),
     });
     // Readable, stable address: nomad_job.<job>.
     this.resource.overrideLogicalId(props.job);

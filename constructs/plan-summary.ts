@@ -378,7 +378,7 @@ function classify(b: Instance | undefined, h: Instance | undefined): { change: C
       }
       if (b!.type === "nomad_job" && change === "update") why.push(/^\s*canary\s*=\s*[1-9]/m.test(String(hb.jobspec ?? "")) ? "new Nomad deployment (canary first)" : "new Nomad deployment");
       // after the "+N more" cut: a reviewer must always see it
-      const always = b!.type === "nomad_job" && typeof hb.jobspec === "string" ? countResetNote(hb.jobspec) : [];
+      const always = b!.type === "nomad_job" && typeof hb.jobspec === "string" ? countResetNote(hb.jobspec, hb.preserve_counts === true) : [];
       return { change, why, always };
     }
   }
@@ -398,29 +398,21 @@ function reprovisionWords(b: Instance, h: Instance, triggerWhy: string[]): strin
 }
 
 /**
- * Registering a jobspec sets every group's count to the jobspec's: the Nomad provider has
- * no PreserveCounts (terraform-provider-nomad #420), so a count an operator changed in
- * Nomad (UI, `nomad job scale`) since the last deploy is reset. Said on every job row.
- * With the Nomad Autoscaler the group's count is an HCL2 variable (`count = var.<job>_count`)
- * that the release fills with the count running in Nomad, clamped into the scaling bounds
- * (constructs/kept-count.ts): the row says the count is kept instead.
+ * Registering a jobspec sets every group's count to the jobspec's, so a count an operator
+ * changed in Nomad (UI, `nomad job scale`) since the last deploy is reset. Said on every job
+ * row. With the Nomad Autoscaler the job registers with `preserve_counts` (Nomad provider
+ * 2.6+, constructs/kept-count.ts): Nomad keeps the running count, and the row says so.
  */
-export function countResetNote(jobspec: string): string[] {
+export function countResetNote(jobspec: string, preserveCounts = false): string[] {
   const settings = jobspecSettings(jobspec);
   const groups = [...settings].filter(([k]) => /(^|\/)group\.[^/]+\/count$/.test(k)).map(([k, v]) => ({ key: k, group: /group\.([^/]+)\/count$/.exec(k)![1], value: v }));
-  const notes: string[] = [];
-  const reset = groups.filter((g) => !/^var\.\w+$/.test(g.value));
-  if (reset.length) notes.push(`count reset to the description's (${reset.map((g) => `${g.group} = ${g.value}`).join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`);
-  for (const g of groups.filter((x) => /^var\.\w+$/.test(x.value))) {
-    const scope = g.key.slice(0, -"/count".length);
-    const min = settings.get(`${scope}/scaling/min`);
-    const max = settings.get(`${scope}/scaling/max`);
-    const first = settings.get(`variable.${g.value.slice(4)}/default`);
-    notes.push(
-      `count follows the autoscaler: ${g.group} is registered at the count running in Nomad, kept within ${min ?? "?"}..${max ?? "?"} (${first ?? "the default"} only when the job is new); not reset`,
-    );
+  if (!preserveCounts) {
+    return groups.length ? [`count reset to the description's (${groups.map((g) => `${g.group} = ${g.value}`).join(", ")}): a scale made in Nomad (UI, \`nomad job scale\`) is undone`] : [];
   }
-  return notes;
+  return groups.map((g) => {
+    const max = settings.get(`${g.key.slice(0, -"/count".length)}/scaling/max`);
+    return `count kept by Nomad (preserve_counts): ${g.group} keeps the count it runs, set by the autoscaler${max ? ` (at most ${max})` : ""}; ${g.value} only when the job is new; not reset`;
+  });
 }
 
 function argumentDiff(a: Record<string, any>, b: Record<string, any>): string[] {

@@ -11,6 +11,9 @@
 #   .engines/bin/consul          Consul 1.14.11 (MPL-2.0), built from the Go module pinned in
 #                                engines/consul: the real agent (servers, clients, DNS) of the
 #                                system tests' lab
+#   .engines/bin/nomad-autoscaler
+#                                the Nomad Autoscaler 0.4.5, built from engines/nomad-autoscaler
+#                                by scripts/prepare-autoscaler.sh (its policies' system test)
 #   .engines/terraform.rc        the CLI config: providers from that mirror only, no registry
 #
 # Use it with TF_CLI_CONFIG_FILE=.engines/terraform.rc (both engines read it). Needs Go
@@ -50,6 +53,7 @@ build engines/null-provider . "$out/bin/terraform-provider-null" "-s -w"
 PROMETHEUS_LDFLAGS="-s -w -X github.com/prometheus/common/version.Version=2.53.3 -X github.com/prometheus/common/version.Branch=engines"
 build engines/prometheus github.com/prometheus/prometheus/cmd/prometheus "$out/bin/prometheus" "$PROMETHEUS_LDFLAGS"
 build engines/prometheus github.com/prometheus/prometheus/cmd/promtool "$out/bin/promtool" "$PROMETHEUS_LDFLAGS"
+GO="$go" bash scripts/prepare-autoscaler.sh
 # Consul 1.14.11, the newest MPL-2.0 release whose module builds from what the Go module proxy
 # serves here (1.15 and 1.16 need submodules marked not to use; 1.17+ is BUSL). The lab runs
 # it for the provider's servers and for our rendered client configs (docs/lab.md).

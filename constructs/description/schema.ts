@@ -412,6 +412,8 @@ const metricsSchema = z
         evaluationInterval: boundedDuration(5, 3600).default("30s").describe("How often each scaling policy is evaluated."),
         /** Quiet time after a scaling action before the same job is scaled again. */
         cooldown: boundedDuration(10, 24 * 3600).default("2m").describe("Quiet time after a scaling action before the same job may be scaled again."),
+        /** Scale-down window: a job is scaled down only for the highest load seen over this window (scale-up is immediate). */
+        scaleDownWindow: boundedDuration(30, 24 * 3600).default("5m").describe("A job is scaled down only to what the highest load of this window needs (scale-up uses the current load): a dip shorter than the window never scales down."),
         /** Target of the web policy: HTTP requests per second per web instance (HAProxy's web backend). */
         webRequestsPerSecond: z.number().min(0.1).max(100000).default(20).describe("web's target: HTTP requests per second per instance, measured at HAProxy's web backend."),
         /** Target of the api policy: requests in flight per api instance (HAProxy's api and api_uploads backends). */

@@ -6,7 +6,7 @@ import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
-import { autoscalingEnabled, countVariableBlock, countVariableName, scalingPolicyBlock } from "./scaling";
+import { autoscalingEnabled, nomadScalingMin, scalingPolicyBlock } from "./scaling";
 
 /** Every Nomad job this product may register: the application's four, then the metrics job (metrics.enabled). */
 export const JOB_NAMES = ["haproxy", "web", "api", "worker", "metrics"] as const;
@@ -232,10 +232,12 @@ ${i}}
 }
 ${
   autoscaling
-    ? `${i}# The Nomad Autoscaler keeps the count within these bounds (policy below).
+    ? `${i}# The Nomad Autoscaler keeps the count within ${min}..${max} (policy below). min is 0 here: the
+${i}# autoscaler scales a RUNNING count below min up before any query, so a dip (drain, restart)
+${i}# would force a scale with Prometheus down; the floor ${min} is in the query instead (scaling.ts).
 ${i}scaling {
 ${i}  enabled = true
-${i}  min     = ${min}
+${i}  min     = ${nomadScalingMin(c, job)}
 ${i}  max     = ${max}
 
 ${scalingPolicyBlock(c, job, `${i}  `)}
@@ -306,7 +308,7 @@ export function envLines(env: Record<string, string>, indent: string): string {
 export function serviceJobOpening(c: Cluster, job: ScaledJob, what: string): string {
   const autoscaling = autoscalingEnabled(c);
   return `${jobHeader(c, job, what)}
-${autoscaling ? `\n${countVariableBlock(c, job)}\n` : ""}
+
 job "${job}" {
 ${jobPlacement(c)}
   type        = "service"
@@ -314,7 +316,13 @@ ${jobPlacement(c)}
 ${serviceUpdateBlock("  ")}
 
   group "${job}" {
-    count = ${autoscaling ? `var.${countVariableName(job)}` : c.app[job].count}
+${
+  autoscaling
+    ? `    # The count of a new job: afterwards Nomad keeps the running one at each release
+    # (nomad_job preserve_counts, constructs/nomad-job.ts) and the autoscaler sets it.
+`
+    : ""
+}    count = ${c.app[job].count}
 
 ${serviceGroupPolicies(c, job, "    ")}`;
 }

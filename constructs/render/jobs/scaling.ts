@@ -1,24 +1,42 @@
 /**
- * Autoscaling of web, api and worker by the Nomad Autoscaler (issue 15). Pure: the
- * description in, the group's scaling `policy` block, its PromQL queries and the jobspec's
- * count variable out.
+ * Autoscaling of web, api and worker by the Nomad Autoscaler (issue 15, settled in issue 23).
+ * Pure: the description in, the group's scaling `policy` block, its PromQL queries and the
+ * jobspec's count variable out.
  *
- * How the Nomad Autoscaler (hashicorp/nomad-autoscaler v0.4.5, the pinned image) turns a
- * query into a count, read in its source:
+ * How the Nomad Autoscaler (hashicorp/nomad-autoscaler v0.4.5, the pinned image; run as
+ * itself in __tests__/system/autoscaling.test.ts) turns a query into a count, read in its
+ * source:
  * - target-value (plugins/builtin/strategy/target-value/plugin/plugin.go): it takes the
- *   LAST value of the query, factor = value / target, new count = ceil(count × factor),
- *   no action while factor is within 1 ± threshold (0.01); then capped into the policy's
- *   min..max (policyeval/base_worker.go, CapCount). So each query here returns the load
- *   PER RUNNING INSTANCE: count × (total / instances) / target ≈ total / target.
+ *   LAST value of the query, factor = value / target, no action while factor is within
+ *   1 ± threshold; else new count = ceil(count × factor), at most `max_scale_down` below
+ *   the count; then capped into the policy's min..max. `count` is the number of RUNNING
+ *   allocations (plugins/builtin/target/nomad/plugin/state.go: status.Running). So each
+ *   query returns the load PER RUNNING INSTANCE: count × (total / instances) / target ≈
+ *   total / target.
  * - fail static: a query error (Prometheus down, timeout) fails the check; with one check
  *   and `on_error = "fail"` the whole evaluation fails and nothing is scaled
- *   (base_worker.go: `case sdk.ScalingPolicyOnErrorFail: return err`). An EMPTY result
- *   (no series: HAProxy or the exporter not scraped, series gone stale) is "no metrics
- *   available" → direction none, no scaling (base_worker.go, checkHandler.start). A NaN
- *   (0/0) is an error (prometheus plugin parseSample: "query result value is
- *   not-a-number"). The only scaling without data is back INTO min..max when the count is
- *   outside them (base_worker.go, before the checks run). Each query therefore returns no
- *   series (never 0) when its inputs are missing, and never divides by zero.
+ *   (policyeval/base_worker.go: `case sdk.ScalingPolicyOnErrorFail: return err`). An EMPTY
+ *   result (no series) is "no metrics available": no scaling. A NaN (0/0) is an error. Each
+ *   query therefore returns no series (never 0) when its inputs are missing.
+ * - BEFORE any query, base_worker.go scales a count below the policy's `min` up to `min`
+ *   (and one above `max` down to `max`). The count being the running allocations, a dip
+ *   (a drain, a restart back-off) below min would force a scale with Prometheus down, and
+ *   from 5 instances to min at that. So the Nomad scaling block says `min = 0` (nothing
+ *   to check before the query: see `nomadScalingMin`) and the description's min is a floor
+ *   inside each query instead (`clamp_min(load, min × target)`): it scales back to min only
+ *   when Prometheus answers. `max` stays in the block: running above it is no dip.
+ *
+ * Settling (issue 23: the worker flapped, web and api flipped at the ceil boundary):
+ * - the load is smoothed over the query window, and scale-DOWN uses the highest smoothed
+ *   load of the scale-down window (`max_over_time` of a subquery), so a lull shorter than
+ *   the window (Celery's prefetch hiding the backlog: ready 0 while workers are busy) never
+ *   scales down; scale-up uses the current smoothed load (the max includes it);
+ * - `threshold` SCALE_THRESHOLD instead of the default 0.01: from n instances the load
+ *   must exceed (1 + threshold) × n × target to scale up, and must fall to n − 1 targets
+ *   to go back: a dead band of 20 % at every boundary (40 rps at a target of 20 stays at
+ *   2 up to 48 rps, and 3 stays 3 until 40 over the whole window);
+ * - `max_scale_down` MAX_SCALE_DOWN: one instance per action (each followed by the
+ *   cooldown), so a wrong low reading costs one instance, not the job.
  */
 import type { Cluster } from "../../description/schema";
 import { durationToSeconds } from "../../description/schema";
@@ -87,27 +105,66 @@ function upInstances(backend: string): string {
 const EVERY_HAPROXY_SCRAPED = ` unless on() (up{job="haproxy"} == 0)`;
 
 /**
- * The PromQL query of a job's policy: one series, the load per running instance.
+ * The total load of a job now, smoothed over the query window (one series, no labels):
  * - web: HTTP requests per second at HAProxy's web backend, summed over every HAProxy (one
- *   per floating-IP-eligible node), divided by the instances UP.
+ *   per floating-IP-eligible node);
  * - api: requests in flight (on an instance or queued in HAProxy) in the api and
- *   api_uploads backends, averaged over the window, summed over every HAProxy, divided by
- *   the instances UP in the api backend.
- * - worker: tasks ready in Celery's queue (passive queue.declare by the queue exporter),
- *   divided by the queue's consumers (one per worker instance), at least 1.
- * At zero traffic each returns 0 (scale down towards min); with its inputs missing, no
- * series (fail static).
+ *   api_uploads backends, averaged over the window, summed over every HAProxy;
+ * - worker: tasks READY in Celery's queue (passive queue.declare by the queue exporter:
+ *   the only depth the shared broker gives a team; its management API with the unacked
+ *   count is the provider's, not offered, see autoscaler.ts), averaged over the window.
  */
-export function scalingQuery(c: Cluster, job: ScaledJob): string {
+export function loadQuery(c: Cluster, job: ScaledJob): string {
   const w = `${queryWindowSeconds(c)}s`;
   switch (job) {
     case "web":
-      return `sum(rate(${HAPROXY_METRICS.requestsTotal}{proxy="web"}[${w}])) / ${upInstances("web")}${EVERY_HAPROXY_SCRAPED}`;
+      return `sum(rate(${HAPROXY_METRICS.requestsTotal}{proxy="web"}[${w}]))`;
     case "api":
-      return `sum(avg_over_time(${HAPROXY_METRICS.currentSessions}{proxy=~"${haproxyBackends("api").join("|")}"}[${w}])) / ${upInstances("api")}${EVERY_HAPROXY_SCRAPED}`;
+      return `sum(avg_over_time(${HAPROXY_METRICS.currentSessions}{proxy=~"${haproxyBackends("api").join("|")}"}[${w}]))`;
     case "worker":
-      return `sum(${QUEUE_METRICS.messages}{queue="${CELERY_QUEUE}"}) / clamp_min(sum(${QUEUE_METRICS.consumers}{queue="${CELERY_QUEUE}"}), 1)`;
+      return `sum(avg_over_time(${QUEUE_METRICS.messages}{queue="${CELERY_QUEUE}"}[${w}]))`;
   }
+}
+
+/** Instances the load is shared by: UP in HAProxy (web, api), consumers of the queue (worker); at least 1. */
+function instancesQuery(job: ScaledJob): string {
+  return job === "worker" ? `clamp_min(sum(${QUEUE_METRICS.consumers}{queue="${CELERY_QUEUE}"}), 1)` : upInstances(job);
+}
+
+/** Seconds of the scale-down window (description: metrics.autoscaling.scaleDownWindow). */
+export function scaleDownWindowSeconds(c: Cluster): number {
+  return durationToSeconds(c.metrics.autoscaling.scaleDownWindow);
+}
+
+/** Dead band of the target-value strategy (its default 0.01 flips at every ceil boundary). */
+export const SCALE_THRESHOLD = 0.2;
+/** At most this many instances fewer per scaling action. */
+export const MAX_SCALE_DOWN = 1;
+
+/**
+ * The PromQL query of a job's policy: one series, the load per running instance, namely
+ * max(smoothed load over the scale-down window, min × target) / instances, and only while
+ * the load has a value NOW (`and on() load`: the window's max alone would keep answering
+ * from stale samples for a whole window after the inputs are gone). The subquery is
+ * evaluated at the scrape interval. At zero traffic it returns min × target / instances
+ * (count → min); with its inputs missing, no series (fail static); never a division by 0.
+ */
+export function scalingQuery(c: Cluster, job: ScaledJob): string {
+  const load = loadQuery(c, job);
+  const held = `max_over_time((${load})[${scaleDownWindowSeconds(c)}s:${durationToSeconds(c.metrics.prometheus.scrapeInterval)}s])`;
+  const floor = scalingBounds(c, job).min * scalingTarget(c, job);
+  const q = `clamp_min(${held} and on() ${load}, ${floor}) / ${instancesQuery(job)}`;
+  return job === "worker" ? q : `${q}${EVERY_HAPROXY_SCRAPED}`;
+}
+
+/**
+ * The `min` of the Nomad scaling block when the autoscaler owns the count: 0, so that the
+ * autoscaler's min check (which runs before any query, on the RUNNING count) never fires;
+ * the description's min is the floor inside the query (see the top of this file). Without
+ * the autoscaler the block keeps the description's bounds (documentation for an operator).
+ */
+export function nomadScalingMin(c: Cluster, job: ScaledJob): number {
+  return autoscalingEnabled(c) ? 0 : scalingBounds(c, job).min;
 }
 
 /** The description's target for a job (per instance). */
@@ -147,29 +204,81 @@ ${i}    query_window = ${str(`${queryWindowSeconds(c)}s`)}
 ${i}    on_error     = "fail"
 
 ${i}    # Target: ${TARGET_WHAT[job]}.
+${i}    # Scale down by one at most; no action within ±${SCALE_THRESHOLD * 100} % of the target (no flip at a ceil boundary).
 ${i}    strategy ${str(STRATEGY_NAME)} {
-${i}      target = ${scalingTarget(c, job)}
+${i}      target         = ${scalingTarget(c, job)}
+${i}      threshold      = ${SCALE_THRESHOLD}
+${i}      max_scale_down = ${MAX_SCALE_DOWN}
 ${i}    }
 ${i}  }
 ${i}}`;
 }
 
+/** Where the script that applies a deliberate count change lands (relative to rendered/). */
+export const SET_COUNT_SCRIPT = "jobs/set-count.sh";
+
 /**
- * HCL2 variable of the jobspec holding a group's count. With autoscaling the count is
- * `var.<job>_count`: Terraform passes the count running in Nomad (nomad_job's hcl2.vars,
- * see constructs/kept-count.ts), so a release keeps the autoscaler's count; the default is
- * the description's count (first deploy, or `nomad job run` by hand).
+ * The script a release runs (terraform_data local-exec, constructs/kept-count.ts) to apply
+ * a deliberate change to a job whose count Nomad keeps (preserve_counts):
+ *   set-count.sh JOB GROUP MIN MAX [COUNT]
+ * With COUNT: the group is set to COUNT (kept within MIN..MAX). Without: the count Nomad has
+ * now is moved into MIN..MAX. Nothing is sent when it is already that count, or when the job
+ * does not exist (404: nothing to change; the next release registers it with its count).
+ * Nomad's HTTP API, as documented: GET /v1/job/:job/scale (TaskGroups.<group>.Desired),
+ * POST /v1/job/:job/scale {Count, Target: {Group}, Message}. Address, region, token and TLS
+ * from the environment as the Nomad CLI and the provider read them (NOMAD_ADDR,
+ * NOMAD_REGION, NOMAD_NAMESPACE, NOMAD_TOKEN, NOMAD_CACERT, NOMAD_CAPATH,
+ * NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_SKIP_VERIFY); the token travels through
+ * curl's standard input, never on a command line.
  */
-export function countVariableName(job: ScaledJob): string {
-  return `${job}_count`;
+export function renderSetCountScript(): string {
+  return `#!/usr/bin/env bash
+# Applies a deliberate count change to a Nomad job whose count Nomad keeps at each release
+# (nomad_job preserve_counts). Run by the jobs stack (terraform_data.<job>_count and
+# <job>_scaling_bounds) after the job's registration. Usage: set-count.sh JOB GROUP MIN MAX [COUNT]
+set -euo pipefail
+job=$1 group=$2 min=$3 max=$4 wanted=\${5:-}
+for n in "$min" "$max" \${wanted:+"$wanted"}; do
+  [[ $n =~ ^[0-9]+$ ]] || { echo "set-count: not a count: $n" >&2; exit 2; }
+done
+address=\${NOMAD_ADDR:-http://127.0.0.1:4646}
+address=\${address%/}
+query=""
+[ -z "\${NOMAD_REGION:-}" ] || query="region=$NOMAD_REGION"
+[ -z "\${NOMAD_NAMESPACE:-}" ] || query="\${query:+$query&}namespace=$NOMAD_NAMESPACE"
+body=$(mktemp)
+trap 'rm -f "$body"' EXIT
+
+# curl to Nomad with the CLI's TLS settings; the token through stdin (never in ps or a log).
+nomad_api() {
+  local args=(--silent --show-error --max-time 30 --output "$body" --write-out '%{http_code}' --config -)
+  [ -z "\${NOMAD_CACERT:-}" ] || args+=(--cacert "$NOMAD_CACERT")
+  [ -z "\${NOMAD_CAPATH:-}" ] || args+=(--capath "$NOMAD_CAPATH")
+  [ -z "\${NOMAD_CLIENT_CERT:-}" ] || args+=(--cert "$NOMAD_CLIENT_CERT")
+  [ -z "\${NOMAD_CLIENT_KEY:-}" ] || args+=(--key "$NOMAD_CLIENT_KEY")
+  case \${NOMAD_SKIP_VERIFY:-} in 1|true) args+=(--insecure) ;; esac
+  printf 'header = "X-Nomad-Token: %s"\\n' "\${NOMAD_TOKEN:-}" | curl "\${args[@]}" "$@"
 }
 
-export function countVariableBlock(c: Cluster, job: ScaledJob): string {
-  const { min, max } = scalingBounds(c, job);
-  return `# The count running in Nomad (set by the Nomad Autoscaler), passed by Terraform at each
-# release within ${min}..${max}; this default (the description's count) only on the first deploy.
-variable ${str(countVariableName(job))} {
-  type    = number
-  default = ${c.app[job].count}
-}`;
+code=$(nomad_api "$address/v1/job/$job/scale\${query:+?$query}") || { echo "set-count: cannot reach Nomad at $address" >&2; exit 1; }
+case $code in
+  200) ;;
+  404) echo "set-count: job $job is not registered: nothing to change"; exit 0 ;;
+  *) echo "set-count: Nomad at $address answered HTTP $code for the scale status of job $job: $(head -c 300 "$body")" >&2; exit 1 ;;
+esac
+current=$(node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const g = (s.TaskGroups || {})[process.argv[2]]; if (!g) process.exit(3); console.log(g.Desired)' "$body" "$group") ||
+  { echo "set-count: job $job has no group $group in Nomad's scale status" >&2; exit 1; }
+target=\${wanted:-$current}
+(( target >= min )) || target=$min
+(( target <= max )) || target=$max
+if (( target == current )); then
+  echo "set-count: $job/$group already at $current: nothing sent"
+  exit 0
+fi
+if [ -n "$wanted" ]; then reason="release: the description's count $wanted"; else reason="release: the description's bounds $min..$max"; fi
+payload=$(printf '{"Count": %d, "Target": {"Group": "%s"}, "Message": "%s"}' "$target" "$group" "$reason")
+code=$(nomad_api -X POST --data-binary "$payload" "$address/v1/job/$job/scale\${query:+?$query}") || { echo "set-count: cannot reach Nomad at $address" >&2; exit 1; }
+[ "$code" = 200 ] || { echo "set-count: Nomad refused to scale $job/$group to $target (HTTP $code): $(head -c 300 "$body")" >&2; exit 1; }
+echo "set-count: $job/$group $current -> $target ($reason)"
+`;
 }
