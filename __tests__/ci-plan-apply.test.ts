@@ -20,7 +20,7 @@
  * (The counts the Nomad Autoscaler set are kept by Nomad itself, preserve_counts: no check
  * here; see kept-count.test.ts.)
  */
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
