@@ -11,7 +11,9 @@
  * - HAProxy and the exporter stopped: every query returns NO series (the autoscaler's "no
  *   metrics available": fail static), never 0.
  * Stand-ins: web instances answer at once; api instances answer /image… after 0.5 s (an
- * S3 read), /health at once; dnsmasq answers the SRV records Consul DNS would.
+ * S3 read), /health at once, their services registered as Nomad registers them (consul.ts)
+ * in a real Consul agent (1.14.11, a lone server on the namespace's loopback) whose DNS
+ * HAProxy resolves them through.
  *
  * The second test runs the REAL Nomad Autoscaler (v0.4.5, built by
  * scripts/prepare-autoscaler.sh) with the rendered agent config and the rendered policies,
@@ -34,9 +36,15 @@ import { NOMAD_HTTP_PORT } from "../../constructs/render/agents";
 import { RABBITMQ_PREREQUISITES, CELERY_QUEUE_PY, holdingConsumer, publishTasks, startRabbitmq } from "./rabbitmq";
 import { PROMETHEUS_MISSING, havePrometheus, startPrometheus } from "./prometheus";
 import { Sandbox, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
+import { CONSUL_MISSING, dig, haveConsul, nomadRegistrations, registerService, startProviderServer } from "./consul";
+import { renderApiJob } from "../../constructs/render/jobs/api";
+import { renderWebJob } from "../../constructs/render/jobs/web";
 
-const system = systemTestPrerequisites(["ip", "haproxy", "dnsmasq", "curl", ...RABBITMQ_PREREQUISITES]);
-const pre = { ok: system.ok && havePrometheus(), reason: [system.reason, havePrometheus() ? "" : PROMETHEUS_MISSING].filter(Boolean).join("; ") };
+const system = systemTestPrerequisites(["ip", "haproxy", "curl", "/usr/bin/dig", ...RABBITMQ_PREREQUISITES]);
+const pre = {
+  ok: system.ok && havePrometheus() && haveConsul(),
+  reason: [system.reason, havePrometheus() ? "" : PROMETHEUS_MISSING, haveConsul() ? "" : CONSUL_MISSING].filter(Boolean).join("; "),
+};
 
 const OVERLAY = "127.0.0.2";
 const FLOATING = "127.0.0.3";
@@ -95,15 +103,20 @@ describe("scaling policies against a real Prometheus, HAProxy and RabbitMQ", () 
     const ns = s.netns("as");
     for (const a of [OVERLAY, FLOATING, ...BACKENDS.map((b) => b.addr)]) s.inNs(ns, ["ip", "address", "add", `${a}/32`, "dev", "lo"]);
 
-    // Stand-in instances, Consul DNS stand-in, the real HAProxy with the rendered config.
+    // Stand-in instances registered in a real Consul, the real HAProxy with the rendered config.
     fs.writeFileSync(path.join(s.dir, "load.py"), LOAD_PY);
     for (const b of BACKENDS) s.start(b.name, ns, ["/usr/bin/python3", path.join(__dirname, "fixtures", "backend.py"), b.name, b.addr, String(BACKEND_PORT), b.service === "api" ? String(API_DELAY_S) : "0"]);
-    s.start("dnsmasq", ns, [
-      "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=", "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53", "--log-facility=-",
-      ...BACKENDS.flatMap((b) => [`--srv-host=_${b.service}._tcp.service.consul,${b.name}.node.consul,${BACKEND_PORT},1,10`, `--host-record=${b.name}.node.consul,${b.addr}`]),
-    ]);
+    const consul = await startProviderServer(s, ns, "2022", "127.0.0.1"); // DNS on 127.0.0.1:8600 (client_addr)
+    const jobspecs = { api: renderApiJob(c), web: renderWebJob(c) };
+    for (const b of BACKENDS) {
+      for (const reg of await nomadRegistrations(jobspecs[b.service as "api" | "web"], { task: b.service, allocId: `alloc-${b.name}`, address: b.addr, port: BACKEND_PORT })) registerService(s, consul, reg);
+    }
+    for (const service of ["web", "api"]) {
+      const want = BACKENDS.filter((b) => b.service === service).map((b) => b.addr).sort();
+      await waitFor(`Consul answering the healthy ${service} instances`, () => JSON.stringify(dig(s, ns, "127.0.0.1", `${service}.service.consul`, "A", 8600).sort()) === JSON.stringify(want), 30000);
+    }
     const cfg = path.join(s.dir, "haproxy.cfg");
-    fs.writeFileSync(cfg, renderHaproxyConfig(c, { overlayAddress: OVERLAY, floatingAddress: FLOATING, dnsServer: "127.0.0.1:53", runDir: s.dir, masterPid: 0 }));
+    fs.writeFileSync(cfg, renderHaproxyConfig(c, { overlayAddress: OVERLAY, floatingAddress: FLOATING, dnsServer: "127.0.0.1:8600", runDir: s.dir, masterPid: 0 }));
     const haproxy = s.start("haproxy", ns, ["haproxy", "-W", "-db", "-f", cfg]);
 
     // The real broker and the rendered queue exporter on its production port.
