@@ -25,11 +25,10 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { announceSelectedDescription } from "../constructs/description/selection";
 import type { Cluster, ClusterNode } from "../constructs/description/schema";
 import { nodeComponentFiles, type InstalledFile, type NodeComponent } from "../constructs/render/node-files";
 import { nodesStackName } from "../constructs/stack-names";
-import { HOST_KEY_ADVICE, keyscanCommand } from "../constructs/description/host-keys";
+import { selectNodes, writeSshConfig } from "./lib/remote-nodes";
 
 const USAGE = "usage: npm run drift -- [--node NAME]...";
 
@@ -112,73 +111,16 @@ function unifiedDiff(tmp: string, label: string, onNode: string, rendered: strin
   return r.stdout;
 }
 
-function sshConfig(c: Cluster, nodes: ClusterNode[], dir: string): string {
-  const keyFile = "file" in c.ssh.privateKey ? c.ssh.privateKey.file.replace(/^~(?=\/)/, os.homedir()) : undefined;
-  const common = [
-    `  UserKnownHostsFile ${path.join(dir, "known_hosts")}`,
-    "  GlobalKnownHostsFile /dev/null",
-    "  StrictHostKeyChecking yes",
-    "  BatchMode yes",
-    "  ConnectTimeout 10",
-    "  LogLevel ERROR",
-    ...(keyFile ? [`  IdentityFile ${keyFile}`, "  IdentitiesOnly yes"] : []),
-  ];
-  const out = ["Host drift-bastion", `  HostName ${c.bastion.host}`, `  Port ${c.bastion.port}`, `  User ${c.bastion.user}`, ...common];
-  for (const n of nodes) out.push(`Host drift-node-${n.name}`, `  HostName ${n.address}`, `  User ${c.ssh.user}`, "  ProxyJump drift-bastion", ...common);
-  const known = [`${c.bastion.port === 22 ? c.bastion.host : `[${c.bastion.host}]:${c.bastion.port}`} ${c.bastion.hostKey}`, ...nodes.map((n) => `${n.address} ${n.hostKey}`)];
-  fs.writeFileSync(path.join(dir, "known_hosts"), `${known.join("\n")}\n`, { mode: 0o600 });
-  const file = path.join(dir, "ssh_config");
-  fs.writeFileSync(file, `${out.join("\n")}\n`, { mode: 0o600 });
-  return file;
-}
-
 function main(argv: string[]): number {
-  const only: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--node" && argv[i + 1] !== undefined) only.push(argv[++i]);
-    else if (argv[i] === "-h" || argv[i] === "--help") {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    } else {
-      process.stderr.write(`unknown argument ${argv[i]}\n${USAGE}\n`);
-      return 1;
-    }
-  }
-  const loaded = announceSelectedDescription();
-  if (!loaded.ok) return 1;
-  // The example is placeholders (example.org): connecting to its hosts is never what an operator means.
-  if (!loaded.selection.fromEnv) {
-    process.stderr.write(
-      `error: refusing to check drift without CLUSTER_FILE: that would be the example cluster (placeholder hosts). ` +
-        `Set CLUSTER_FILE=clusters/<team>.yaml (or CLUSTER_FILE=${loaded.selection.file} if you do mean the example).\n`,
-    );
-    return 1;
-  }
-  const c = loaded.cluster;
-  const unknown = only.filter((n) => !c.nodes.some((x) => x.name === n));
-  if (unknown.length) {
-    process.stderr.write(`error: no node ${unknown.join(", ")} in ${loaded.selection.file} (nodes: ${c.nodes.map((n) => n.name).join(", ")})\n`);
-    return 1;
-  }
-  const nodes = c.nodes.filter((n) => !only.length || only.includes(n.name));
-  // Pinned host keys only: the check must not trust whatever answers.
-  const unpinned = [
-    ...(c.bastion.hostKey ? [] : ["bastion.hostKey"]),
-    ...nodes.filter((n) => !n.hostKey).map((n) => `nodes[${c.nodes.indexOf(n)}].hostKey (${n.name})`),
-  ];
-  if (unpinned.length) {
-    process.stderr.write(
-      `error: ${unpinned.join(", ")} not pinned in ${loaded.selection.file}: the drift check connects only to hosts whose key the description pins ` +
-        `(${keyscanCommand("HOST")}, without the host name; ${HOST_KEY_ADVICE})\n`,
-    );
-    return 1;
-  }
+  const picked = selectNodes(argv, { usage: USAGE, purpose: "check drift", what: "drift check" });
+  if (typeof picked === "number") return picked;
+  const { cluster: c, nodes } = picked;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "drift-"));
   let drifted = 0;
   let failed = 0;
   const repairs: string[] = [];
   try {
-    const config = sshConfig(c, nodes, tmp);
+    const config = writeSshConfig(c, nodes, tmp, "drift");
     process.stderr.write(`checking ${nodes.length} node${nodes.length === 1 ? "" : "s"} through the bastion ${c.bastion.user}@${c.bastion.host}:${c.bastion.port} (read-only)\n`);
     for (const n of nodes) {
       const expect = nodeExpectation(c, n);
@@ -203,7 +145,7 @@ function main(argv: string[]): number {
         }
         const wanted = installedForm(x, got.text);
         if (got.text !== wanted) {
-          out.push(unifiedDiff(tmp, label, got.text!, wanted, `${x.file.target} (rendered from ${loaded.selection.file})`).trimEnd());
+          out.push(unifiedDiff(tmp, label, got.text!, wanted, `${x.file.target} (rendered from ${picked.file})`).trimEnd());
           components.add(x.component);
         }
         if (parseInt(got.mode!, 8) !== parseInt(x.file.mode, 8)) {

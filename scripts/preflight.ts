@@ -20,7 +20,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { announceSelectedDescription } from "../constructs/description/selection";
+import { selectNodes, writeSshConfig } from "./lib/remote-nodes";
 import type { Cluster, ClusterNode } from "../constructs/description/schema";
 import { CONSUL_DATA_DIR, CONSUL_HTTP_PORT, NOMAD_DATA_DIR, NOMAD_HTTP_PORT, consulSecretFiles, nomadSecretFiles } from "../constructs/render/agents";
 import { serversHttpUrl, serversPlacementQuery, sh } from "../constructs/render/scripts";
@@ -225,29 +225,6 @@ export function judge(c: Cluster, n: ClusterNode, f: Map<string, string>): Check
   return out;
 }
 
-function sshConfig(c: Cluster, nodes: ClusterNode[], dir: string): string {
-  const keyFile = "file" in c.ssh.privateKey ? c.ssh.privateKey.file.replace(/^~(?=\/)/, os.homedir()) : undefined;
-  const supported = new Set(spawnSync("ssh", ["-Q", "HostKeyAlgorithms"], { encoding: "utf8" }).stdout.split("\n"));
-  const common = [
-    `  UserKnownHostsFile ${path.join(dir, "known_hosts")}`,
-    "  GlobalKnownHostsFile /dev/null",
-    "  StrictHostKeyChecking yes",
-    "  BatchMode yes",
-    "  ConnectTimeout 10",
-    "  LogLevel ERROR",
-    // set explicitly, so OpenSSH does not reorder it by the pinned key's type (it does for its default list)
-    `  HostKeyAlgorithms ${GO_HOST_KEY_ALGORITHMS.filter((a) => supported.has(a)).join(",")}`,
-    ...(keyFile ? [`  IdentityFile ${keyFile}`, "  IdentitiesOnly yes"] : []),
-  ];
-  const out = ["Host preflight-bastion", `  HostName ${c.bastion.host}`, `  Port ${c.bastion.port}`, `  User ${c.bastion.user}`, ...common];
-  for (const n of nodes) out.push(`Host preflight-node-${n.name}`, `  HostName ${n.address}`, `  User ${c.ssh.user}`, "  ProxyJump preflight-bastion", ...common);
-  const known = [`${c.bastion.port === 22 ? c.bastion.host : `[${c.bastion.host}]:${c.bastion.port}`} ${c.bastion.hostKey}`, ...nodes.map((n) => `${n.address} ${n.hostKey}`)];
-  fs.writeFileSync(path.join(dir, "known_hosts"), `${known.join("\n")}\n`, { mode: 0o600 });
-  const file = path.join(dir, "ssh_config");
-  fs.writeFileSync(file, `${out.join("\n")}\n`, { mode: 0o600 });
-  return file;
-}
-
 /** `ssh-keyscan -t` type of a host-key algorithm. */
 const keyscanType = (alg: string) => (alg.startsWith("ecdsa") ? "ecdsa" : alg.includes("rsa") ? "rsa" : alg.includes("ed25519") ? "ed25519" : alg);
 
@@ -286,40 +263,15 @@ export function hostKeyFailure(c: Cluster, n: ClusterNode, verbose: string): Che
 }
 
 function main(argv: string[]): number {
-  const only: string[] = [];
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--node" && argv[i + 1] !== undefined) only.push(argv[++i]);
-    else if (argv[i] === "--json") json = true;
-    else if (argv[i] === "-h" || argv[i] === "--help") {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    } else {
-      process.stderr.write(`unknown argument ${argv[i]}\n${USAGE}\n`);
-      return 1;
-    }
-  }
-  const loaded = announceSelectedDescription();
-  if (!loaded.ok) return 1;
-  if (!loaded.selection.fromEnv) {
-    process.stderr.write(`error: refusing to run the preflight without CLUSTER_FILE: that would be the example cluster (placeholder hosts). Set CLUSTER_FILE=clusters/<team>.yaml.\n`);
-    return 1;
-  }
-  const c = loaded.cluster;
-  const unknown = only.filter((n) => !c.nodes.some((x) => x.name === n));
-  if (unknown.length) {
-    process.stderr.write(`error: no node ${unknown.join(", ")} in ${loaded.selection.file} (nodes: ${c.nodes.map((n) => n.name).join(", ")})\n`);
-    return 1;
-  }
-  const nodes = c.nodes.filter((n) => !only.length || only.includes(n.name));
-  if (!c.bastion.hostKey || nodes.some((n) => !n.hostKey)) {
-    process.stderr.write(`error: the preflight connects only to hosts whose key the description pins (ssh.insecureIgnoreHostKey is set): pin bastion.hostKey and every nodes[].hostKey\n`);
-    return 1;
-  }
+  const picked = selectNodes(argv, { usage: USAGE, purpose: "run the preflight", what: "preflight", flags: ["--json"] });
+  if (typeof picked === "number") return picked;
+  const { cluster: c, nodes } = picked;
+  const json = picked.flags.has("--json");
+  const supported = new Set(spawnSync("ssh", ["-Q", "HostKeyAlgorithms"], { encoding: "utf8" }).stdout.split("\n"));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "preflight-"));
   const results: CheckResult[] = [];
   try {
-    const config = sshConfig(c, nodes, tmp);
+    const config = writeSshConfig(c, nodes, tmp, "preflight", GO_HOST_KEY_ALGORITHMS.filter((a) => supported.has(a)));
     process.stderr.write(`checking ${nodes.length} node${nodes.length === 1 ? "" : "s"} through the bastion ${c.bastion.user}@${c.bastion.host}:${c.bastion.port} (read-only)\n`);
     for (const n of nodes) {
       const r = spawnSync("ssh", ["-F", config, `preflight-node-${n.name}`, "bash -s"], { input: remoteFactsScript(c), encoding: "utf8", timeout: 120000 });
@@ -341,7 +293,7 @@ function main(argv: string[]): number {
   const failed = results.filter((r) => r.status === "fail").length;
   const errors = results.filter((r) => r.status === "error").length;
   const code = errors ? 1 : failed ? 2 : 0;
-  if (json) process.stdout.write(`${JSON.stringify({ description: loaded.selection.file, exitCode: code, results }, null, 2)}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ description: picked.file, exitCode: code, results }, null, 2)}\n`);
   else {
     const mark: Record<Status, string> = { ok: "ok  ", fail: "FAIL", error: "ERR ", skip: "skip" };
     for (const r of results) process.stdout.write(`${mark[r.status]} ${r.node}: ${r.check}: ${r.detail}${r.remedy ? `\n       → ${r.remedy}` : ""}\n`);
