@@ -92,7 +92,7 @@ function declaredVariables(): string[] {
   }
 }
 const DECLARED_TF_VARS = declaredVariables().map((v) => `TF_VAR_${v}`);
-/** Read by the providers and backends from the environment (README, "Deploying"). */
+/** Read by the providers and backends from the environment (docs/deploying.md). */
 const PROVIDER_ENV = ["NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "NOMAD_CACERT", "CONSUL_CACERT"];
 
 /**

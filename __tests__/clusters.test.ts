@@ -1,7 +1,7 @@
 /**
  * Every description shipped in clusters/ is valid and synthesizes; each provider
  * generation's description produces what that generation needs (facts from the provider's
- * playbook/, see /work/shared/docs/infrastructure.md and README "Supported provider
+ * playbook/, see /work/shared/docs/infrastructure.md and docs/description.md "Supported provider
  * generations"), read back from the real synth output with HashiCorp's HCL parser.
  */
 import { execFileSync } from "child_process";

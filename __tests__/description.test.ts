@@ -238,7 +238,7 @@ describe("misspelled keys and one message per root cause (issue 21)", () => {
 
 
 describe("ssh section", () => {
-  it("is optional: without it, the README's defaults (user ubuntu, the ssh-agent)", () => {
+  it("is optional: without it, docs/description.md's defaults (user ubuntu, the ssh-agent)", () => {
     const d = parse(exampleText());
     delete d.ssh;
     const r = loadDescriptionText(stringify(d));

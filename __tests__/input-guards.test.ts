@@ -119,7 +119,7 @@ describe("host keys: one recommendation, and a label that matches the key", () =
     }
   });
 
-  it("the schema hints, the examples, the messages and the README say the same", () => {
+  it("the schema hints, the examples, the messages and docs/deploying.md say the same", () => {
     const schema = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "cluster.schema.json"), "utf8"));
     const descriptions = JSON.stringify(schema).match(/Pinned SSH host key of the [^"]*/g) ?? [];
     expect(descriptions).toHaveLength(2);
@@ -135,12 +135,14 @@ describe("host keys: one recommendation, and a label that matches the key", () =
     const unpinned = problemsOf(editedExample((d) => delete d.nodes[0].hostKey));
     expect(unpinned[0].message).toContain(keyscanCommand("192.0.2.11"));
     expect(unpinned[0].message).toContain(HOST_KEY_ADVICE);
-    const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
-    const section = readme.slice(readme.indexOf("### Host keys"), readme.indexOf("### State"));
+    // the host-key advice lives in docs/deploying.md ("Host keys"), the README links there
+    const deploying = fs.readFileSync(path.join(REPO_ROOT, "docs", "deploying.md"), "utf8");
+    const section = deploying.slice(deploying.indexOf("## Host keys"), deploying.indexOf("## State"));
+    expect(section.length).toBeGreaterThan(1000);
     expect(section).toContain(`\`${keyscanCommand("HOST")}\``);
     expect(section).toMatch(/prefers[^.]*ECDSA host key over RSA over Ed25519/);
     expect(section).toContain("constructs/description/host-keys.ts");
-    // the engines with the bastion-key defect: one fact, the same words in the code and the README
+    // the engines with the bastion-key defect: one fact, the same words in the code and docs/deploying.md
     expect(BASTION_KEY_DEFECT_ENGINES).toMatch(/up to 1\.15.*1\.16 pre-releases/);
     expect(section.replace(/\s+/g, " ")).toContain("Terraform up to 1.15 (the fix, hashicorp/terraform#38318, is in the 1.16 pre-releases only) and OpenTofu");
   });

@@ -334,7 +334,7 @@ describe("nodes stack options", () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "acl-"));
       try {
         const script = `${extraction.replace("/etc/consul.d/acl-tokens.hcl", path.join(dir, "acl-tokens.hcl"))}\nprintf %s "$CONSUL_HTTP_TOKEN"`;
-        // the multi-line form, the one-line form of the README, and no agent token at all
+        // the multi-line form, the one-line form of docs/trust-model.md (Security), and no agent token at all
         for (const [hcl, token] of [
           ['acl {\n  tokens {\n    agent = "3f1c-agent-token"\n  }\n}\n', "3f1c-agent-token"],
           ['acl { tokens { agent = "9e2d-inline" } }\n', "9e2d-inline"],

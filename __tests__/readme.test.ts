@@ -1,6 +1,8 @@
 /**
- * The README as a new operator reads it: every Terraform variable the synthesized stacks
- * declare is in its variable table, and every npm command is documented.
+ * The README as a new operator reads it (a front door, issue 21): at most 250 lines, every
+ * npm command documented, every relative link of the README and docs/ resolving to a file
+ * and heading; every Terraform variable the synthesized stacks declare is in the variable
+ * table of docs/deploying.md.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -9,14 +11,19 @@ import { stackNames } from "../constructs/stack-names";
 import { globMatches, splitArgs } from "../scripts/cdktf";
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+const deploying = fs.readFileSync(path.join(REPO_ROOT, "docs", "deploying.md"), "utf8");
 
 describe("README", () => {
-  it("lists every variable of the synthesized stacks as TF_VAR_<name> in the variable table", () => {
+  it("is a front door: at most 250 lines", () => {
+    expect(readme.split("\n").length).toBeLessThanOrEqual(250);
+  });
+
+  it("docs/deploying.md lists every variable of the synthesized stacks as TF_VAR_<name> in the variable table", () => {
     const out = synthCluster(exampleCluster());
     try {
       const variables = Object.values(out.stacks).flatMap((s: any) => Object.keys(s.variable ?? {}));
       expect(variables).toContain("vrrp_password_rotation");
-      const table = readme.split("\n").filter((l) => l.startsWith("| `TF_VAR_"));
+      const table = deploying.split("\n").filter((l) => l.startsWith("| `TF_VAR_"));
       for (const v of variables) expect({ v, listed: table.some((l) => l.includes(`\`TF_VAR_${v}\``)) }).toEqual({ v, listed: true });
     } finally {
       cleanup(out);
@@ -79,5 +86,61 @@ describe("no `npx cdktf` left (the npm scripts validate first, say what they loa
     };
     const hits = roots.flatMap(files).filter((f) => fs.readFileSync(path.join(REPO_ROOT, f), "utf8").includes("npx cdktf"));
     expect(hits).toEqual([]);
+  });
+});
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, repeats numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const line of withoutCode(markdown).split("\n")) {
+    const m = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
+    if (!m) continue;
+    const text = m[1].replace(/`/g, "").replace(/\[([^\]]*)\]\([^)]*\)/g, "$1");
+    const base = text.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/\s/g, "-");
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    anchors.add(n ? `${base}-${n}` : base);
+  }
+  return anchors;
+}
+
+/** The text outside fenced code blocks and inline code spans (where brackets are no links). */
+function withoutCode(markdown: string): string {
+  return markdown.replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "");
+}
+
+describe("every relative link in README.md and docs/*.md resolves (issue 21)", () => {
+  const docs = ["README.md", ...fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+
+  it.each(docs)("%s: every relative link names an existing file, and every #anchor a heading there", (file) => {
+    const text = fs.readFileSync(path.join(REPO_ROOT, file), "utf8");
+    const links = [...withoutCode(text).matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]).filter((t) => !/^[a-z][a-z0-9+.-]*:/i.test(t));
+    const broken: string[] = [];
+    for (const link of links) {
+      const [target, anchor] = link.split("#", 2);
+      const resolved = target ? path.join(path.dirname(path.join(REPO_ROOT, file)), decodeURIComponent(target)) : path.join(REPO_ROOT, file);
+      if (!fs.existsSync(resolved)) {
+        broken.push(`${link}: no such file`);
+        continue;
+      }
+      if (anchor !== undefined && (anchor === "" || !headingAnchors(fs.readFileSync(resolved, "utf8")).has(anchor))) broken.push(`${link}: no such heading`);
+    }
+    expect(broken).toEqual([]);
+    if (file === "README.md") expect(links.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it("the anchor rule matches GitHub's on headings of these docs", () => {
+    expect(headingAnchors("## Deploying from an operator's machine\n### Host keys\n```sh\n# not a heading\n```\n## Failure scenarios (measured)\n## In short\n## In short\n")).toEqual(
+      new Set(["deploying-from-an-operators-machine", "host-keys", "failure-scenarios-measured", "in-short", "in-short-1"]),
+    );
+  });
+
+  it("docs/README.md lists every page of docs/, one line each", () => {
+    const index = fs.readFileSync(path.join(REPO_ROOT, "docs", "README.md"), "utf8");
+    for (const page of docs.filter((d) => d.startsWith("docs/") && d !== "docs/README.md").map((d) => path.basename(d))) {
+      expect({ page, lines: index.split("\n").filter((l) => l.startsWith(`| [${page}](${page}) |`)).length }).toEqual({ page, lines: 1 });
+    }
+    expect(readme).toContain("(docs/README.md)");
   });
 });

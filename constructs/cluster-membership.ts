@@ -43,7 +43,7 @@ export class ClusterMembership extends Construct {
       connection: selfConnection(cluster),
       // Destroy-time only, and failing by default: a node whose decommission fails (or
       // cannot be reached) stays in state and the next apply retries it. A node that is
-      // dead for good is forgotten explicitly (README, Removing a node: terraform state rm).
+      // dead for good is forgotten explicitly (docs/description.md, Removing a node: terraform state rm).
       provisioners: [
         { type: "remote-exec", inline: [freshStagingCommand(stage)], when: "destroy" } as never,
         { type: "file", source: script, destination: remoteScript, when: "destroy" } as never,

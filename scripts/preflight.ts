@@ -173,7 +173,7 @@ export function judge(c: Cluster, n: ClusterNode, f: Map<string, string>): Check
   files.forEach((file, i) => {
     const s = get(`file.${i}`);
     if (s === "nosudo") add(`file ${file}`, "error", "cannot check without sudo");
-    else add(`file ${file}`, s === "present" ? "ok" : "fail", s === "present" ? "present (not read)" : s === "empty" ? "empty" : "missing", s === "present" ? undefined : `place ${file} on ${n.name} as README "Security" says: the description needs it`);
+    else add(`file ${file}`, s === "present" ? "ok" : "fail", s === "present" ? "present (not read)" : s === "empty" ? "empty" : "missing", s === "present" ? undefined : `place ${file} on ${n.name} as docs/trust-model.md "Security" says: the description needs it`);
   });
 
   AGENT_DATA_DIRS.forEach((dir, i) => {
@@ -258,7 +258,7 @@ export function hostKeyFailure(c: Cluster, n: ClusterNode, verbose: string): Che
         : `${who} presents its ${type} key to the engines' SSH client (it prefers ECDSA, then RSA, then Ed25519); ${field} pins a ${pinned} key`,
     remedy: sameType
       ? `check that ${atBastion ? c.bastion.host : n.address} is the host you mean, then pin its key: ${scan}, without the host name, in ${field}`
-      : `pin the key the engines are shown: ${scan}, without the host name, in ${field} (README "Host keys")`,
+      : `pin the key the engines are shown: ${scan}, without the host name, in ${field} (docs/deploying.md "Host keys")`,
   };
 }
 

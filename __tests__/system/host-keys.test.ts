@@ -103,7 +103,7 @@ describe("SSH host keys with the real engines, bastion on port 2222", () => {
   });
 
   /**
-   * README "Which key to pin": the engines' SSH client (golang.org/x/crypto/ssh) asks for an
+   * docs/deploying.md "Host keys", which key to pin: the engines' SSH client (golang.org/x/crypto/ssh) asks for an
    * ECDSA host key before RSA before Ed25519 and the engines restrict nothing, so a VM with
    * the stock Debian/Ubuntu key set presents its ECDSA key: pinning its Ed25519 key fails.
    */

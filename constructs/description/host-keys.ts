@@ -1,7 +1,7 @@
 /**
  * Which SSH host key to pin, in one place: the schema's hints, the validation messages and
- * the example use these; README "Host keys" explains them and __tests__/readme.test.ts
- * checks it says the same.
+ * the example use these; docs/deploying.md "Host keys" explains them and
+ * __tests__/input-guards.test.ts checks it says the same.
  *
  * The engines' SSH client (golang.org/x/crypto/ssh, in Terraform and OpenTofu) offers host
  * key algorithms ECDSA first, then RSA, then Ed25519, and neither engine restricts them: a
@@ -24,7 +24,7 @@ export function keyscanCommand(host: string, port?: number): string {
 }
 
 /** One sentence on which key to pin, for hints and messages. */
-export const HOST_KEY_ADVICE = `pin the ${RECOMMENDED_HOST_KEY.keyscanType.toUpperCase()} key: the engines' SSH client prefers ${ENGINE_HOST_KEY_PREFERENCE.join(", then ")}, so on a stock Debian/Ubuntu VM only that key connects (README "Host keys")`;
+export const HOST_KEY_ADVICE = `pin the ${RECOMMENDED_HOST_KEY.keyscanType.toUpperCase()} key: the engines' SSH client prefers ${ENGINE_HOST_KEY_PREFERENCE.join(", then ")}, so on a stock Debian/Ubuntu VM only that key connects (docs/deploying.md "Host keys")`;
 
 /**
  * The key type written inside a public key's base64 body (RFC 4253 §6.6: the blob starts

@@ -575,7 +575,7 @@ address=$(overlay_address)
 log "overlay address $address on $OVERLAY_IFACE"
 
 for f in "\${REQUIRED_FILES[@]}"; do
-  [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see README, Security)"
+  [[ -s "$f" ]] || fail "$f is missing or empty: it holds a secret and is placed on the node by the operator (see docs/trust-model.md, Security)"
 done
 ${cliTokens(c, agent)}
 ${serversPlacementCheck(c, agent)}
@@ -718,7 +718,7 @@ readonly NODE_NAME=$1 ADDRESS=$2 DRAIN_DEADLINE=$3
 log() { printf '[decommission %s] %s\\n' "$NODE_NAME" "$*"; }
 ${metricsMoveFunctions()}
 
-# With ACLs, the operator-managed tokens (see README, Security); harmless without them.
+# With ACLs, the operator-managed tokens (see docs/trust-model.md, Security); harmless without them.
 if [[ -s ${sh(NOMAD_OPERATOR_TOKEN_FILE)} ]]; then
   NOMAD_TOKEN=$(<${sh(NOMAD_OPERATOR_TOKEN_FILE)})
   export NOMAD_TOKEN

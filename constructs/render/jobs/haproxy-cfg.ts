@@ -71,7 +71,7 @@ export const CONSUL_AGENT_METRICS = { host: "127.0.0.1", port: 8500, path: "/v1/
  * Whether the stats listener relays the Consul agent's metrics: with metrics on and without
  * Consul ACLs. With consul.acl the endpoint needs a token with agent:read, which this
  * product does not hold (the agent token is the operator's file on the node): the Consul
- * agents are then not scraped (README, Metrics).
+ * agents are then not scraped (docs/metrics.md).
  */
 export function relaysConsulMetrics(c: Cluster): boolean {
   return c.metrics.enabled && !c.consul.acl;

@@ -48,7 +48,7 @@ export interface PanelQuery {
 
 export interface PanelSpec {
   title: string;
-  /** What the panel means (shown in Grafana's panel info, and in the README). */
+  /** What the panel means (shown in Grafana's panel info, and in docs/metrics.md). */
   description: string;
   unit: string;
   queries: PanelQuery[];

@@ -104,7 +104,7 @@ export function scrapeConfigs(c: Cluster): ScrapeConfig[] {
   return [...jobs, ...metricsExtraScrapeConfigs(c)];
 }
 
-/** Which scrape jobs are left out here, and why (the README's Metrics section says the same). */
+/** Which scrape jobs are left out here, and why (docs/metrics.md says the same). */
 export function unscrapedTargets(c: Cluster): string[] {
   return [
     ...(c.metrics.enabled && c.consul.acl ? ["Consul agents: with consul.acl their metrics endpoint needs an agent:read token, which the metrics job does not hold"] : []),
