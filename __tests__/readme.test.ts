@@ -4,7 +4,9 @@
  * and heading; every Terraform variable the synthesized stacks declare is in the variable
  * table of docs/deploying.md.
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { cleanup, exampleCluster, REPO_ROOT, synthCluster } from "./helpers/synth";
 import { stackNames } from "../constructs/stack-names";
@@ -143,4 +145,31 @@ describe("every relative link in README.md and docs/*.md resolves (issue 21)", (
     }
     expect(readme).toContain("(docs/README.md)");
   });
+});
+
+describe("README quickstart: the synth output it shows is what synth prints (issue 21)", () => {
+  it("every line of the shown output comes, in order, from a real `npm run synth` of the shipped description it names", () => {
+    const quickstart = readme.slice(readme.indexOf("## Quickstart"), readme.indexOf("## Commands"));
+    const block = /```\n\s*\$ CLUSTER_FILE=(\S+) npm run synth\n([\s\S]*?)```/.exec(quickstart);
+    expect(block).not.toBeNull();
+    const [, file, shown] = block!;
+    expect(fs.existsSync(path.join(REPO_ROOT, file))).toBe(true);
+    const expected = shown.split("\n").map((l) => l.trim()).filter(Boolean);
+    expect(expected.length).toBeGreaterThanOrEqual(3);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "readme-quickstart-"));
+    try {
+      // a pipe, as shown; into a temporary directory, whose option is taken out of the "running:" line
+      const r = spawnSync("npm", ["run", "synth", "--", "--output", path.join(dir, "out")], { cwd: REPO_ROOT, env: { ...process.env, CLUSTER_FILE: file }, encoding: "utf8", timeout: 180000 });
+      expect({ status: r.status }).toEqual({ status: 0 });
+      const printed = `${r.stderr}\n${r.stdout}`.split("\n").map((l) => l.replace(` --output ${path.join(dir, "out")}`, "").trim());
+      let at = -1;
+      for (const line of expected) {
+        const found = printed.findIndex((p, i) => i > at && p === line);
+        expect({ line, found: found >= 0 }).toEqual({ line, found: true });
+        at = found;
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 200000);
 });
