@@ -54,6 +54,16 @@ PROMETHEUS_LDFLAGS="-s -w -X github.com/prometheus/common/version.Version=2.53.3
 build engines/prometheus github.com/prometheus/prometheus/cmd/prometheus "$out/bin/prometheus" "$PROMETHEUS_LDFLAGS"
 build engines/prometheus github.com/prometheus/prometheus/cmd/promtool "$out/bin/promtool" "$PROMETHEUS_LDFLAGS"
 GO="$go" bash scripts/prepare-autoscaler.sh
+
+# The golang.org/x/crypto source of the Terraform on PATH (the version it was built with,
+# `go version -m`): the preflight's test reads its SSH host-key order from it.
+if terraform_bin=$(command -v terraform); then
+  crypto=$("$go" version -m "$terraform_bin" 2>/dev/null | awk '$2 == "golang.org/x/crypto" { print $3; exit }') || true
+  if [[ -n ${crypto:-} ]]; then
+    (cd "$(mktemp -d)" && GOFLAGS='' "$go" mod download "golang.org/x/crypto@$crypto" && rmdir "$PWD")
+    echo "prepare-engines: golang.org/x/crypto $crypto (Terraform's) in the module cache"
+  fi
+fi
 # Consul 1.14.11, the newest MPL-2.0 release whose module builds from what the Go module proxy
 # serves here (1.15 and 1.16 need submodules marked not to use; 1.17+ is BUSL). The lab runs
 # it for the provider's servers and for our rendered client configs (docs/lab.md).
