@@ -112,18 +112,8 @@ describe("availability through the floating IP (real keepalived + HAProxy in nam
     const s = (sb = new Sandbox("av"));
 
     // The overlay: a bridge in its own namespace, one veth per member.
-    const sw = s.netns("sw");
-    s.must(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
-    s.must(["ip", "-n", sw, "link", "set", "br0", "up"]);
-    let port = 0;
-    const attach = (ns: string, addrs: string[]) => {
-      const p = `p${port++}`;
-      s.must(["ip", "-n", ns, "link", "add", IFACE, "type", "veth", "peer", "name", p, "netns", sw]);
-      s.must(["ip", "-n", sw, "link", "set", p, "master", "br0"]);
-      s.must(["ip", "-n", sw, "link", "set", p, "up"]);
-      for (const a of addrs) s.must(["ip", "-n", ns, "address", "add", `${a}/24`, "dev", IFACE]);
-      s.must(["ip", "-n", ns, "link", "set", IFACE, "up"]);
-    };
+    const overlay = s.bridge("sw");
+    const attach = (ns: string, addrs: string[]) => overlay.plug(ns, IFACE, addrs.map((x) => `${x}/24`));
     const ns: Record<string, string> = { [n1.name]: s.netns("n1"), [n2.name]: s.netns("n2") };
     const be = s.netns("be");
     const cl = s.netns("cl");

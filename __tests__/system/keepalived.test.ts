@@ -63,17 +63,9 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
     const [n1, n2] = cluster.nodes;
     const ns: Record<string, string> = { [n1.name]: s.netns("n1"), [n2.name]: s.netns("n2") };
     // The overlay: a bridge joining both nodes and the provider's Consul server.
-    const sw = s.netns("sw");
-    s.must(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
-    s.must(["ip", "-n", sw, "link", "set", "br0", "up"]);
+    const overlay = s.bridge("sw");
     const srv = s.netns("srv");
-    const plugged: [string, string][] = [[ns[n1.name], n1.overlayAddress], [ns[n2.name], n2.overlayAddress], [srv, SERVER]];
-    plugged.forEach(([n, a], i) => {
-      s.must(["ip", "-n", n, "link", "add", IFACE, "type", "veth", "peer", "name", `p${i}`, "netns", sw]);
-      s.must(["ip", "-n", sw, "link", "set", `p${i}`, "master", "br0", "up"]);
-      s.must(["ip", "-n", n, "address", "add", `${a}/24`, "dev", IFACE]);
-      s.must(["ip", "-n", n, "link", "set", IFACE, "up"]);
-    });
+    for (const [n, a] of [[ns[n1.name], n1.overlayAddress], [ns[n2.name], n2.overlayAddress], [srv, SERVER]]) overlay.plug(n, IFACE, [`${a}/24`]);
     await startProviderServer(s, srv, "2022", SERVER);
 
     // Per node: the rendered config (password spliced in as the install script does).

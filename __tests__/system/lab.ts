@@ -119,15 +119,6 @@ export interface Lab {
   cleanup(): void;
 }
 
-/**
- * What /usr/local/sbin holds on a VM: the real Consul behind its wrapper, the shared
- * stand-ins (provider-standins.ts: nomad, sudo, journalctl, apt-get), and a systemctl that
- * runs the REAL Consul agent and the REAL keepalived (vmSystemctl).
- */
-function standIns(state: string, node: string): Record<string, string> {
-  return vmPrograms(state, node, CONSUL_BIN);
-}
-
 function sshdConfig(dir: string, name: string, listen: string, port: number, authorizedKeys: string, extraHostKeys: string[] = []): string {
   const file = path.join(dir, `${name}_sshd_config`);
   fs.writeFileSync(
@@ -186,22 +177,13 @@ async function build(sb: Sandbox, opts: LabOptions): Promise<Lab> {
   const bastionPort = opts.bastionPort ?? 22;
   const opNs = sb.netns("op");
   const bastionNs = sb.netns("bastion");
-  const switchNs = sb.netns("ovl");
+  const overlaySwitch = sb.bridge("ovl");
   sb.link(opNs, "eth0", "10.210.1.1/24", bastionNs, "eth0", "10.210.1.2/24");
   sb.must(["ip", "-n", bastionNs, "link", "add", "vms", "type", "bridge"]);
   sb.must(["ip", "-n", bastionNs, "address", "add", "10.210.2.1/24", "dev", "vms"]);
   sb.must(["ip", "-n", bastionNs, "link", "set", "vms", "up"]);
-  sb.must(["ip", "-n", switchNs, "link", "add", "ovl", "type", "bridge"]);
-  sb.must(["ip", "-n", switchNs, "link", "set", "ovl", "up"]);
-  let overlayPorts = 0;
   /** A namespace's overlay interface, on the overlay switch. */
-  const onOverlay = (ns: string, address: string) => {
-    const port = `x${overlayPorts++}`;
-    sb.must(["ip", "-n", switchNs, "link", "add", port, "type", "veth", "peer", "name", LAB_OVERLAY_INTERFACE, "netns", ns]);
-    sb.must(["ip", "-n", switchNs, "link", "set", port, "master", "ovl", "up"]);
-    sb.must(["ip", "-n", ns, "address", "add", `${address}/24`, "dev", LAB_OVERLAY_INTERFACE]);
-    sb.must(["ip", "-n", ns, "link", "set", LAB_OVERLAY_INTERFACE, "up"]);
-  };
+  const onOverlay = (ns: string, address: string) => overlaySwitch.plug(ns, LAB_OVERLAY_INTERFACE, [`${address}/24`]);
 
   // The public resolvers (what a rendered `recursors` forwards to), reached through the VMs'
   // uplink: they know the lab's names only.
@@ -253,7 +235,7 @@ async function build(sb: Sandbox, opts: LabOptions): Promise<Lab> {
     const bin = path.join(d, `${name}-bin`);
     const priv = path.join(d, `${name}-private`);
     for (const dir of [stateDir, bin, priv]) fs.mkdirSync(dir);
-    for (const [file, text] of Object.entries(standIns(stateDir, name))) fs.writeFileSync(path.join(bin, file), text, { mode: 0o755 });
+    for (const [file, text] of Object.entries(vmPrograms(stateDir, name, CONSUL_BIN))) fs.writeFileSync(path.join(bin, file), text, { mode: 0o755 });
     // What the Nomad stand-in answers for: the example's versions, the lab's servers (dc1/global).
     writeProfile(stateDir, { ...generationProfile("2025", LAB_SERVERS_ADDRESS, "unused"), serversDatacenter: "dc1" });
     const setup = `set -euo pipefail

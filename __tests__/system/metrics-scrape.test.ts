@@ -129,15 +129,8 @@ describe("real Prometheus scraping the real HAProxy at the description's address
     ns.other = s.netns("oth");
     ns.srv = s.netns("srv");
     // The overlay: a bridge joining node-1, node-2 and the provider's server.
-    const sw = s.netns("sw");
-    s.must(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
-    s.must(["ip", "-n", sw, "link", "set", "br0", "up"]);
-    ([[ns.lb, LB], [ns.mon, MON], [ns.srv, SERVER]] as const).forEach(([n, a], i) => {
-      s.must(["ip", "-n", n, "link", "add", "ovl", "type", "veth", "peer", "name", `p${i}`, "netns", sw]);
-      s.must(["ip", "-n", sw, "link", "set", `p${i}`, "master", "br0", "up"]);
-      s.must(["ip", "-n", n, "address", "add", `${a}/24`, "dev", "ovl"]);
-      s.must(["ip", "-n", n, "link", "set", "ovl", "up"]);
-    });
+    const overlay = s.bridge("sw");
+    for (const [n, a] of [[ns.lb, LB], [ns.mon, MON], [ns.srv, SERVER]]) overlay.plug(n, "ovl", [`${a}/24`]);
     s.must(["ip", "-n", ns.lb, "address", "add", `${VIP}/32`, "dev", "ovl"]);
     // Another team, routed to the overlay through node-1 (and back).
     s.link(ns.lb, "oth", "10.215.2.1/24", ns.other, "oth", `${OTHER}/24`);
@@ -149,9 +142,8 @@ describe("real Prometheus scraping the real HAProxy at the description's address
     // HTTP requests logged, to see what reaches it through HAProxy's relay).
     await startProviderServer(s, ns.srv, "2022", SERVER);
     lbConsul = startConsul(s, ns.lb, { name: c.nodes[0].name, configText: renderConsulConfig(c, c.nodes[0]), http: "http://127.0.0.1:8500", extraArgs: ["-log-level=debug"] });
-    const monConsul = startConsul(s, ns.mon, { name: c.nodes[1].name, configText: renderConsulConfig(c, c.nodes[1]), http: "http://127.0.0.1:8500" });
+    startConsul(s, ns.mon, { name: c.nodes[1].name, configText: renderConsulConfig(c, c.nodes[1]), http: "http://127.0.0.1:8500" });
     for (const [n, addr] of [[ns.lb, LB], [ns.mon, MON]] as const) await waitFor(`the agent on ${addr} answering DNS`, () => dig(s, n, addr, "consul.service.consul").includes(SERVER), 30000);
-    void monConsul;
 
     // node-1: backends registered as Nomad registers them, Nomad agent stand-in, HAProxy.
     const py = path.join(__dirname, "fixtures", "backend.py");

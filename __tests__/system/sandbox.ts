@@ -86,6 +86,27 @@ export class Sandbox {
     return ns;
   }
 
+  /**
+   * A switch: a bridge in a namespace of its own. `plug(ns, iface, addrs)` gives `ns` an
+   * interface `iface` on it (a veth created inside the namespaces), with `addrs` (CIDR), up.
+   */
+  bridge(name: string): { ns: string; plug(ns: string, iface: string, addrs: string[]): void } {
+    const sw = this.netns(name);
+    this.must(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
+    this.must(["ip", "-n", sw, "link", "set", "br0", "up"]);
+    let ports = 0;
+    return {
+      ns: sw,
+      plug: (ns, iface, addrs) => {
+        const port = `p${ports++}`;
+        this.must(["ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", port, "netns", sw]);
+        this.must(["ip", "-n", sw, "link", "set", port, "master", "br0", "up"]);
+        for (const a of addrs) this.must(["ip", "-n", ns, "address", "add", a, "dev", iface]);
+        this.must(["ip", "-n", ns, "link", "set", iface, "up"]);
+      },
+    };
+  }
+
   /** A veth pair created directly inside the namespaces (never in the root namespace). */
   link(nsA: string, ifA: string, addrA: string, nsB: string, ifB: string, addrB: string): void {
     const tmp = `t${crypto.randomBytes(4).toString("hex")}`;
