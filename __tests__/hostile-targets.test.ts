@@ -7,7 +7,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { renderAgentInstallScript, NOMAD_CLI_ENV_FILE } from "../constructs/render/scripts";
-import { REPO_ROOT, cleanup, edited, exampleCluster, exampleText, parseHcl, synthCluster } from "./helpers/synth";
+import { REPO_ROOT, cleanup, edited, exampleCluster, exampleText, hasCommand, itIf, parseHcl, synthCluster } from "./helpers/synth";
+import { remoteExecScript } from "./helpers/remote-exec";
 
 const TSX = path.join(REPO_ROOT, "node_modules", ".bin", "tsx");
 
@@ -119,38 +120,98 @@ describe("staging on the node", () => {
     }
   });
 
+  /** Runs `script` with /bin/sh in a fresh fake home holding the staging directory `stage`, with a stub sudo that records its call and exits `sudoStatus`. */
+  function inFakeHome(script: string, stage: string, sudoStatus = 0) {
+    const home = fs.mkdtempSync(path.join(tmp, "home-"));
+    const bin = path.join(home, "bin");
+    fs.mkdirSync(bin);
+    const staged = path.join(home, stage);
+    fs.mkdirSync(staged, { recursive: true, mode: 0o700 });
+    // What the engine does: upload the script into script_path, chmod 0777, run it from the home directory.
+    const scriptFile = path.join(staged, "provision.sh");
+    fs.writeFileSync(scriptFile, script);
+    fs.chmodSync(scriptFile, 0o777);
+    // The install script's view of the stage, captured by the stub before the stage is removed.
+    fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\nstat -c '%a %n' ${staged}/* > ${home}/stage-seen\nexit ${sudoStatus}\n`, { mode: 0o755 });
+    const r = spawnSync("/bin/sh", [path.relative(home, scriptFile)], { cwd: home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8" });
+    const read = (f: string) => (fs.existsSync(path.join(home, f)) ? fs.readFileSync(path.join(home, f), "utf8").trim() : undefined);
+    return { status: r.status, stderr: r.stderr, sudo: read("sudo-called"), seen: read("stage-seen"), stageLeft: fs.existsSync(staged) };
+  }
+
+  itIf(hasCommand("shellcheck"), "shellcheck is not installed")("the remote-exec scripts an engine runs pass shellcheck (sh)", () => {
+    const o = out();
+    try {
+      const stack = o.stacks["team-example-nodes"];
+      const all = [...Object.values<any>(stack.resource.null_resource), stack.resource.terraform_data.node_membership];
+      const self = { node: "node-2", overlay_address: "172.16.1.12", drain_deadline: "5m" };
+      const scripts = all.flatMap((r) => r.provisioner.filter((p: any) => p["remote-exec"]).map((p: any) => remoteExecScript(p["remote-exec"].inline, o.files["team-example-nodes"], self)));
+      expect(scripts.length).toBe(2 * all.length);
+      for (const [i, text] of scripts.entries()) {
+        const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: text, encoding: "utf8" });
+        expect({ i, status: r.status, out: r.stdout }).toEqual({ i, status: 0, out: "" });
+      }
+    } finally {
+      cleanup(o);
+    }
+  });
+
+  it("a resource's script writes the rendered files privately, installs only when all arrived intact, keeps the install's exit status and removes the stage", () => {
+    const o = out();
+    try {
+      const res = o.stacks["team-example-nodes"].resource.null_resource["node-1_consul"];
+      const stage = ".nomad-cluster-deploy/team-example/consul";
+      const steps = res.provisioner.map((p: any) => Object.values(p)[0] as any);
+      const files = o.files["team-example-nodes"];
+      const script = (f: Record<string, string>) => remoteExecScript(steps[steps.length - 1].inline, f);
+
+      const good = inFakeHome(script(files), stage);
+      expect(good.status).toBe(0);
+      expect(good.sudo).toBe(`bash ${stage}/install.sh`);
+      // every rendered file of the resource (and the script itself), readable by its owner only
+      const names = Object.keys(files).filter((f) => f.startsWith("rendered/node-1/consul/")).map((f) => path.basename(f));
+      expect(good.seen!.split("\n").map((l) => [l.split(" ")[0], path.basename(l.split(" ")[1])]).sort()).toEqual([...names.map((n) => ["600", n]), ["777", "provision.sh"]].sort());
+      expect(good.stageLeft).toBe(false);
+
+      // The install fails: the step fails with its status, and the stage is removed all the same.
+      const failed = inFakeHome(script(files), stage, 3);
+      expect({ status: failed.status, stageLeft: failed.stageLeft }).toEqual({ status: 3, stageLeft: false });
+
+      // A rendered file that is not the one synthesized with the triggers (edited after synth): nothing installed.
+      const edited = { ...files, "rendered/node-1/consul/consul.hcl": `${files["rendered/node-1/consul/consul.hcl"]}# edited\n` };
+      const bad = inFakeHome(script(edited), stage);
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain("the rendered files of consul did not arrive intact on node-1; nothing was installed");
+      expect(bad.sudo).toBeUndefined();
+      expect(bad.stageLeft).toBe(false);
+    } finally {
+      cleanup(o);
+    }
+  });
+
   it("decommission: fails by default (the node stays in state), and runs the script only when it arrived intact", () => {
     const o = out();
     try {
       const m = o.stacks["team-example-nodes"].resource.terraform_data.node_membership;
       const steps = m.provisioner.map((p: any) => Object.values(p)[0] as any);
-      expect(steps.map((s: any) => s.when)).toEqual(["destroy", "destroy", "destroy"]);
+      expect(steps.map((s: any) => s.when)).toEqual(["destroy", "destroy"]);
       // No on_failure = continue: Terraform's default (fail) keeps the instance for a retry.
-      expect(steps.map((s: any) => s.on_failure)).toEqual([undefined, undefined, undefined]);
+      expect(steps.map((s: any) => s.on_failure)).toEqual([undefined, undefined]);
+      const stage = ".nomad-cluster-deploy/team-example/decommission";
+      const self = { node: "node-2", overlay_address: "172.16.1.12", drain_deadline: "5m" };
+      const files = o.files["team-example-nodes"];
 
-      // The last step, run by bash in a fake home with a stub sudo that records its call.
-      const run = steps[2].inline[0].replace(/\$\{self\.input\.([a-z_]+)\}/g, (_: string, k: string) => ({ node: "node-2", overlay_address: "172.16.1.12", drain_deadline: "5m" })[k]);
-      const home = fs.mkdtempSync(path.join(tmp, "home-"));
-      const bin = path.join(home, "bin");
-      fs.mkdirSync(bin);
-      fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\n`, { mode: 0o755 });
-      const staged = path.join(home, ".nomad-cluster-deploy", "team-example", "decommission");
-      fs.mkdirSync(staged, { recursive: true });
-      const exec = () => spawnSync("bash", ["-c", run], { cwd: home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8" });
-
-      // A stale or planted file (the upload failed or was raced): not run, the step fails.
-      fs.writeFileSync(path.join(staged, "decommission.sh"), "#!/bin/sh\necho planted\n");
-      const bad = exec();
+      // A script that is not the one synthesized (edited after synth): not run, the step fails.
+      const bad = inFakeHome(remoteExecScript(steps[1].inline, { ...files, "rendered/decommission.sh": "#!/bin/sh\necho planted\n" }, self), stage);
       expect(bad.status).toBe(1);
-      expect(bad.stderr).toMatch(/not uploaded intact; not running it/);
-      expect(fs.existsSync(path.join(home, "sudo-called"))).toBe(false);
+      expect(bad.stderr).toMatch(/did not arrive intact; not running it/);
+      expect(bad.sudo).toBeUndefined();
+      expect(bad.stageLeft).toBe(false);
 
       // The synthesized script: run with the node's arguments, staging removed.
-      fs.writeFileSync(path.join(staged, "decommission.sh"), o.files["team-example-nodes"]["rendered/decommission.sh"]);
-      const good = exec();
+      const good = inFakeHome(remoteExecScript(steps[1].inline, files, self), stage);
       expect(good.status).toBe(0);
-      expect(fs.readFileSync(path.join(home, "sudo-called"), "utf8").trim()).toBe("bash .nomad-cluster-deploy/team-example/decommission/decommission.sh node-2 172.16.1.12 5m");
-      expect(fs.existsSync(staged)).toBe(false);
+      expect(good.sudo).toBe(`bash ${stage}/decommission.sh node-2 172.16.1.12 5m`);
+      expect(good.stageLeft).toBe(false);
     } finally {
       cleanup(o);
     }

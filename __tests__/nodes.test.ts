@@ -19,6 +19,9 @@ Testing.setupJest();
 
 const STACK = "team-example-nodes";
 const sha = (t: string) => crypto.createHash("sha256").update(t).digest("hex");
+/** Paths (in the stack directory) of the files a resource's remote-execs write from the synth output. */
+const writtenFiles = (res: any): string[] =>
+  res.provisioner.flatMap((p: any) => [...(p["remote-exec"]?.inline ?? []).join("\n").matchAll(/\$\{filebase64\(("[^"]+")\)\}/g)].map((m) => JSON.parse(m[1]) as string));
 /** Every resource of a stack as "type.name" → JSON text of its body. */
 function resourceBodies(stack: any): Map<string, string> {
   const m = new Map<string, string>();
@@ -65,15 +68,15 @@ describe("nodes stack (example cluster)", () => {
     }
   });
 
-  it("triggers carry the SHA-256 of each uploaded file, never its text", () => {
+  it("triggers carry the SHA-256 of each provisioned file, never its text", () => {
     for (const [name, res] of Object.entries(resourcesOf(stack, "null_resource")) as [string, any][]) {
-      // uploads of rendered files (keepalived also uploads its password as `content`, untriggered)
-      // the rendered files are uploaded as one directory (its contents: trailing slash)
-      const dirs = res.provisioner.filter((p: any) => p.file?.source).map((p: any) => p.file.source as string);
-      expect(dirs).toEqual([expect.stringMatching(/^rendered\/.+\/$/)]);
-      const uploads = Object.keys(files).filter((f) => f.startsWith(dirs[0]) && !f.slice(dirs[0].length).includes("/"));
+      // the rendered files reach the node inside the last remote-exec (`filebase64`); keepalived
+      // also uploads its password as a file provisioner's `content`, untriggered
+      expect(res.provisioner.filter((p: any) => p.file?.source)).toEqual([]);
+      const uploads = writtenFiles(res);
       expect(uploads.length).toBeGreaterThan(1);
-      // every file in the uploaded directory is a trigger, so no upload escapes re-provisioning
+      expect(uploads.every((f) => f in files)).toBe(true);
+      // every file written is a trigger, so no file escapes re-provisioning
       expect(Object.keys(res.triggers).filter((k) => k.startsWith("sha256_")).sort()).toEqual(uploads.map((f) => `sha256_${path.basename(f).replace(/[^A-Za-z0-9]/g, "_")}`).sort());
       for (const source of uploads) {
         const key = `sha256_${path.basename(source).replace(/[^A-Za-z0-9]/g, "_")}`;
@@ -83,12 +86,25 @@ describe("nodes stack (example cluster)", () => {
     }
   });
 
+  it("provisions each resource in two SSH connections (three with a secret file): a fresh private stage, then one script uploaded into it", () => {
+    for (const [name, res] of Object.entries(resourcesOf(stack, "null_resource")) as [string, any][]) {
+      const steps = res.provisioner.map((p: any) => Object.keys(p)[0]);
+      const secrets = res.provisioner.filter((p: any) => p.file?.content !== undefined).length;
+      expect({ name, steps }).toEqual({ name, steps: ["remote-exec", ...Array(secrets).fill("file"), "remote-exec"] });
+      const [first, last] = [res.provisioner[0]["remote-exec"], res.provisioner[steps.length - 1]["remote-exec"]];
+      const stage = first.inline[0].match(/mkdir -p '([^']+)'$/)[1];
+      // the script is uploaded into the private stage, not the engines' shared /tmp default
+      expect(last.connection).toEqual({ ...res.connection, script_path: `${stage}/provision.sh` });
+      expect(first.connection).toBeUndefined();
+    }
+  });
+
   it("references every rendered file from the Terraform JSON", () => {
     const json = JSON.stringify(stack);
     const rendered = Object.keys(files).filter((f) => f.startsWith("rendered/"));
     expect(rendered.length).toBeGreaterThanOrEqual(11);
-    // a file is referenced by its own path, or by its directory's upload (`rendered/<node>/<component>/`)
-    for (const f of rendered) expect({ f, referenced: json.includes(`"source":"${f}"`) || json.includes(`"source":"${path.posix.dirname(f)}/"`) }).toEqual({ f, referenced: true });
+    // a file is referenced by its own path: a file provisioner's source or a remote-exec's filebase64
+    for (const f of rendered) expect({ f, referenced: json.includes(`"source":"${f}"`) || json.includes(`filebase64(\\"${f}\\")`) }).toEqual({ f, referenced: true });
   });
 
   it("rolls agent restarts one node at a time, Consul before Nomad", () => {
@@ -213,10 +229,12 @@ describe("nodes stack (example cluster)", () => {
     expect(Object.keys(m.for_each)).toEqual(["node-1", "node-2"]);
     expect(m.input).toBe("${each.value}");
     const destroySteps = m.provisioner.filter((p: any) => (p.file ?? p["remote-exec"]).when === "destroy");
-    expect(destroySteps).toHaveLength(3);
+    // two SSH connections: the fresh private stage, then one script uploaded into it
+    expect(destroySteps.map((p: any) => Object.keys(p)[0])).toEqual(["remote-exec", "remote-exec"]);
     const refs = JSON.stringify([m.connection, m.provisioner]).match(/\$\{[^}]*\}/g) ?? [];
     expect(refs.length).toBeGreaterThan(3);
-    for (const r of refs) expect(r).toMatch(/^\$\{(tonumber\()?self\.input\./);
+    // a destroy-time provisioner may reference only self (a function of a literal is no reference)
+    for (const r of refs) expect(r).toMatch(/^\$\{((tonumber\()?self\.input\.|filebase64\(\\"rendered\/decommission\.sh\\"\)\}$)/);
     expect(files["rendered/decommission.sh"]).toMatch(/keepalived[\s\S]*nomad node drain[\s\S]*consul leave/);
   });
 

@@ -13,11 +13,11 @@
 import { Construct } from "constructs";
 import { DataResource, TerraformIterator, TerraformSelf } from "cdktf";
 import type { Cluster } from "./description/schema";
-import { RenderedFiles, sha256 } from "./rendered-files";
-import { STAGING_ROOT, freshStagingCommand } from "./provisioned-files";
+import { RenderedFiles } from "./rendered-files";
+import { STAGING_ROOT, freshStagingCommand, inlineFilesLines, stagedScriptConnection } from "./provisioned-files";
 import { renderDecommissionScript } from "./render/scripts";
 import { connectionInput, selfConnection } from "./ssh";
-import { shellQuote, terraformLiteral } from "./escape";
+import { terraformLiteral } from "./escape";
 import { dropTerraformVersionCheck } from "./terraform-version-check";
 
 export class ClusterMembership extends Construct {
@@ -30,7 +30,6 @@ export class ClusterMembership extends Construct {
     const script = RenderedFiles.of(this).add("decommission.sh", scriptText);
     // Private staging in the SSH user's home, as for the install scripts (see stagingDir).
     const stage = `${STAGING_ROOT}/${cluster.name}/decommission`;
-    const remoteScript = `${stage}/decommission.sh`;
     const input = Object.fromEntries(
       cluster.nodes.map((n) => [terraformLiteral(n.name), { ...connectionInput(cluster, n), drain_deadline: terraformLiteral(cluster.nomad.drainDeadline) }]),
     );
@@ -44,16 +43,19 @@ export class ClusterMembership extends Construct {
       // Destroy-time only, and failing by default: a node whose decommission fails (or
       // cannot be reached) stays in state and the next apply retries it. A node that is
       // dead for good is forgotten explicitly (docs/description.md, Removing a node: terraform state rm).
+      // Two SSH connections: the fresh private staging directory, then one script uploaded
+      // into it that writes decommission.sh from the synth output, checks it and runs it.
       provisioners: [
         { type: "remote-exec", inline: [freshStagingCommand(stage)], when: "destroy" } as never,
-        { type: "file", source: script, destination: remoteScript, when: "destroy" } as never,
         {
           type: "remote-exec",
-          // One line: Terraform joins inline commands without `set -e`; keep the script's
-          // status. The script runs only if it is the one synthesized (checksum).
+          connection: stagedScriptConnection(selfConnection(cluster), stage),
+          // Terraform joins inline lines without `set -e`: the exit status is the script's,
+          // and the script runs only if it is the one synthesized (checksum).
           inline: [
-            `echo ${shellQuote(`${sha256(scriptText)}  ${remoteScript}`)} | sha256sum -c --quiet - || { echo "decommission.sh was not uploaded intact; not running it" >&2; exit 1; }; ` +
-              `rc=0; sudo bash ${shellQuote(remoteScript)} '${self("node")}' '${self("overlay_address")}' '${self("drain_deadline")}' || rc=$?; rm -rf ${shellQuote(stage)}; exit $rc`,
+            ...inlineFilesLines(stage, { "decommission.sh": [script, scriptText] }),
+            `if [ "$ok" != 1 ]; then echo "decommission.sh did not arrive intact; not running it" >&2; rm -rf "$stage"; exit 1; fi`,
+            `rc=0; sudo bash "$stage/decommission.sh" '${self("node")}' '${self("overlay_address")}' '${self("drain_deadline")}' || rc=$?; rm -rf "$stage"; exit $rc`,
           ],
           when: "destroy",
         } as never,

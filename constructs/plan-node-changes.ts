@@ -8,6 +8,7 @@
  * Pure, no cdktf.
  */
 import { jobspecDiff } from "./plan-summary";
+import { fromTerraformLiteral } from "./escape";
 
 export interface FileChange {
   /** File name as uploaded (e.g. `keepalived.conf`). */
@@ -23,13 +24,22 @@ export function fileTriggerKey(fileName: string): string {
 
 /**
  * Provisioner file sources of a resource body: trigger key → source path in the stack dir.
- * A source ending in `/` is a directory uploaded whole (ProvisionedFiles): each file of the
- * synth output directly in it counts. (Older synth outputs upload file by file.)
+ * Read from a remote-exec's `filebase64(...)` (ProvisionedFiles), or a file provisioner's
+ * `source`: a source ending in `/` is a directory uploaded whole (older synth outputs),
+ * each file of the synth output directly in it counts.
  */
 function fileSources(body: Record<string, any>, files: Record<string, string>): Map<string, string> {
   const out = new Map<string, string>();
   const list: any[] = Array.isArray(body.provisioner) ? body.provisioner : body.provisioner ? [body.provisioner] : [];
   for (const entry of list) {
+    // Files a remote-exec writes from the synth output: `${filebase64("<path>")}` (ProvisionedFiles).
+    const inline = entry?.["remote-exec"]?.inline;
+    if (Array.isArray(inline)) {
+      for (const m of inline.join("\n").matchAll(/\$\{filebase64\(("(?:[^"\\]|\\.)*")\)\}/g)) {
+        const p: string = JSON.parse(fromTerraformLiteral(m[1]));
+        out.set(fileTriggerKey(p.split("/").pop()!), p);
+      }
+    }
     const source = entry?.file?.source;
     if (typeof source !== "string") continue;
     if (source.endsWith("/")) {

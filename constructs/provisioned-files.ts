@@ -5,14 +5,13 @@
  * Re-provisioning happens only when a trigger changes: the SHA-256 of each file (never
  * the text: a rendered file must not land in state twice) and the node's SSH address.
  */
-import * as path from "path";
 import { Construct } from "constructs";
 import { type ITerraformDependable, type TerraformResource } from "cdktf";
 import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
 import type { Cluster, ClusterNode } from "./description/schema";
 import { RenderedFiles, sha256 } from "./rendered-files";
 import { nodeConnection } from "./ssh";
-import { shellQuote, terraformLiteral, terraformLiterals } from "./escape";
+import { shellQuote, terraformLiteral, terraformLiterals, terraformQuoted } from "./escape";
 
 /**
  * Where a node's files are staged: relative to the SSH user's home directory, where
@@ -28,6 +27,47 @@ export function stagingDir(c: Cluster, component: string): string {
 /** Shell: a fresh private staging directory (a stale or planted one is replaced). */
 export function freshStagingCommand(dir: string): string {
   return `umask 077 && rm -rf ${shellQuote(dir)} && mkdir -p ${shellQuote(dir)}`;
+}
+
+/**
+ * Name of the script a staging directory's remote-exec is uploaded as (its `script_path`).
+ * Terraform and OpenTofu upload an inline script by scp, `chmod 0777` it and run it; their
+ * default path (/tmp/terraform_%RAND%.sh) would leave it readable and writable by every
+ * user of the node while it runs. Inside the private staging directory it is neither.
+ */
+export const STAGED_SCRIPT = "provision.sh";
+
+/**
+ * The provisioners' `remote-exec` connection: the resource's own, with the inline script
+ * uploaded into the private staging directory `stage` (see STAGED_SCRIPT). An engine merges
+ * a provisioner's connection block over the resource's.
+ */
+export function stagedScriptConnection<C extends object>(connection: C, stage: string): C & { scriptPath: string } {
+  return { ...connection, scriptPath: terraformLiteral(`${stage}/${STAGED_SCRIPT}`) };
+}
+
+/**
+ * POSIX shell lines of a remote-exec (one Terraform template each) that write rendered
+ * files into the staging directory `stage` from the synth output (`${filebase64(...)}`,
+ * read by the engine at apply time, as a `file` provisioner reads its `source`), check
+ * each against the SHA-256 synthesized with it, and set `ok=1` only if all arrived intact.
+ * Files are written under umask 077 inside the private directory; their text goes through
+ * the shell builtin printf, never a program's arguments.
+ * `files`: name in the staging directory → [path in the stack directory, text].
+ */
+export function inlineFilesLines(stage: string, files: Record<string, readonly [string, string]>): string[] {
+  const names = Object.keys(files).sort();
+  const lit = terraformLiteral;
+  return [
+    `stage=${lit(shellQuote(stage))}`,
+    // Its own argument, not a program's: `put <name> <base64>` writes one file.
+    `put() { printf '%s' "$2" | base64 -d > "$stage/$1"; }`,
+    "ok=0",
+    "if umask 077 \\",
+    ...names.map((f) => `  && put ${lit(shellQuote(f))} '\${filebase64(${terraformQuoted(files[f][0])})}' \\`),
+    `  && printf '%s\\n' ${names.map((f) => lit(shellQuote(`${sha256(files[f][1])}  ${f}`))).join(" ")} | (cd "$stage" && sha256sum -c --quiet -)`,
+    "then ok=1; fi",
+  ];
 }
 
 export interface ProvisionedFilesProps {
@@ -56,12 +96,13 @@ export class ProvisionedFiles extends Construct {
   readonly resource: NullResource;
   /** Path of each file relative to the stack directory. */
   readonly renderedPaths: Record<string, string>;
-  /** The directory (relative to the stack directory, with a trailing slash) holding exactly these files: uploaded whole. */
-  readonly renderedDir: string;
 
   constructor(scope: Construct, id: string, props: ProvisionedFilesProps) {
     super(scope, id);
     const { cluster, node, component } = props;
+    for (const f of [...Object.keys(props.files), ...Object.keys(props.secretFiles ?? {})]) {
+      if (f === STAGED_SCRIPT) throw new Error(`${f} of ${component} has the name of the staged provisioning script`);
+    }
     if (!(props.installScript in props.files)) throw new Error(`install script ${props.installScript} is not among the files of ${component}`);
     for (const f of Object.keys(props.secretFiles ?? {})) {
       if (f in props.files) throw new Error(`secret file ${f} of ${component} is also a rendered file`);
@@ -70,8 +111,6 @@ export class ProvisionedFiles extends Construct {
     const stage = stagingDir(cluster, component);
     const names = Object.keys(props.files).sort();
     this.renderedPaths = Object.fromEntries(names.map((f) => [f, rendered.add(`${node.name}/${component}/${f}`, props.files[f])]));
-    this.renderedDir = `${path.posix.dirname(this.renderedPaths[names[0]])}/`;
-    if (names.some((f) => this.renderedPaths[f] !== `${this.renderedDir}${f}`)) throw new Error(`rendered files of ${node.name}/${component} are not in one directory`);
 
     this.resource = new NullResource(this, "resource", {
       triggers: {
@@ -85,23 +124,31 @@ export class ProvisionedFiles extends Construct {
       },
       dependsOn: props.dependsOn,
       connection: nodeConnection(cluster, node),
+      // Two SSH connections (three with secret files), each one connection to the bastion and
+      // one hop through it: an engine opens a connection per provisioner.
       provisioners: [
-        // A fresh private staging directory in the SSH user's home (see stagingDir).
+        // A fresh private staging directory in the SSH user's home (see stagingDir): it
+        // must exist before anything else is uploaded into it, so it is a session of its own.
         { type: "remote-exec", inline: [freshStagingCommand(stage)] },
-        // One upload for all the rendered files: the directory's contents (trailing slash)
-        // into the staging directory, over one SSH session (scp -r) instead of one per file.
-        // Every session goes through the provider's bastion, whose sshd limits concurrent
-        // unauthenticated connections (MaxStartups): fewer sessions, fewer refusals, and a
-        // faster apply. The directory holds exactly this resource's files (RenderedFiles).
-        { type: "file" as const, source: terraformLiteral(this.renderedDir), destination: stage },
+        // Secret files by a file provisioner's `content`: in the remote-exec below a
+        // sensitive value would make the engines suppress its whole output (validation
+        // errors included).
         ...Object.keys(props.secretFiles ?? {})
           .sort()
           .map((f) => ({ type: "file" as const, content: props.secretFiles![f], destination: `${stage}/${f}` })),
-        // Terraform joins inline lines into one script without `set -e`: its exit status is
-        // the last command's. Keep the install script's status, or a failed install would
-        // pass as a success once the staging dir is removed.
-        // A failed upload fails the resource before this step (on_failure defaults to fail).
-        { type: "remote-exec", inline: [`rc=0; sudo bash ${shellQuote(`${stage}/${props.installScript}`)} || rc=$?; rm -rf ${shellQuote(stage)}; exit $rc`] },
+        // One script, uploaded into the staging directory and run in the same connection:
+        // the rendered files written from the synth output and checked, then the install
+        // script as root. Terraform joins inline lines without `set -e`: the exit status is
+        // the install script's, and the staging directory is removed whatever happened.
+        {
+          type: "remote-exec",
+          connection: stagedScriptConnection(nodeConnection(cluster, node), stage),
+          inline: [
+            ...inlineFilesLines(stage, Object.fromEntries(names.map((f) => [f, [this.renderedPaths[f], props.files[f]] as const]))),
+            `rc=0; if [ "$ok" = 1 ]; then sudo bash ${terraformLiteral(shellQuote(`${stage}/${props.installScript}`))} || rc=$?; else echo ${terraformLiteral(shellQuote(`the rendered files of ${component} did not arrive intact on ${node.name}; nothing was installed`))} >&2; rc=1; fi`,
+            `rm -rf "$stage"; exit $rc`,
+          ],
+        },
       ],
     });
     // Addresses read like the description: null_resource.<node>_<component>
