@@ -115,6 +115,12 @@ describe("staging on the node", () => {
       for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+(\/[A-Za-z0-9_.-]+)?$/);
       const first = (r: any) => (Object.values(r.provisioner[0])[0] as any).inline[0];
       for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '\.nomad-cluster-deploy\/team-example\/[a-z]+' && mkdir -p /);
+      // every remote-exec after the first is uploaded into the staging directory the first made
+      for (const r of all) {
+        const stage = first(r).match(/mkdir -p '([^']+)'$/)[1];
+        const later = r.provisioner.slice(1).flatMap((p: any) => (p["remote-exec"] ? [p["remote-exec"].connection?.script_path] : []));
+        expect(later).toEqual([`${stage}/provision.sh`]);
+      }
     } finally {
       cleanup(o);
     }

@@ -49,7 +49,7 @@ export class ClusterMembership extends Construct {
         { type: "remote-exec", inline: [freshStagingCommand(stage)], when: "destroy" } as never,
         {
           type: "remote-exec",
-          connection: stagedScriptConnection(selfConnection(cluster), stage),
+          connection: stagedScriptConnection(stage),
           // Terraform joins inline lines without `set -e`: the exit status is the script's,
           // and the script runs only if it is the one synthesized (checksum).
           inline: [

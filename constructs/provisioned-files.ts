@@ -38,12 +38,13 @@ export function freshStagingCommand(dir: string): string {
 export const STAGED_SCRIPT = "provision.sh";
 
 /**
- * The provisioners' `remote-exec` connection: the resource's own, with the inline script
- * uploaded into the private staging directory `stage` (see STAGED_SCRIPT). An engine merges
- * a provisioner's connection block over the resource's.
+ * The connection block of a remote-exec whose script is uploaded into the private staging
+ * directory `stage` (see STAGED_SCRIPT). Only `script_path`: the engines merge a
+ * provisioner's connection block over the resource's (when validating and when running),
+ * so everything else stays the resource's own.
  */
-export function stagedScriptConnection<C extends object>(connection: C, stage: string): C & { scriptPath: string } {
-  return { ...connection, scriptPath: terraformLiteral(`${stage}/${STAGED_SCRIPT}`) };
+export function stagedScriptConnection(stage: string): { scriptPath: string } {
+  return { scriptPath: terraformLiteral(`${stage}/${STAGED_SCRIPT}`) };
 }
 
 /**
@@ -142,7 +143,7 @@ export class ProvisionedFiles extends Construct {
         // the install script's, and the staging directory is removed whatever happened.
         {
           type: "remote-exec",
-          connection: stagedScriptConnection(nodeConnection(cluster, node), stage),
+          connection: stagedScriptConnection(stage) as never,
           inline: [
             ...inlineFilesLines(stage, Object.fromEntries(names.map((f) => [f, [this.renderedPaths[f], props.files[f]] as const]))),
             `rc=0; if [ "$ok" = 1 ]; then sudo bash ${terraformLiteral(shellQuote(`${stage}/${props.installScript}`))} || rc=$?; else echo ${terraformLiteral(shellQuote(`the rendered files of ${component} did not arrive intact on ${node.name}; nothing was installed`))} >&2; rc=1; fi`,

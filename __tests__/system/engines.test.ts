@@ -25,6 +25,30 @@ const VRRP_PASSWORD = "Vr7.pw-x";
 
 jest.setTimeout(600000);
 
+/**
+ * SSH logins an sshd of the lab accepted so far (its log, LogLevel VERBOSE: one "Accepted
+ * publickey" line per connection). Through the bastion each engine connection is one login at
+ * the bastion (from the operator's namespace) and one at the VM (from the bastion).
+ */
+function sshLogins(lab: Lab, sshd: string): number {
+  const log = path.join(lab.dir, `${sshd}.log`);
+  return fs.existsSync(log) ? (fs.readFileSync(log, "utf8").match(/^.*Accepted publickey for /gm) ?? []).length : 0;
+}
+/** The lab's sshd logins per sshd (bastion, then each VM) while `run` runs. */
+async function loginsDuring(lab: Lab, run: () => Promise<void>): Promise<Record<string, number>> {
+  const names = ["sshd-bastion", ...lab.vms.map((v) => `sshd-${v.name}`)];
+  const before = names.map((n) => sshLogins(lab, n));
+  await run();
+  return Object.fromEntries(names.map((n, i) => [n, sshLogins(lab, n) - before[i]]));
+}
+/**
+ * SSH connections a provisioning of one node makes: two per resource (a fresh private
+ * staging directory, then one script uploaded into it), one more for keepalived's secret file
+ * (ProvisionedFiles). Before the rendered files travelled inside the script: ten.
+ */
+const CONNECTIONS_PER_NODE = { consul: 2, nomad: 2, keepalived: 3 };
+const PER_NODE = Object.values(CONNECTIONS_PER_NODE).reduce((a, b) => a + b, 0);
+
 const expectOk = (r: EngineRun) => expect({ args: r.args.join(" "), status: r.status, output: r.status === 0 ? "" : r.output }).toEqual({ args: r.args.join(" "), status: 0, output: "" });
 
 describe.each(ENGINE_NAMES)("%s on the synthesized nodes stack, two VMs behind a bastion", (engine) => {
@@ -64,8 +88,13 @@ describe.each(ENGINE_NAMES)("%s on the synthesized nodes stack, two VMs behind a
       ].sort(),
     );
 
-    const apply = await ws.apply({ planFile: true });
+    let apply!: EngineRun;
+    const logins = await loginsDuring(lab, async () => {
+      apply = await ws.apply({ planFile: true });
+    });
     expectOk(apply);
+    // Every connection went through the bastion, and no more of them than the design's.
+    expect(logins).toEqual({ "sshd-bastion": PER_NODE * lab.vms.length, ...Object.fromEntries(lab.vms.map((v) => [`sshd-${v.name}`, PER_NODE])) });
     ws.assertNoSecret(apply);
     // eslint-disable-next-line no-console
     console.log(`${engine}: init ${init.ms} ms, plan ${plan.ms} ms, apply (2 VMs) ${apply.ms} ms`);
@@ -84,6 +113,17 @@ describe.each(ENGINE_NAMES)("%s on the synthesized nodes stack, two VMs behind a
     expect({ status: again.status, output: again.status === 0 ? "" : again.output }).toEqual({ status: 0, output: "" });
     const state = await ws.showStateJson();
     expect(state.values.root_module.resources.filter((r: any) => r.type === "null_resource").every((r: any) => /^\d+$/.test(r.values.id))).toBe(true);
+  });
+
+  itIf(ok, reason)("a one-node apply (its three resources re-provisioned) makes seven SSH connections through the bastion, all to that node", async () => {
+    const node = lab.vms[0].name;
+    let run!: EngineRun;
+    const logins = await loginsDuring(lab, async () => {
+      run = await ws.apply({ args: Object.keys(CONNECTIONS_PER_NODE).map((agent) => `-replace=null_resource.${node}_${agent}`) });
+    });
+    expectOk(run);
+    for (const agent of Object.keys(CONNECTIONS_PER_NODE)) expect(run.output).toContain(`configuration unchanged: ${agent} left running as it is`);
+    expect(logins).toEqual({ "sshd-bastion": PER_NODE, [`sshd-${node}`]: PER_NODE, ...Object.fromEntries(lab.vms.slice(1).map((v) => [`sshd-${v.name}`, 0])) });
   });
 });
 
