@@ -179,8 +179,9 @@ function terraformEvaluates(strings: string[]): string[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tf-literal-"));
   try {
     // Our own expressions around description text: the variables they read get a value,
-    // and file(...) of the key path is evaluated up to the path (the file does not exist).
-    const values = strings.map((s) => s.split("${file(pathexpand(").join("${(pathexpand("));
+    // and file(...) of the key path, filebase64(...) of a rendered file, are evaluated up to
+    // the path (the file does not exist here).
+    const values = strings.map((s) => s.split("${file(pathexpand(").join("${(pathexpand(").split("${filebase64(").join("${("));
     const vars = new Set(values.flatMap((s) => [...s.matchAll(/\bvar\.([a-z0-9_]+)/g)].map((m) => m[1])));
     const variable = Object.fromEntries([...vars].map((v) => [v, { type: "string", default: `VAR_${v}` }]));
     const outputs = Object.fromEntries(values.map((s, i) => [`s${i}`, { value: s }]));

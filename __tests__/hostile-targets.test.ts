@@ -114,12 +114,12 @@ describe("staging on the node", () => {
       // a file in the staging directory, or the staging directory itself (the rendered files' directory upload)
       for (const p of provisioners) if (p.destination) expect(p.destination).toMatch(/^\.nomad-cluster-deploy\/team-example\/[a-z]+(\/[A-Za-z0-9_.-]+)?$/);
       const first = (r: any) => (Object.values(r.provisioner[0])[0] as any).inline[0];
-      for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '\.nomad-cluster-deploy\/team-example\/[a-z]+' && mkdir -p /);
+      for (const r of all) expect(first(r)).toMatch(/^umask 077 && rm -rf '(\.nomad-cluster-deploy\/team-example\/[a-z]+)' && mkdir -p '\1\/script'$/);
       // every remote-exec after the first is uploaded into the staging directory the first made
       for (const r of all) {
-        const stage = first(r).match(/mkdir -p '([^']+)'$/)[1];
+        const stage = first(r).match(/rm -rf '([^']+)'/)[1];
         const later = r.provisioner.slice(1).flatMap((p: any) => (p["remote-exec"] ? [p["remote-exec"].connection?.script_path] : []));
-        expect(later).toEqual([`${stage}/provision.sh`]);
+        expect(later).toEqual([`${stage}/script/provision.sh`]);
       }
     } finally {
       cleanup(o);
@@ -134,11 +134,12 @@ describe("staging on the node", () => {
     const staged = path.join(home, stage);
     fs.mkdirSync(staged, { recursive: true, mode: 0o700 });
     // What the engine does: upload the script into script_path, chmod 0777, run it from the home directory.
-    const scriptFile = path.join(staged, "provision.sh");
+    const scriptFile = path.join(staged, "script", "provision.sh");
+    fs.mkdirSync(path.dirname(scriptFile), { mode: 0o700 });
     fs.writeFileSync(scriptFile, script);
     fs.chmodSync(scriptFile, 0o777);
     // The install script's view of the stage, captured by the stub before the stage is removed.
-    fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\nstat -c '%a %n' ${staged}/* > ${home}/stage-seen\nexit ${sudoStatus}\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "$@" > ${home}/sudo-called\nstat -c '%a %n' ${staged}/* ${staged}/script/* > ${home}/stage-seen\nexit ${sudoStatus}\n`, { mode: 0o755 });
     const r = spawnSync("/bin/sh", [path.relative(home, scriptFile)], { cwd: home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8" });
     const read = (f: string) => (fs.existsSync(path.join(home, f)) ? fs.readFileSync(path.join(home, f), "utf8").trim() : undefined);
     return { status: r.status, stderr: r.stderr, sudo: read("sudo-called"), seen: read("stage-seen"), stageLeft: fs.existsSync(staged) };
@@ -175,7 +176,7 @@ describe("staging on the node", () => {
       expect(good.sudo).toBe(`bash ${stage}/install.sh`);
       // every rendered file of the resource (and the script itself), readable by its owner only
       const names = Object.keys(files).filter((f) => f.startsWith("rendered/node-1/consul/")).map((f) => path.basename(f));
-      expect(good.seen!.split("\n").map((l) => [l.split(" ")[0], path.basename(l.split(" ")[1])]).sort()).toEqual([...names.map((n) => ["600", n]), ["777", "provision.sh"]].sort());
+      expect(good.seen!.split("\n").map((l) => [l.split(" ")[0], path.basename(l.split(" ")[1])]).sort()).toEqual([...names.map((n) => ["600", n]), ["700", "script"], ["777", "provision.sh"]].sort());
       expect(good.stageLeft).toBe(false);
 
       // The install fails: the step fails with its status, and the stage is removed all the same.
@@ -186,7 +187,7 @@ describe("staging on the node", () => {
       const edited = { ...files, "rendered/node-1/consul/consul.hcl": `${files["rendered/node-1/consul/consul.hcl"]}# edited\n` };
       const bad = inFakeHome(script(edited), stage);
       expect(bad.status).toBe(1);
-      expect(bad.stderr).toContain("the rendered files of consul did not arrive intact on node-1; nothing was installed");
+      expect(bad.stderr).toContain("the rendered files of consul did not arrive intact; nothing was installed");
       expect(bad.sudo).toBeUndefined();
       expect(bad.stageLeft).toBe(false);
     } finally {

@@ -92,9 +92,9 @@ describe("nodes stack (example cluster)", () => {
       const secrets = res.provisioner.filter((p: any) => p.file?.content !== undefined).length;
       expect({ name, steps }).toEqual({ name, steps: ["remote-exec", ...Array(secrets).fill("file"), "remote-exec"] });
       const [first, last] = [res.provisioner[0]["remote-exec"], res.provisioner[steps.length - 1]["remote-exec"]];
-      const stage = first.inline[0].match(/mkdir -p '([^']+)'$/)[1];
+      const stage = first.inline[0].match(/rm -rf '([^']+)'/)[1];
       // the script is uploaded into the private stage, not the engines' shared /tmp default
-      expect(last.connection).toEqual({ script_path: `${stage}/provision.sh` });
+      expect(last.connection).toEqual({ script_path: `${stage}/script/provision.sh` });
       expect(first.connection).toBeUndefined();
     }
   });

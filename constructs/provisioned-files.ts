@@ -24,18 +24,22 @@ export function stagingDir(c: Cluster, component: string): string {
   return `${STAGING_ROOT}/${c.name}/${component}`;
 }
 
-/** Shell: a fresh private staging directory (a stale or planted one is replaced). */
-export function freshStagingCommand(dir: string): string {
-  return `umask 077 && rm -rf ${shellQuote(dir)} && mkdir -p ${shellQuote(dir)}`;
-}
-
 /**
- * Name of the script a staging directory's remote-exec is uploaded as (its `script_path`).
+ * Where, in a staging directory, a remote-exec's script is uploaded (its `script_path`).
  * Terraform and OpenTofu upload an inline script by scp, `chmod 0777` it and run it; their
  * default path (/tmp/terraform_%RAND%.sh) would leave it readable and writable by every
  * user of the node while it runs. Inside the private staging directory it is neither.
+ * In a subdirectory of its own: after the run the engines upload an empty file to the same
+ * path (`scp -t <its directory>`); with the staging directory gone, that upload fails (they
+ * only log it) instead of leaving an empty file where the staging directory was.
  */
-export const STAGED_SCRIPT = "provision.sh";
+export const STAGED_SCRIPT_DIR = "script";
+export const STAGED_SCRIPT = `${STAGED_SCRIPT_DIR}/provision.sh`;
+
+/** Shell: a fresh private staging directory (a stale or planted one is replaced), with the script's subdirectory. */
+export function freshStagingCommand(dir: string): string {
+  return `umask 077 && rm -rf ${shellQuote(dir)} && mkdir -p ${shellQuote(`${dir}/${STAGED_SCRIPT_DIR}`)}`;
+}
 
 /**
  * The connection block of a remote-exec whose script is uploaded into the private staging
@@ -102,7 +106,7 @@ export class ProvisionedFiles extends Construct {
     super(scope, id);
     const { cluster, node, component } = props;
     for (const f of [...Object.keys(props.files), ...Object.keys(props.secretFiles ?? {})]) {
-      if (f === STAGED_SCRIPT) throw new Error(`${f} of ${component} has the name of the staged provisioning script`);
+      if (f === STAGED_SCRIPT_DIR) throw new Error(`${f} of ${component} has the name of the staged script's directory`);
     }
     if (!(props.installScript in props.files)) throw new Error(`install script ${props.installScript} is not among the files of ${component}`);
     for (const f of Object.keys(props.secretFiles ?? {})) {
@@ -146,7 +150,7 @@ export class ProvisionedFiles extends Construct {
           connection: stagedScriptConnection(stage) as never,
           inline: [
             ...inlineFilesLines(stage, Object.fromEntries(names.map((f) => [f, [this.renderedPaths[f], props.files[f]] as const]))),
-            `rc=0; if [ "$ok" = 1 ]; then sudo bash ${terraformLiteral(shellQuote(`${stage}/${props.installScript}`))} || rc=$?; else echo ${terraformLiteral(shellQuote(`the rendered files of ${component} did not arrive intact on ${node.name}; nothing was installed`))} >&2; rc=1; fi`,
+            `rc=0; if [ "$ok" = 1 ]; then sudo bash ${terraformLiteral(shellQuote(`${stage}/${props.installScript}`))} || rc=$?; else echo ${terraformLiteral(shellQuote(`the rendered files of ${component} did not arrive intact; nothing was installed`))} >&2; rc=1; fi`,
             `rm -rf "$stage"; exit $rc`,
           ],
         },
