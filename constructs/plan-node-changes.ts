@@ -2,7 +2,7 @@
  * Plan review of a node's re-provisioning in words. A `null_resource.<node>_<component>`
  * is replaced when the hash of one of its files changed (`sha256_<file>` triggers); the
  * hashes alone say nothing to a reviewer. Both synth outputs hold the files themselves
- * (`rendered/<node>/<component>/<file>`, the provisioners' `source`), so this reads what
+ * (`rendered/<node>/<component>/<file>`, the provisioners' `filebase64`), so this reads what
  * changed in them and says what it means on the node: maintenance on (floating IP handed
  * over, then drain with the deadline), a config key old → new, a keepalived peer added.
  * Pure, no cdktf.
