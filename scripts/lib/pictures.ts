@@ -291,8 +291,8 @@ export function ciPicture(workflows: { file: string; workflow: Workflow }[]): st
     [
       "Jobs as the GitHub workflows chain them (`needs`), and each place a run stops (red): a step",
       "named for its refusal, a gate script (`scripts/ci/check-approval.ts`, the plan bundle's",
-      "checksum, the preflight) or an environment's protection rules. The GitLab templates follow",
-      "the same order ([ci.md](../ci.md)).",
+      "checksum, the preflight) or an environment's protection rules. The GitLab templates (a",
+      "parent pipeline and a child one per deploy) are not drawn: [ci.md](../ci.md).",
     ].join("\n"),
     lines,
   );
