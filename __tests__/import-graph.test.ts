@@ -50,6 +50,12 @@ describe("the import graph of our own files", () => {
     expect(graph.files.get("scripts/plan-summary.ts")).toContain("plan-review/summary.ts");
   });
 
+  test("cdktf is imported only by main.ts and the constructs (constructs/*.ts)", () => {
+    const importers = [...graph.packages].filter(([, pkgs]) => pkgs.some(CDKTF)).map(([f]) => f);
+    expect(importers).toContain("main.ts");
+    expect(importers.filter((f) => f !== "main.ts" && path.dirname(f) !== "constructs")).toEqual([]);
+  });
+
   test("the description does not depend on the constructs that consume it", () => {
     const constructFiles = new Set(under("constructs").filter((f) => path.dirname(f) === "constructs" && (graph.packages.get(f) ?? []).some(CDKTF)));
     expect(constructFiles.size).toBeGreaterThan(5);
@@ -84,5 +90,29 @@ describe("the circle check itself", () => {
   test("finds a file that imports itself, and none in a graph without circles", () => {
     expect(importCircles(new Map([["x.ts", ["x.ts"]]]))).toEqual([["x.ts"]]);
     expect(importCircles(new Map([["x.ts", ["y.ts"]], ["y.ts", []]]))).toEqual([]);
+  });
+});
+
+describe("docs/architecture.md", () => {
+  const text = fs.readFileSync(path.join(ROOT, "docs", "architecture.md"), "utf8");
+  const table = text.slice(text.indexOf("| directory | concern |")).split("\n").filter((l) => l.startsWith("| `"));
+  const rows = table.map((l) => /^\| `([^`]+)` \|/.exec(l)![1].replace(/\/$/, ""));
+
+  test("its table names every directory that holds our code, and each path it names exists", () => {
+    const codeDirs = [...new Set([...graph.files.keys()].map((f) => path.dirname(f)).filter((d) => d !== "."))];
+    expect(codeDirs.filter((d) => !rows.includes(d)).sort()).toEqual([]);
+    for (const l of table) for (const m of l.matchAll(/`([A-Za-z_.][\w./-]*)`/g)) {
+      const p = m[1];
+      if (!/[/.]/.test(p)) continue;
+      const candidates = [p, path.join(/^\| `([^`]+)` \|/.exec(l)![1], p)];
+      expect({ p, exists: candidates.some((c) => fs.existsSync(path.join(ROOT, c))) }).toEqual({ p, exists: true });
+    }
+  });
+
+  test("its picture names directories that exist", () => {
+    const block = /```mermaid\n([\s\S]*?)```/.exec(text)![1];
+    const dirs = [...block.matchAll(/"((?:constructs|plan-review|clusters)\/[\w/-]*)/g)].map((m) => m[1].replace(/\/NAME$/, "").replace(/\/$/, ""));
+    expect(dirs.length).toBeGreaterThanOrEqual(4);
+    for (const d of dirs) expect({ d, exists: fs.existsSync(path.join(ROOT, d)) }).toEqual({ d, exists: true });
   });
 });
