@@ -7,8 +7,7 @@
  * over, then drain with the deadline), a config key old → new, a keepalived peer added.
  * Pure, no cdktf.
  */
-import { jobspecDiff } from "./plan-summary";
-import { fromTerraformLiteral } from "./escape";
+import { jobspecDiff } from "./jobspec-diff";
 
 export interface FileChange {
   /** File name as uploaded (e.g. `keepalived.conf`). */
@@ -36,7 +35,8 @@ function fileSources(body: Record<string, any>, files: Record<string, string>): 
     const inline = entry?.["remote-exec"]?.inline;
     if (Array.isArray(inline)) {
       for (const m of inline.join("\n").matchAll(/\$\{filebase64\(("(?:[^"\\]|\\.)*")\)\}/g)) {
-        const p: string = JSON.parse(fromTerraformLiteral(m[1]));
+        // a quoted literal inside ${...}: JSON quoting, template markers doubled (constructs/escape.ts terraformQuoted)
+        const p: string = JSON.parse(m[1].replace(/\$\$\{/g, "${").replace(/%%\{/g, "%{"));
         out.set(fileTriggerKey(p.split("/").pop()!), p);
       }
     }
