@@ -92,12 +92,12 @@ describe("provisioning of one node", () => {
     expect(displayed).toEqual(["terraform_data.node_membership", `null_resource.${node.name}_consul`, `null_resource.${node.name}_keepalived`, `null_resource.${node.name}_nomad`]);
   });
 
-  test("each upload lists exactly the rendered files of that component; the VRRP password comes from its variable", () => {
+  test("each uploaded script lists exactly the rendered files of that component; the VRRP password comes from its variable", () => {
     const files = synth.files[nodesStackName(example)];
     for (const component of ["consul", "keepalived", "nomad"]) {
       const dir = `rendered/${node.name}/${component}/`;
       const inDir = Object.keys(files).filter((f) => f.startsWith(dir)).map((f) => f.slice(dir.length)).sort();
-      expect(lines()).toContain(`T->>N: uploads ${dir} (${inDir.join(", ")})`);
+      expect(lines()).toContain(`T->>N: uploads one script into the staging directory that writes ${dir} (${inDir.join(", ")}), each checked against its synthesized SHA-256`);
     }
     expect(lines()).toContain("T->>N: uploads vrrp_password from the sensitive variable vrrp_password (never rendered, never in a trigger)");
   });
