@@ -37,7 +37,7 @@ export const PEER_FIGURES_FILE = path.join(REPO, "docs", "bench", "engine-peer.m
 const ROLLOUT_BATCH = "25%";
 const VRRP_PASSWORD = "Bn7.pw-q";
 
-interface Run {
+export interface Run {
   ms: number;
   /** CPU seconds of the tool's process tree (GNU time). */
   cpuS: number;
@@ -58,7 +58,7 @@ const PHASES: { key: PhaseName; title: string }[] = [
   { key: "everyNode", title: `every-node change (${ROLLOUT_BATCH} batches)` },
 ];
 
-interface SizeFigures {
+export interface SizeFigures {
   vms: number;
   load: { before: number[]; after: number[] };
   runs: Partial<Record<PhaseName, Partial<Record<Tool, Run>>>>;
@@ -153,6 +153,11 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
   }
   const started = new Date();
   const figures: SizeFigures[] = [];
+  // Each tool run's output, kept after the labs are gone (for a figure that needs explaining).
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-engine-peer-"));
+  process.stderr.write(`[bench:engine --peer ansible] each run's output: ${logDir}\n`);
+  let logNo = 0;
+  const keep = (name: string, output: string) => fs.writeFileSync(path.join(logDir, `${String(++logNo).padStart(2, "0")}-${name}.log`), output);
   for (const vms of o.sizes) {
     const log = (what: string) => process.stderr.write(`[bench:engine --peer ansible, ${vms} VMs] ${what}\n`);
     const size: SizeFigures = { vms, load: { before: os.loadavg(), after: [] }, runs: {} };
@@ -173,6 +178,7 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
         });
       const work = fs.mkdtempSync(path.join(lab.dir, "peer-"));
       const c0 = cluster();
+      ws.synth(c0);
       const sshConfig = writeSshConfig(c0, c0.nodes, work, "peer");
       const secretDir = path.join(work, "secret");
       fs.mkdirSync(secretDir, { mode: 0o700 });
@@ -233,6 +239,7 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
           ns: lab.opNs,
           env: { ...opEnv, ANSIBLE_CONFIG: ANSIBLE_CFG, ANSIBLE_FORKS: String(o.parallelism), ANSIBLE_SSH_CONTROL_PATH_DIR: cp, ANSIBLE_NOCOLOR: "1", ANSIBLE_FORCE_COLOR: "0" },
         });
+        keep(`${vms}vms-ansible${args.length ? "-check" : ""}`, p.output);
         for (const sock of fs.readdirSync(cp)) spawnSync("ssh", ["-o", `ControlPath=${path.join(cp, sock)}`, "-O", "exit", "peer"], { stdio: "ignore" });
         const recap = [...p.output.matchAll(/^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)];
         return { ...p, changedHosts: recap.filter((m) => Number(m[2]) > 0).length, failedHosts: recap.filter((m) => m[3] !== "0" || m[4] !== "0").length };
@@ -251,6 +258,7 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
               return timed(["ssh", "-F", sshConfig, `peer-node-${name}`, remote], { ns: lab.opNs, env: opEnv, input: tar.stdout });
             }),
           );
+          runs.forEach((r, i) => keep(`${vms}vms-floor-${batch[i]}`, r.output));
           runs.forEach((r, i) => must(`floor on ${batch[i]}`, r));
           cpuS += runs.reduce((a, r) => a + r.cpuS, 0);
         }
@@ -266,7 +274,6 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
 
       // --- fresh install
       ws.measureCpu = true;
-      ws.synth(c0);
       must("init", await ws.init().then((r) => ({ status: r.status, output: r.output, ms: r.ms, cpuS: r.cpuSeconds ?? NaN })));
       await measured("fresh", "floor", () => floor(all));
       resetVms(lab);
@@ -360,7 +367,7 @@ export function peerReport(figures: SizeFigures[], meta: { started: Date; engine
     "|---:|---|---|---|",
     ...figures.map((f) => `| ${f.vms} | ${f.load.before.map((l) => l.toFixed(2)).join(", ")} | ${f.load.after.map((l) => l.toFixed(2)).join(", ")} | ${idle(f) ? "yes" : `**no** (1-min load ≥ ${(os.cpus().length / 4).toFixed(1)}): not figures of an idle machine`} |`),
     "",
-    "Each cell: wall time (CPU seconds of the tool's processes; SSH connections / sessions per node at the VMs' sshd). Ours: the engine's process (the check: `plan` + `npm run drift`); the floor: one `ssh` per node.",
+    "Each cell: wall time (CPU seconds of the tool's processes; SSH connections / sessions per node at the VMs' sshd). Ours: the engine's process (the check: `plan -detailed-exitcode` + `tsx scripts/drift.ts`, what `npm run drift` runs); Ansible: `ansible-playbook` and its ssh processes; the floor: one `ssh` per node (25 % batches in parallel). Sessions at the VMs count every SSH channel that runs a command or scp/sftp.",
     "",
     "| VMs | phase | ours | Ansible | floor | ours ÷ Ansible | ours ÷ floor |",
     "|---:|---|---:|---:|---:|---:|---:|",
