@@ -236,6 +236,10 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// Interrupted (Ctrl-C, kill): exit normally, so that the labs' exit hook (sandbox.ts) stops
+// their processes and removes their namespaces.
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+
 main().then(
   (code) => (process.exitCode = code),
   (e) => {

@@ -237,7 +237,7 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
         fs.mkdirSync(cp);
         const p = await timed(["ansible-playbook", "-i", inventory, "-e", `batch_size=${ROLLOUT_BATCH}`, "-e", `@${path.join(secretDir, "vars.json")}`, ...args, PLAYBOOK], {
           ns: lab.opNs,
-          env: { ...opEnv, ANSIBLE_CONFIG: ANSIBLE_CFG, ANSIBLE_FORKS: String(o.parallelism), ANSIBLE_SSH_CONTROL_PATH_DIR: cp, ANSIBLE_NOCOLOR: "1", ANSIBLE_FORCE_COLOR: "0" },
+          env: { ...opEnv, ANSIBLE_CONFIG: ANSIBLE_CFG, ANSIBLE_FORKS: String(o.parallelism), ANSIBLE_SSH_CONTROL_PATH_DIR: cp, ANSIBLE_NOCOLOR: "1", ANSIBLE_FORCE_COLOR: "0", ANSIBLE_LOG_PATH: path.join(logDir, `${vms}vms-ansible-${ansibleRun}-timestamped.log`) },
         });
         keep(`${vms}vms-ansible${args.length ? "-check" : ""}`, p.output);
         for (const sock of fs.readdirSync(cp)) spawnSync("ssh", ["-o", `ControlPath=${path.join(cp, sock)}`, "-O", "exit", "peer"], { stdio: "ignore" });
@@ -336,14 +336,16 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
     }
     size.load.after = os.loadavg();
     figures.push(size);
+    // Written after each VM count: a run cut short still leaves the sizes it measured.
+    if (o.write) {
+      const pending = o.sizes.slice(o.sizes.indexOf(vms) + 1);
+      const note = pending.length ? `\n(run in progress: ${pending.join(", ")} VMs not measured yet)\n` : "";
+      fs.mkdirSync(path.dirname(PEER_FIGURES_FILE), { recursive: true });
+      fs.writeFileSync(PEER_FIGURES_FILE, `${peerReport(figures, { started, engine: o.engine, parallelism: o.parallelism })}${note}\n`);
+    }
   }
-  const report = peerReport(figures, { started, engine: o.engine, parallelism: o.parallelism });
-  process.stdout.write(`${report}\n`);
-  if (o.write) {
-    fs.mkdirSync(path.dirname(PEER_FIGURES_FILE), { recursive: true });
-    fs.writeFileSync(PEER_FIGURES_FILE, `${report}\n`);
-    process.stderr.write(`written to ${path.relative(REPO, PEER_FIGURES_FILE)}\n`);
-  }
+  process.stdout.write(`${peerReport(figures, { started, engine: o.engine, parallelism: o.parallelism })}\n`);
+  if (o.write) process.stderr.write(`written to ${path.relative(REPO, PEER_FIGURES_FILE)}\n`);
   return 0;
 }
 
@@ -365,7 +367,7 @@ export function peerReport(figures: SizeFigures[], meta: { started: Date; engine
     "",
     "| VMs | load average before (1, 5, 15 min) | after | idle machine? |",
     "|---:|---|---|---|",
-    ...figures.map((f) => `| ${f.vms} | ${f.load.before.map((l) => l.toFixed(2)).join(", ")} | ${f.load.after.map((l) => l.toFixed(2)).join(", ")} | ${idle(f) ? "yes" : `**no** (1-min load ≥ ${(os.cpus().length / 4).toFixed(1)}): not figures of an idle machine`} |`),
+    ...[...figures].sort((a, b) => a.vms - b.vms).map((f) => `| ${f.vms} | ${f.load.before.map((l) => l.toFixed(2)).join(", ")} | ${f.load.after.map((l) => l.toFixed(2)).join(", ")} | ${idle(f) ? "yes" : `**no** (1-min load ≥ ${(os.cpus().length / 4).toFixed(1)}): not figures of an idle machine`} |`),
     "",
     "Each cell: wall time (CPU seconds of the tool's processes; SSH connections / sessions per node at the VMs' sshd). Ours: the engine's process (the check: `plan -detailed-exitcode` + `tsx scripts/drift.ts`, what `npm run drift` runs); Ansible: `ansible-playbook` and its ssh processes; the floor: one `ssh` per node (25 % batches in parallel). Sessions at the VMs count every SSH channel that runs a command or scp/sftp.",
     "",
@@ -374,7 +376,7 @@ export function peerReport(figures: SizeFigures[], meta: { started: Date; engine
   );
   const cell = (r?: Run) => (r ? `${secs(r.ms)} (${r.cpuS.toFixed(1)} s; ${r.connectionsPerNode.toFixed(1)} / ${r.sessionsPerNode.toFixed(1)})` : "—");
   const ratio = (a?: Run, b?: Run) => (a && b ? `${(a.ms / b.ms).toFixed(2)}×` : "—");
-  for (const f of figures) {
+  for (const f of [...figures].sort((a, b) => a.vms - b.vms)) {
     for (const ph of PHASES) {
       const r = f.runs[ph.key] ?? {};
       out.push(`| ${f.vms} | ${ph.title} | ${cell(r.ours)} | ${cell(r.ansible)} | ${cell(r.floor)} | ${ratio(r.ours, r.ansible)} | ${ratio(r.ours, r.floor)} |`);
