@@ -64,7 +64,7 @@ export interface SizeFigures {
   runs: Partial<Record<PhaseName, Partial<Record<Tool, Run>>>>;
 }
 
-interface Proc {
+export interface Proc {
   status: number | null;
   output: string;
   ms: number;
@@ -136,6 +136,74 @@ function batches<T>(items: T[], spec: string): T[][] {
 }
 
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The Ansible peer wired to a lab: writes its inventory (from the description: node names,
+ * overlay addresses, the SSH aliases of `sshConfig`, the rendered files of `renderedDir`)
+ * and returns a runner of `ansible-playbook` in the operator's namespace. Each run gets a
+ * fresh ControlPersist directory and its connections are closed after it.
+ */
+export function ansiblePeer(o: {
+  cluster: Cluster;
+  renderedDir: string;
+  work: string;
+  /** From writeSshConfig(..., "peer"): hosts peer-node-<name> through the bastion. */
+  sshConfig: string;
+  /** JSON file (0600) with vrrp_password. */
+  varsFile: string;
+  opNs: string;
+  forks: number;
+  env: NodeJS.ProcessEnv;
+  logFile?: (run: number) => string;
+  keep?: (args: string[], output: string) => void;
+}): (args?: string[]) => Promise<Proc & { changedHosts: number; failedHosts: number }> {
+  const c = o.cluster;
+  const inventory = path.join(o.work, "inventory.json");
+  fs.writeFileSync(
+    inventory,
+    JSON.stringify({
+      all: {
+        children: {
+          nodes: {
+            hosts: Object.fromEntries(c.nodes.map((n) => [n.name, { ansible_host: `peer-node-${n.name}`, overlay_address: n.overlayAddress, rendered: `${o.renderedDir}/${n.name}` }])),
+            vars: {
+              ansible_ssh_common_args: `-F ${o.sshConfig}`,
+              // The lab's sudo stand-in runs its first non-option word: without `-u root`
+              // (sudo's default user is root anyway).
+              ansible_become_user: "",
+              consul_servers_http: serversHttpUrl(c, "consul"),
+              servers_datacenter: c.servers.datacenter,
+            },
+          },
+        },
+      },
+    }),
+  );
+  let runs = 0;
+  return async (args: string[] = []) => {
+    // A fresh ControlPersist directory per run: no connection survives from a previous run.
+    const cp = path.join(o.work, `cp${runs++}`);
+    fs.mkdirSync(cp);
+    const batch = typeof c.rollout.batchSize === "number" ? String(c.rollout.batchSize) : c.rollout.batchSize;
+    const p = await timed(["ansible-playbook", "-i", inventory, "-e", `batch_size=${batch}`, "-e", `@${o.varsFile}`, ...args, PLAYBOOK], {
+      ns: o.opNs,
+      env: {
+        ...o.env,
+        ANSIBLE_CONFIG: ANSIBLE_CFG,
+        ANSIBLE_FORKS: String(o.forks),
+        ANSIBLE_SSH_CONTROL_PATH_DIR: cp,
+        ANSIBLE_LOCAL_TEMP: path.join(o.work, "ansible-tmp"),
+        ANSIBLE_NOCOLOR: "1",
+        ANSIBLE_FORCE_COLOR: "0",
+        ...(o.logFile ? { ANSIBLE_LOG_PATH: o.logFile(runs) } : {}),
+      },
+    });
+    o.keep?.(args, p.output);
+    for (const sock of fs.readdirSync(cp)) spawnSync("ssh", ["-o", `ControlPath=${path.join(cp, sock)}`, "-O", "exit", "peer"], { stdio: "ignore" });
+    const recap = [...p.output.matchAll(/^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)];
+    return { ...p, changedHosts: recap.filter((m) => Number(m[2]) > 0).length, failedHosts: recap.filter((m) => m[3] !== "0" || m[4] !== "0").length };
+  };
+}
 
 export interface PeerOptions {
   sizes: number[];
@@ -209,41 +277,7 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
       // --- the tools
       const opEnv = { PATH: process.env.PATH, HOME: path.join(work, "home"), LC_ALL: "C.UTF-8" };
       fs.mkdirSync(opEnv.HOME, { recursive: true });
-      const inventory = path.join(work, "inventory.json");
-      fs.writeFileSync(
-        inventory,
-        JSON.stringify({
-          all: {
-            children: {
-              nodes: {
-                hosts: Object.fromEntries(c0.nodes.map((n) => [n.name, { ansible_host: `peer-node-${n.name}`, overlay_address: n.overlayAddress, rendered: `${rendered()}/${n.name}` }])),
-                vars: {
-                  ansible_ssh_common_args: `-F ${sshConfig}`,
-                  // The lab's sudo stand-in runs its first non-option word: without `-u root`
-                  // (sudo's default user is root anyway).
-                  ansible_become_user: "",
-                  consul_servers_http: serversHttpUrl(c0, "consul"),
-                  servers_datacenter: c0.servers.datacenter,
-                },
-              },
-            },
-          },
-        }),
-      );
-      let ansibleRun = 0;
-      const ansible = async (args: string[] = []) => {
-        // A fresh ControlPersist directory per run: no connection survives from a previous run.
-        const cp = path.join(work, `cp${ansibleRun++}`);
-        fs.mkdirSync(cp);
-        const p = await timed(["ansible-playbook", "-i", inventory, "-e", `batch_size=${ROLLOUT_BATCH}`, "-e", `@${path.join(secretDir, "vars.json")}`, ...args, PLAYBOOK], {
-          ns: lab.opNs,
-          env: { ...opEnv, ANSIBLE_CONFIG: ANSIBLE_CFG, ANSIBLE_FORKS: String(o.parallelism), ANSIBLE_SSH_CONTROL_PATH_DIR: cp, ANSIBLE_NOCOLOR: "1", ANSIBLE_FORCE_COLOR: "0", ANSIBLE_LOG_PATH: path.join(logDir, `${vms}vms-ansible-${ansibleRun}-timestamped.log`) },
-        });
-        keep(`${vms}vms-ansible${args.length ? "-check" : ""}`, p.output);
-        for (const sock of fs.readdirSync(cp)) spawnSync("ssh", ["-o", `ControlPath=${path.join(cp, sock)}`, "-O", "exit", "peer"], { stdio: "ignore" });
-        const recap = [...p.output.matchAll(/^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)];
-        return { ...p, changedHosts: recap.filter((m) => Number(m[2]) > 0).length, failedHosts: recap.filter((m) => m[3] !== "0" || m[4] !== "0").length };
-      };
+      const ansible = ansiblePeer({ cluster: c0, renderedDir: rendered(), work, sshConfig, varsFile: path.join(secretDir, "vars.json"), opNs: lab.opNs, forks: o.parallelism, env: opEnv, logFile: (run) => path.join(logDir, `${vms}vms-ansible-${run}-timestamped.log`), keep: (args, output) => keep(`${vms}vms-ansible${args.length ? "-check" : ""}`, output) });
       const floorScript = fs.readFileSync(FLOOR_SCRIPT, "utf8");
       const floor = async (nodes: string[]) => {
         const start = Date.now();
