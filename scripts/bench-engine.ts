@@ -1,11 +1,16 @@
 /**
  * Engine benchmark (issue 10): the real engine applying the synthesized nodes stack to
- * namespace VMs behind a real sshd bastion (the system tests' lab: real sshd and
- * keepalived, stand-ins for Consul and Nomad that answer at once, so the figures are the
- * cost of Terraform, SSH through the bastion and our install scripts, not of the agents).
+ * namespace VMs behind a real sshd bastion (the system tests' lab, docs/lab.md: real sshd
+ * and keepalived, the real Consul 1.14.11 as the provider's server and on every VM, whose
+ * joins the install scripts wait for; a Nomad stand-in that answers at once). The figures
+ * are the cost of Terraform, SSH through the bastion, our install scripts and Consul's
+ * restarts and joins.
  *
  *   sudo npm run bench:engine                 # Markdown report on stdout, progress on stderr
  *   sudo npm run bench:engine -- --json       # the figures as JSON
+ *   sudo npm run bench:engine -- --peer ansible [--vms 2,8,16] [--no-write]
+ *       # ours against the Ansible peer and the floor (issue 24, scripts/bench/peer.ts);
+ *       # writes docs/bench/engine-peer.md unless --no-write
  *
  * Environment: BENCH_ENGINE (terraform | tofu, default terraform), BENCH_ENGINE_SIZES
  * (VM counts, default "2,8,16"), BENCH_ENGINE_BATCHES (rollout.batchSize values, default
@@ -116,7 +121,23 @@ async function main(): Promise<number> {
     return 2;
   }
   const engine = env("BENCH_ENGINE", "terraform") as "terraform" | "tofu";
-  const sizes = env("BENCH_ENGINE_SIZES", "2,8,16").split(",").map((s) => Number(s.trim()));
+  const argv = process.argv.slice(2);
+  const argValue = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const vmsArg = argValue("--vms");
+  if (vmsArg !== undefined && !/^\d+(,\d+)*$/.test(vmsArg)) {
+    process.stderr.write(`bench:engine: --vms expects VM counts separated by commas (e.g. 2,8,16), got ${vmsArg ?? "nothing"}\n`);
+    return 2;
+  }
+  const sizes = (vmsArg ?? env("BENCH_ENGINE_SIZES", "2,8,16")).split(",").map((s) => Number(s.trim()));
+  const peer = argValue("--peer");
+  if (argv.includes("--peer") && peer !== "ansible") {
+    process.stderr.write(`bench:engine: --peer expects "ansible" (the only peer), got ${peer ?? "nothing"}\n`);
+    return 2;
+  }
+  if (peer) {
+    const { runPeerBench } = await import("./bench/peer");
+    return runPeerBench({ sizes, engine, parallelism: Number(env("BENCH_PARALLELISM", "10")), write: !argv.includes("--no-write") });
+  }
   const batches = env("BENCH_ENGINE_BATCHES", "1,25%").split(",").map((s) => (/^\d+$/.test(s.trim()) ? Number(s.trim()) : s.trim()));
   const parallelism = Number(env("BENCH_PARALLELISM", "10"));
   const figures: Figures[] = [];
@@ -214,6 +235,10 @@ async function main(): Promise<number> {
   process.stdout.write(`${out.join("\n")}\n`);
   return 0;
 }
+
+// Interrupted (Ctrl-C, kill): exit normally, so that the labs' exit hook (sandbox.ts) stops
+// their processes and removes their namespaces.
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
 
 main().then(
   (code) => (process.exitCode = code),
