@@ -175,7 +175,9 @@ describe("every command of the README's Commands table", () => {
       expect({ row, script: typeof command }).toEqual({ row, script: "string" });
       const file = command.split(" ").find((w) => /\.(ts|sh)$/.test(w));
       if (file) expect({ row, file, exists: fs.existsSync(path.join(REPO_ROOT, file)) }).toEqual({ row, file, exists: true });
-      const source = file ? read(file) : "";
+      // the script and the modules it imports (an option may be parsed in a shared one)
+      const imports = file ? [...read(file).matchAll(/from "(\.{1,2}\/[^"]+)"/g)].map((m) => path.join(path.dirname(file), `${m[1]}.ts`)).filter((f) => fs.existsSync(path.join(REPO_ROOT, f))) : [];
+      const source = file ? [file, ...imports].map(read).join("\n") : "";
       for (const option of words.filter((w) => /^--[a-z]/.test(w))) {
         const known = source.includes(`"${option}"`) || (file === "scripts/cdktf.ts" && cdktfCli.includes(`.option("${option.slice(2)}",`));
         expect({ row, option, known }).toEqual({ row, option, known: true });
