@@ -9,7 +9,7 @@ import { jobsStackName } from "../constructs/jobs-stack";
 import { nodesStackName } from "../constructs/nodes-stack";
 import { fromTerraformLiteral, terraformLiteral } from "../constructs/nomad-job";
 import { str } from "../constructs/render/hcl";
-import { FLOATING_IP_META } from "../constructs/render/agents";
+import { FLOATING_IP_META } from "../constructs/description/schema";
 import { APP_CONTRACT_ENV, APP_SECRET_ENV, WORKER_PING } from "../constructs/render/jobs/api";
 import { CANARIES, JOB_NAMES, ROLLOUT, peakInstances, useDistinctHosts, variablePath } from "../constructs/render/jobs/common";
 import { HEALTH_PATH, nomadHaproxyRuntime, renderHaproxyConfig, renderHaproxyReloadScript, renderHaproxyStartScript } from "../constructs/render/jobs/haproxy-cfg";

@@ -16,7 +16,7 @@ import { spawnSync } from "child_process";
 import { stringify } from "yaml";
 import { edited, exampleCluster, itIf } from "./helpers/synth";
 import { alertRules, renderAlertRules, type AlertRule } from "../constructs/render/metrics/alerts";
-import { scalingBounds } from "../constructs/render/jobs/common";
+import { scalingBounds } from "../constructs/render/jobs/scaling";
 import { PROMETHEUS_MISSING, PROMTOOL_BIN, havePrometheus } from "./system/prometheus";
 
 const c = exampleCluster();

@@ -6,7 +6,8 @@ import { execFileSync } from "child_process";
 import * as path from "path";
 import { cleanup, edited, exampleCluster, itIf, REPO_ROOT, synthCluster, type SynthOutput } from "./helpers/synth";
 import type { Cluster } from "../constructs/description/schema";
-import { jobspecDiff, jobspecSettings, renderPlanMarkdown, summarizePlan, totalLine, variableItemsDiff, type PlanRow, type SynthSet } from "../constructs/plan-summary";
+import { renderPlanMarkdown, summarizePlan, totalLine, type PlanRow, type SynthSet } from "../plan-review/summary";
+import { jobspecDiff, jobspecSettings, variableItemsDiff } from "../plan-review/jobspec-diff";
 
 const example = exampleCluster();
 const outputs: SynthOutput[] = [];

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { itIf, REPO_ROOT } from "./helpers/synth";
-import { parsePlanJson, renderPlanMarkdown, summarizePlan, type SynthSet } from "../constructs/plan-summary";
+import { parsePlanJson, renderPlanMarkdown, summarizePlan, type SynthSet } from "../plan-review/summary";
 import { findEngine } from "./helpers/engine";
 
 const engine = findEngine();

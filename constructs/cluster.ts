@@ -2,7 +2,7 @@
  * The whole deployment of one described cluster: the stacks and their order. `main.ts`
  * and the tests both build the app through this function, so tests see the real wiring.
  */
-import type { App } from "cdktf";
+import { App } from "cdktf";
 import type { Cluster } from "./description/schema";
 import { ClusterJobsStack } from "./jobs-stack";
 import { ClusterNodesStack } from "./nodes-stack";
@@ -18,4 +18,15 @@ export function defineCluster(app: App, cluster: Cluster): ClusterStacks {
   const jobs = new ClusterJobsStack(app, { cluster });
   jobs.addDependency(nodes);
   return { nodes, jobs };
+}
+
+/**
+ * Synthesizes the cluster into `outdir` (per stack: cdk.tf.json and its rendered files), as
+ * `npm run synth` does through main.ts: for the scripts that read a synth output of their
+ * own (scripts/pictures.ts) without importing cdktf themselves.
+ */
+export function synthesizeCluster(cluster: Cluster, outdir: string): void {
+  const app = new App({ outdir });
+  defineCluster(app, cluster);
+  app.synth();
 }

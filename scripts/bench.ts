@@ -27,7 +27,7 @@ import * as os from "os";
 import * as path from "path";
 import { performance } from "perf_hooks";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import type { SynthSet } from "../constructs/plan-summary";
+import type { SynthSet } from "../plan-review/summary";
 import { listFiles, readSynthOutput } from "./lib/synth-output";
 import { loadDescriptionText } from "../constructs/description/load";
 import { jobsStackName, nodesStackName } from "../constructs/stack-names";

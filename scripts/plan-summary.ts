@@ -26,7 +26,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ANNOUNCED_ENV, announceSelectedDescription, loadSelectedDescription, selectedDescription, type SelectedDescription } from "../constructs/description/selection";
-import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../constructs/plan-summary";
+import { parsePlanJson, renderPlanMarkdown, summarizePlan, type TerraformPlanJson } from "../plan-review/summary";
 import { readSynthOutput } from "./lib/synth-output";
 
 const REPO_ROOT = path.resolve(__dirname, "..");

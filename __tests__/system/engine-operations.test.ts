@@ -19,7 +19,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { itIf } from "../helpers/synth";
 import type { Cluster } from "../../constructs/description/schema";
-import { summarizePlan, parsePlanJson, type PlanSummary, type SynthSet } from "../../constructs/plan-summary";
+import { summarizePlan, parsePlanJson, type PlanSummary, type SynthSet } from "../../plan-review/summary";
 import { buildLab, labPrerequisites, type Lab, type LabVm } from "./lab";
 import { Workspace, enginePrerequisites, type EngineName, type EngineRun } from "./engine";
 import { waitFor } from "./sandbox";

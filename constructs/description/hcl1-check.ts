@@ -10,7 +10,7 @@
  * @cdktf/hcl2json is an async WebAssembly build, and an HCL2 one).
  */
 
-import { FLOATING_IP_META } from "../render/agents";
+import { FLOATING_IP_META } from "./schema";
 
 export interface HclItem {
   /** Keys from the top: block type, labels, nested keys. */

@@ -11,8 +11,14 @@
  */
 import { z } from "zod";
 import { MINIMUM_VERSIONS, compareVersions } from "../versions";
-import { FLOATING_IP_META } from "../render/agents";
 import { HOST_KEY_ADVICE, HOST_KEY_TYPES, RECOMMENDED_HOST_KEY, embeddedKeyType, keyscanCommand } from "./host-keys";
+
+/**
+ * Nomad client meta key set on every node (constructs/render/agents.ts): "true" where HAProxy
+ * and the floating IP may run. Defined here, with the description, so that the description
+ * reserves it without depending on the rendering.
+ */
+export const FLOATING_IP_META = "floating_ip_eligible";
 
 /** Node meta keys this program sets itself (constructs/render/agents.ts). */
 export const RESERVED_NODE_META_KEYS: readonly string[] = [FLOATING_IP_META];

@@ -4,7 +4,7 @@
  * peers (a client joining as a server breaks their quorum).
  */
 import { commentText } from "../escape";
-import type { Cluster, ClusterNode } from "../description/schema";
+import { FLOATING_IP_META, type Cluster, type ClusterNode } from "../description/schema";
 // HCL1 quoting: Consul and Nomad read their agent configs with the HCL1 parser.
 import { hcl1MapLines as mapLines, hcl1Str as str, hcl1StrList as strList, tidy, when } from "./hcl";
 import { supports } from "../versions";
@@ -26,9 +26,6 @@ export const NOMAD_DATA_DIR = "/var/lib/nomad-client";
 export const CONSUL_DATA_DIR = "/opt/consul";
 /** Where the client kept its state before (the provider's own Nomad data directory). */
 export const PREVIOUS_NOMAD_DATA_DIR = "/opt/nomad";
-
-/** Nomad client meta key set on every node: "true" where HAProxy and the floating IP may run. */
-export const FLOATING_IP_META = "floating_ip_eligible";
 
 /** Operator-managed files holding secrets on the node; never synthesized, checked before install. */
 export function consulSecretFiles(c: Cluster): string[] {

@@ -5,7 +5,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import type { SynthSet } from "../../constructs/plan-summary";
+import type { SynthSet } from "../../plan-review/summary";
 
 export const RENDERED_DIR = "rendered";
 

@@ -6,7 +6,7 @@ import { commentText } from "../../escape";
 import type { Cluster } from "../../description/schema";
 import { OMIT, str } from "../hcl";
 import { supports } from "../../versions";
-import { autoscalingEnabled, nomadScalingMin, scalingPolicyBlock } from "./scaling";
+import { autoscalingEnabled, nomadScalingMin, scalingBounds, scalingPolicyBlock, type ScaledJob } from "./scaling";
 
 /** Every Nomad job this product may register: the application's four, then the metrics job (metrics.enabled). */
 export const JOB_NAMES = ["haproxy", "web", "api", "worker", "metrics"] as const;
@@ -18,8 +18,6 @@ export type AppJobName = Exclude<JobName, "metrics">;
 export function jobNames(c: Cluster): JobName[] {
   return JOB_NAMES.filter((j) => j !== "metrics" || c.metrics.enabled);
 }
-/** Jobs whose instance count comes from the description (haproxy is a system job: one per eligible node). */
-export type ScaledJob = "web" | "api" | "worker";
 
 /** Jobs with a Nomad Variable of their own: the application's, and the metrics job (autoscaler.ts). */
 export type SecretsOwner = JobName | "metrics";
@@ -78,12 +76,6 @@ export const ROLLOUT = {
   /** System job only (no canaries there): pause between nodes. */
   stagger: "30s",
 } as const;
-
-/** Autoscaler bounds: the description's, or min = count, max = 2 × count (schema default). */
-export function scalingBounds(c: Cluster, job: ScaledJob): { min: number; max: number } {
-  const s = c.app[job];
-  return s.scaling ?? { min: s.count, max: 2 * s.count };
-}
 
 /**
  * Most instances of a job that can be registered at once: the largest scale plus the

@@ -15,7 +15,8 @@
 import { commentText } from "../../escape";
 import { OMIT, tidy } from "../hcl";
 import type { Cluster } from "../../description/schema";
-import { consulSecretsPrefix, peakInstances, secretsInNomadVariables, variablePath, type ScaledJob } from "./common";
+import { consulSecretsPrefix, peakInstances, secretsInNomadVariables, variablePath } from "./common";
+import type { ScaledJob } from "./scaling";
 import { supports } from "../../versions";
 
 export interface HaproxyRuntime {

@@ -2,8 +2,7 @@
  * Jobspec of HAProxy: a system job on every node that may hold the floating IP.
  */
 import { commentText } from "../../escape";
-import type { Cluster } from "../../description/schema";
-import { FLOATING_IP_META } from "../agents";
+import { FLOATING_IP_META, type Cluster } from "../../description/schema";
 import { OMIT, str, tidy } from "../hcl";
 import { supports } from "../../versions";
 import { OVERLAY_HOST_NETWORK, REGISTRY_PASSWORD_ENV, ROLLOUT, consulSecretsPrefix, secretsInNomadVariables, dockerAuth, heredoc, jobHeader, jobPlacement, resourcesBlock, secretsTemplate, serviceProviderLine, usesRegistryAuth, variablePath } from "./common";

@@ -41,9 +41,16 @@
 import type { Cluster } from "../../description/schema";
 import { durationToSeconds } from "../../description/schema";
 import { str } from "../hcl";
-import { scalingBounds, type ScaledJob } from "./common";
 
-export const SCALED_JOBS = ["web", "api", "worker"] as const satisfies readonly ScaledJob[];
+/** Jobs whose instance count comes from the description (haproxy is a system job: one per eligible node). */
+export const SCALED_JOBS = ["web", "api", "worker"] as const;
+export type ScaledJob = (typeof SCALED_JOBS)[number];
+
+/** Autoscaler bounds: the description's, or min = count, max = 2 × count (schema default). */
+export function scalingBounds(c: Cluster, job: ScaledJob): { min: number; max: number } {
+  const s = c.app[job];
+  return s.scaling ?? { min: s.count, max: 2 * s.count };
+}
 
 /** Whether the jobspecs carry scaling policies (and the count follows the autoscaler). */
 export function autoscalingEnabled(c: Cluster): boolean {

@@ -15,8 +15,7 @@
 import { stringify } from "yaml";
 import type { Cluster } from "../../description/schema";
 import { durationToSeconds } from "../../description/schema";
-import { scalingBounds, type ScaledJob } from "../jobs/common";
-import { QUEUE_METRICS, SCALED_JOBS, autoscalingEnabled, scalingQuery } from "../jobs/scaling";
+import { QUEUE_METRICS, SCALED_JOBS, autoscalingEnabled, scalingBounds, scalingQuery, type ScaledJob } from "../jobs/scaling";
 
 export interface AlertRule {
   alert: string;

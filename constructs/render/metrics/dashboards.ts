@@ -18,8 +18,7 @@
  *   scale.invoke.success_count / error_count, labelled policy_id and target_name).
  */
 import type { Cluster } from "../../description/schema";
-import { QUEUE_METRICS, SCALED_JOBS, autoscalingEnabled, scalingQuery, scalingTarget } from "../jobs/scaling";
-import { scalingBounds } from "../jobs/common";
+import { QUEUE_METRICS, SCALED_JOBS, autoscalingEnabled, scalingBounds, scalingQuery, scalingTarget } from "../jobs/scaling";
 import { relaysConsulMetrics } from "../jobs/haproxy-cfg";
 import { runningAllocations } from "./alerts";
 

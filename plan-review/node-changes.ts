@@ -7,7 +7,7 @@
  * over, then drain with the deadline), a config key old → new, a keepalived peer added.
  * Pure, no cdktf.
  */
-import { jobspecDiff } from "./plan-summary";
+import { jobspecDiff } from "./jobspec-diff";
 
 export interface FileChange {
   /** File name as uploaded (e.g. `keepalived.conf`). */
