@@ -149,6 +149,7 @@ const ROWS: Record<string, "here" | "lab" | "exists"> = {
   "npm run topology": "here",
   "npm run topology -- --out some/dir": "here",
   "npm run schema": "here",
+  "npm run pictures": "here", // leaves the committed docs/pictures/ as they are
   "npm run bench": "exists",
   "npm run bench:engine": "exists",
   "npm test": "exists",
@@ -220,7 +221,7 @@ describe("every command of the README's Commands table", () => {
     }
   });
 
-  it("runs here: topology into a directory is the description's picture; bare topology and schema leave the committed files as they are", () => {
+  it("runs here: topology into a directory is the description's picture; bare topology, schema and pictures leave the committed files as they are", () => {
     const out = path.join(dir, "topology");
     const t = npm(argv("npm run topology -- --out some/dir", { "some/dir": out }), { CLUSTER_FILE: "clusters/example.yaml" });
     expect({ status: t.status }).toEqual({ status: 0 });
@@ -228,7 +229,9 @@ describe("every command of the README's Commands table", () => {
     expect(written.length).toBeGreaterThan(0);
     for (const f of written) expect({ f, same: fs.readFileSync(path.join(out, f), "utf8") === read(`docs/${f}`) }).toEqual({ f, same: true });
 
-    for (const [row, files] of [["npm run topology", written.map((f) => `docs/${f}`)], ["npm run schema", ["cluster.schema.json"]]] as const) {
+    const pictures = fs.readdirSync(path.join(REPO_ROOT, "docs", "pictures")).map((f) => `docs/pictures/${f}`);
+    expect(pictures.length).toBeGreaterThan(0);
+    for (const [row, files] of [["npm run topology", written.map((f) => `docs/${f}`)], ["npm run schema", ["cluster.schema.json"]], ["npm run pictures", pictures]] as const) {
       const before = files.map(read);
       const r = npm(argv(row), { CLUSTER_FILE: "" });
       expect({ row, status: r.status }).toEqual({ row, status: 0 });
