@@ -10,7 +10,7 @@
  *   sudo npm run bench:engine -- --json       # the figures as JSON
  *   sudo npm run bench:engine -- --peer ansible [--vms 2,8,16] [--no-write]
  *       # ours against the Ansible peer and the floor (issue 24, scripts/bench/peer.ts);
- *       # writes docs/bench/engine-peer.md unless --no-write
+ *       # writes docs/generated/engine-peer.md unless --no-write
  *
  * Environment: BENCH_ENGINE (terraform | tofu, default terraform), BENCH_ENGINE_SIZES
  * (VM counts, default "2,8,16"), BENCH_ENGINE_BATCHES (rollout.batchSize values, default

@@ -3,6 +3,7 @@
  *
  *   npm run bench                  # human-readable report (Markdown tables) on stdout
  *   npm run bench -- --json        # the same figures as one JSON document on stdout
+ *   npm run bench -- --no-write    # print only (by default it also writes docs/generated/bench.md and .json)
  *
  * Environment: BENCH_RUNS (measured runs per case, default 5), BENCH_WARMUP (discarded
  * rounds first, default 1), BENCH_SIZES (generated cluster sizes, default "2,20,200"),
@@ -28,6 +29,8 @@ import { performance } from "perf_hooks";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { SynthSet } from "../plan-review/summary";
 import { listFiles, readSynthOutput } from "./lib/synth-output";
+import { loadDescriptionText } from "../constructs/description/load";
+import { jobsStackName, nodesStackName } from "../constructs/stack-names";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 const EXAMPLE_FILE = path.join(REPO_ROOT, "clusters", "example.yaml");
@@ -546,14 +549,39 @@ function bench(): BenchReport {
     const diffTotal = results.reduce((s, r) => s + r.differingFilesAcrossRuns, 0) + crossRunner.reduce((s, c) => s + c.differingFiles, 0);
     targets.push({ target: "determinism: differing files between synths of the same description", figure: String(diffTotal), pass: diffTotal === 0 });
     const hasJobs = Object.values(base.stacks).some((st) => Object.keys(st?.resource ?? {}).some((t) => t === "nomad_job"));
+    // What each edit is meant to change, from the example's resolved description (defaults applied).
+    const loaded = loadDescriptionText(exampleText);
+    if (!loaded.ok) throw new Error(`clusters/example.yaml does not validate: ${JSON.stringify(loaded.problems)}`);
+    const ex = loaded.cluster;
+    const jobsStack = jobsStackName(ex);
+    const nodesStack = nodesStackName(ex);
+    // The api image runs the api and worker jobs, and, with autoscaling, the metrics job's
+    // queue-exporter task (render/jobs/autoscaler.ts: Python and kombu come with that image):
+    // a three-job edit by design.
+    const apiImageJobs = ["api", "worker", ...(ex.metrics.enabled && ex.metrics.autoscaling.enabled ? ["metrics"] : [])];
+    // A new node: the existing nodes' keepalived learns its peer (unicast_peer). With metrics:
+    // Prometheus scrapes every node (render/metrics/prometheus.ts: per-node targets), so the
+    // metrics job changes; haproxy.cfg lets only the cluster's own nodes scrape /metrics and
+    // lists every node's overlay address (render/jobs/haproxy-cfg.ts scrapingAddresses), and
+    // haproxy.cfg travels in HAProxy's Nomad Variable, which Nomad re-renders into the running
+    // allocations: the Variable changes, the haproxy job does not (its jobspec only names
+    // rendered/jobs/haproxy.cfg in a comment: a files-only mention, no Terraform change).
+    const nodeAppended = [
+      ...ex.nodes.filter((n) => n.floatingIp.eligible).map((n) => `${nodesStack}: null_resource.${n.name}_keepalived`),
+      ...(ex.metrics.enabled ? [`${jobsStack}: nomad_job.metrics`, `${jobsStack}: nomad_variable.haproxy`] : []),
+    ].sort();
+    const nodeAppendedFilesOnly = ex.metrics.enabled ? [`${jobsStack}: nomad_job.haproxy`] : [];
+    /** Exactly these changed for Terraform, and exactly those only through a file they name (no attribute). */
+    const exactly = (b: (typeof blast)[number], expected: string[], filesOnly: string[] = []) => {
+      const same = (xs: string[], ys: string[]) => JSON.stringify([...xs].sort()) === JSON.stringify([...ys].sort());
+      return same(b.detail.changed.filter((c) => !c.filesOnly).map((c) => c.address), expected) && same(b.detail.changed.filter((c) => c.filesOnly).map((c) => c.address), filesOnly) && b.destroyed === 0;
+    };
     for (const b of blast) {
       const figure = `${b.changedExisting} changed, ${b.created} created, ${b.destroyed} destroyed`;
       if (b.edit === "node appended") {
-        // The peers' keepalived must learn the new peer (unicast_peer); nothing else may change.
-        const onlyPeers = b.detail.changed.every((c) => /\bnull_resource\.[a-z0-9-]+_keepalived$/.test(c.address));
-        targets.push({ target: `blast radius "${b.edit}": existing resources changed only for the peer list (keepalived); created ones reported apart`, figure, pass: onlyPeers && b.destroyed === 0 && b.created > 0 });
+        targets.push({ target: `blast radius "${b.edit}": of the existing resources, exactly the peers' keepalived (peer list)${ex.metrics.enabled ? ", the metrics job (scrape targets) and HAProxy's Variable (scrape ACL); the haproxy job by a file it names only" : ""}; created ones reported apart`, figure, pass: exactly(b, nodeAppended, nodeAppendedFilesOnly) && b.created > 0 });
       } else if (b.edit === "app.images.api tag changed" && hasJobs) {
-        targets.push({ target: `blast radius "${b.edit}": exactly the 2 jobs running that image (api, worker)`, figure, pass: b.changedExisting === 2 && b.created === 0 && b.destroyed === 0 });
+        targets.push({ target: `blast radius "${b.edit}": exactly the ${apiImageJobs.length} jobs running that image (${apiImageJobs.join(", ")})`, figure, pass: exactly(b, apiImageJobs.map((j) => `${jobsStack}: nomad_job.${j}`)) && b.created === 0 });
       } else if (b.edit.startsWith("app.images") && !hasJobs) {
         targets.push({ target: `blast radius "${b.edit}": exactly 1 changed (the job's)`, figure: `${figure} (no nomad_job in any stack yet)`, pass: null });
       } else {
@@ -648,11 +676,34 @@ export function formatReport(r: BenchReport): string {
   return `${L.join("\n")}\n`;
 }
 
+/**
+ * The docs' figures come from these files only (docs/README.md, "Generated figures"):
+ * docs/generated/bench.md (the report as printed, under a header naming its writer) and
+ * docs/generated/bench.json (the same report, for the docs test to check figures against).
+ */
+export const GENERATED_DIR = path.join(REPO_ROOT, "docs", "generated");
+export const GENERATED_HEADER = "<!-- Generated by `npm run bench` (scripts/bench.ts); do not edit, run it again. -->";
+function writeGenerated(r: BenchReport): string[] {
+  fs.mkdirSync(GENERATED_DIR, { recursive: true });
+  const md = path.join(GENERATED_DIR, "bench.md");
+  const json = path.join(GENERATED_DIR, "bench.json");
+  // Written whole to a temporary name, then renamed: never a half-written report.
+  for (const [file, text] of [[md, `${GENERATED_HEADER}\n\n${formatReport(r)}`], [json, `${JSON.stringify(r, null, 2)}\n`]]) {
+    fs.writeFileSync(`${file}.tmp`, text);
+    fs.renameSync(`${file}.tmp`, file);
+  }
+  return [md, json];
+}
+
 if (require.main === module) {
   try {
     const json = process.argv.includes("--json");
     const report = bench();
     process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    if (!process.argv.includes("--no-write")) {
+      const written = writeGenerated(report);
+      log(`wrote ${written.map((f) => path.relative(REPO_ROOT, f)).join(", ")}`);
+    }
     process.exitCode = 0;
   } catch (e) {
     process.stderr.write(`bench crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

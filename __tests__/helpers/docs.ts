@@ -1,0 +1,53 @@
+/**
+ * Reading the docs as the docs tests do: the README's command rows, the text outside code,
+ * heading anchors, and the measured figures a page states (docs/README.md, "Generated figures").
+ */
+import * as fs from "fs";
+import * as path from "path";
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+
+export const GENERATED_DIR = path.join(REPO_ROOT, "docs", "generated");
+
+/** README.md and docs/*.md: the hand-written pages (docs/generated/ holds the written ones). */
+export function handWrittenPages(): string[] {
+  return ["README.md", ...fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)];
+}
+
+/** The text outside fenced code blocks, inline code spans (where brackets are no links) and HTML comments. */
+export function withoutCode(markdown: string): string {
+  return markdown.replace(/^\s*```[\s\S]*?^\s*```/gm, "").replace(/`[^`\n]*`/g, "").replace(/<!--[\s\S]*?-->/g, "");
+}
+
+/** The README's Commands table: one command per row, as typed. */
+export function readmeCommandRows(readme: string): string[] {
+  const start = readme.indexOf("| command | what it does |");
+  const tableLines = readme.slice(start).split("\n").slice(2);
+  return tableLines.slice(0, tableLines.findIndex((l) => !l.startsWith("|"))).map((l) => /^\| `([^`]+)` \|/.exec(l)?.[1] ?? l);
+}
+
+/**
+ * What looks like a measured figure: a number with a unit of time, size, share or ratio, a
+ * count of tests or cores, or a target's PASS / FAIL. Settings (a timeout in a config, a port)
+ * are written as code (`30s`), which this does not read.
+ */
+export const FIGURE = /(?<![\w.\/-])\d+(?:[.,]\d+)*(?:\s?[–-]\s?\d+(?:[.,]\d+)*)?\s?(?:ms|s|sec|seconds?|min|minutes?|h|hours?|KiB|MiB|GiB|kB|KB|MB|GB|%|×|x|tests?|cores?)(?!\w)|\b(?:PASS|FAIL)\b/g;
+
+export interface PageFigures {
+  /** Figures in the text of a link to a generated file, with that file. */
+  referenced: { figure: string; file: string }[];
+  /** Every other figure of the page's prose, in order. */
+  handWritten: string[];
+}
+
+/** The figures of one hand-written page (path relative to the repository). */
+export function pageFigures(page: string): PageFigures {
+  const prose = withoutCode(fs.readFileSync(path.join(REPO_ROOT, page), "utf8"));
+  const referenced: PageFigures["referenced"] = [];
+  const rest = prose.replace(/\[([^\]]*)\]\(([^)\s]+)\)/g, (whole, text: string, target: string) => {
+    const file = path.resolve(path.dirname(path.join(REPO_ROOT, page)), target.split("#")[0]);
+    if (!file.startsWith(GENERATED_DIR + path.sep)) return whole;
+    for (const figure of text.match(FIGURE) ?? []) referenced.push({ figure, file: path.relative(REPO_ROOT, file) });
+    return "";
+  });
+  return { referenced, handWritten: rest.match(FIGURE) ?? [] };
+}
