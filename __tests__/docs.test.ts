@@ -59,8 +59,14 @@ describe("generated figures: every file under docs/generated/ is a program's out
     expect(() => parseLog("no summary")).toThrow("no jest summary");
   });
 
+  it("the engines' share and whether the Go caches were empty are part of the record when .ci/run gives them", () => {
+    const base: TestRun = { date: "d", machine: { cpus: 2, memGiB: 24, node: "v20" }, tests: 1, passed: 1, failed: 0, skipped: 0, testSeconds: 600, totalSeconds: 2400, source: ".ci/run" };
+    expect(formatTestRun({ ...base, engines: { seconds: 1200, goCaches: "empty" } })).toContain("`npm run engines` took 20.0 min of it, with the Go caches empty before");
+    expect(formatTestRun({ ...base, engines: null })).not.toContain("npm run engines");
+  });
+
   it(".ci/run writes test-run.json through scripts/test-run-figures.ts", () => {
-    expect(read(".ci/run")).toMatch(/tsx scripts\/test-run-figures\.ts --jest-json "\$results" --test-seconds "\$tests_seconds" --total-seconds "\$SECONDS"/);
+    expect(read(".ci/run")).toMatch(/tsx scripts\/test-run-figures\.ts --jest-json "\$results" --test-seconds "\$tests_seconds" --total-seconds "\$SECONDS" --engines-seconds "\$engines_seconds" --go-caches "\$go_caches"/);
   });
 });
 

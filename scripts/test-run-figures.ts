@@ -3,7 +3,8 @@
  * and the whole `.ci/run` took, the figures the README states (docs/README.md, "Generated
  * figures": a measured figure lives only in a file a program writes).
  *
- *   tsx scripts/test-run-figures.ts --jest-json FILE --test-seconds N --total-seconds N   (what .ci/run calls)
+ *   tsx scripts/test-run-figures.ts --jest-json FILE --test-seconds N --total-seconds N \
+ *       --engines-seconds N --go-caches empty|warm                                     (what .ci/run calls)
  *   tsx scripts/test-run-figures.ts --log FILE     (a saved .ci/run log: jest's summary lines,
  *                                                   and a closing "rc=N seconds=N" line if the log has one)
  */
@@ -27,6 +28,8 @@ export interface TestRun {
   testSeconds: number;
   /** The whole `.ci/run` (apt, npm ci, engines, tests), seconds; null when not known. */
   totalSeconds: number | null;
+  /** `npm run engines` within it, seconds, and whether the Go caches were empty before (every engine built from source); null when not known. */
+  engines?: { seconds: number; goCaches: "empty" | "warm" } | null;
   source: string;
 }
 
@@ -41,6 +44,7 @@ export function formatTestRun(r: TestRun): string {
     `Machine: ${r.machine.cpus} cores, ${r.machine.memGiB} GiB, node ${r.machine.node}. Source: ${r.source}.`,
     "",
     `\`npm test\` ran ${r.tests} tests (${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped) in ${minutes(r.testSeconds)}${r.totalSeconds === null ? "" : `; .ci/run took ${minutes(r.totalSeconds)} in all`}.`,
+    ...(r.engines ? ["", `\`npm run engines\` took ${minutes(r.engines.seconds)} of it, with the Go caches ${r.engines.goCaches} before (${r.engines.goCaches === "empty" ? "every engine built from source, its modules downloaded: a fresh machine" : "engines relinked or up to date"}).`] : []),
     "",
   ].join("\n");
 }
@@ -62,6 +66,13 @@ function main(argv: string[]): void {
   };
   const machine = { cpus: os.cpus().length, memGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10, node: process.version };
   let run: TestRun;
+  const engines = (): TestRun["engines"] => {
+    const seconds = opt("--engines-seconds");
+    const goCaches = opt("--go-caches");
+    if (seconds === undefined || goCaches === undefined) return null;
+    if (goCaches !== "empty" && goCaches !== "warm") throw new Error(`--go-caches: expected empty or warm, got ${goCaches}`);
+    return { seconds: Number(seconds), goCaches };
+  };
   const log = opt("--log");
   const jestJson = opt("--jest-json");
   if (log) {
@@ -79,6 +90,7 @@ function main(argv: string[]): void {
       skipped: j.numPendingTests + j.numTodoTests,
       testSeconds: Number(opt("--test-seconds")),
       totalSeconds: total === undefined ? null : Number(total),
+      engines: engines(),
       source: ".ci/run",
     };
   } else {
