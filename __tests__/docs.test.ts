@@ -14,6 +14,7 @@ import { FIGURE, GENERATED_DIR, handWrittenPages, pageFigures, readmeCommandRows
 import { REPO_ROOT } from "./helpers/synth";
 import { formatReport, GENERATED_HEADER, type BenchReport } from "../scripts/bench";
 import { formatTestRun, parseLog, type TestRun } from "../scripts/test-run-figures";
+import { formatMeasurements, formatValue, measuringTests, MEASUREMENTS_JSON, parseRecords, type MeasurementsFile } from "../scripts/test-measurements";
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
@@ -63,6 +64,33 @@ describe("generated figures: every file under docs/generated/ is a program's out
     const base: TestRun = { date: "d", machine: { cpus: 2, memGiB: 24, node: "v20" }, tests: 1, passed: 1, failed: 0, skipped: 0, testSeconds: 600, totalSeconds: 2400, source: ".ci/run" };
     expect(formatTestRun({ ...base, engines: { seconds: 1200, goCaches: "empty" } })).toContain("`npm run engines` took 20.0 min of it, with the Go caches empty before");
     expect(formatTestRun({ ...base, engines: null })).not.toContain("npm run engines");
+  });
+
+  it("test-measurements.md is what scripts/test-measurements.ts renders from its .json, and each row is recorded by a test that still records it", () => {
+    const tests = measuringTests();
+    if (!fs.existsSync(MEASUREMENTS_JSON)) {
+      // No file is right only while no test records a figure.
+      expect(tests).toEqual([]);
+      return;
+    }
+    const file: MeasurementsFile = JSON.parse(read("docs/generated/test-measurements.json"));
+    expect(read("docs/generated/test-measurements.md")).toBe(formatMeasurements(file));
+    for (const m of file.measurements) {
+      const source = fs.existsSync(path.join(REPO_ROOT, m.test)) ? read(m.test) : "";
+      expect({ key: m.key, test: m.test, recorded: source.includes(`"${m.key}"`) && tests.includes(m.test) }).toEqual({ key: m.key, test: m.test, recorded: true });
+    }
+  });
+
+  it("scripts/test-measurements.ts keeps a key's last record and formats values as the docs cite them", () => {
+    const rec = (key: string, value: number, unit: "s" | "MiB" | "×", decimals = 1) => JSON.stringify({ key, what: "w", value, unit, decimals, test: "t.test.ts", date: "2026-12-07T00:00:00.000Z" });
+    const records = parseRecords(`${rec("a.b", 3.456, "s", 2)}\n\n${rec("a.b", 3.5, "s", 2)}\n${rec("c", 1.234, "×", 2)}\n${rec("d", 156, "MiB", 0)}\n`);
+    expect(records.map((r) => [r.key, formatValue(r)])).toEqual([["a.b", "3.50 s"], ["c", "1.23×"], ["d", "156 MiB"]]);
+    expect(() => parseRecords("not json")).toThrow();
+  });
+
+  it(".ci/run records the tests' figures through scripts/test-measurements.ts", () => {
+    const ci = read(".ci/run");
+    expect(ci).toMatch(/export TEST_MEASUREMENTS_FILE="\$measurements"\n[\s\S]*npm test[\s\S]*tsx scripts\/test-measurements\.ts --from "\$measurements"/);
   });
 
   it(".ci/run writes test-run.json through scripts/test-run-figures.ts", () => {
