@@ -13,7 +13,7 @@ import * as path from "path";
 import { FIGURE, GENERATED_DIR, handWrittenPages, pageFigures, readmeCommandRows, withoutCode } from "./helpers/docs";
 import { REPO_ROOT } from "./helpers/synth";
 import { formatReport, GENERATED_HEADER, type BenchReport } from "../scripts/bench";
-import { formatTestRun, parseLog, type TestRun } from "../scripts/test-run-figures";
+import { formatTestRun, parseEnginesLog, parseLog, type TestRun } from "../scripts/test-run-figures";
 import { formatMeasurements, formatValue, measuringTests, MEASUREMENTS_JSON, parseRecords, type MeasurementsFile } from "../scripts/test-measurements";
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
@@ -91,6 +91,23 @@ describe("generated figures: every file under docs/generated/ is a program's out
   it(".ci/run records the tests' figures through scripts/test-measurements.ts", () => {
     const ci = read(".ci/run");
     expect(ci).toMatch(/export TEST_MEASUREMENTS_FILE="\$measurements"\n[\s\S]*npm test[\s\S]*tsx scripts\/test-measurements\.ts --from "\$measurements"/);
+  });
+
+  it("each engine's build time comes from prepare-engines' own lines, and a GNU time log gives the total", () => {
+    const log = [
+      "prepare-engines: built tofu in 780 s",
+      "prepare-engines: terraform-provider-null up to date",
+      "prepare-autoscaler: built nomad-autoscaler in 301 s",
+      "engines: prepared in 1500 s (Go caches empty before)",
+    ].join("\n");
+    expect(parseEnginesLog(log)).toEqual({ builds: [{ name: "tofu", seconds: 780 }, { name: "nomad-autoscaler", seconds: 301 }], seconds: 1500, goCaches: "empty" });
+    const jest = "Tests:       3 passed, 3 total\nTime:        100.5 s\n";
+    expect(parseLog(`${jest}\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.40\n`).totalSeconds).toBe(3723);
+    expect(parseLog(`${jest}\tElapsed (wall clock) time (h:mm:ss or m:ss): 38:12.60\n`).totalSeconds).toBe(2293);
+    const base: TestRun = { date: "d", machine: { cpus: 2, memGiB: 24, node: "v20" }, tests: 1, passed: 1, failed: 0, skipped: 0, testSeconds: 600, totalSeconds: 2400, source: ".ci/run" };
+    const md = formatTestRun({ ...base, engines: { seconds: 1500, goCaches: "empty", builds: [{ name: "tofu", seconds: 780 }], sizes: [{ name: "consul", mb: 113.2 }, { name: "tofu", mb: 71.4 }] } });
+    expect(md).toContain("| tofu | 13.0 min | 71 MB |");
+    expect(md).toContain("| consul | up to date | 113 MB |");
   });
 
   it(".ci/run writes test-run.json through scripts/test-run-figures.ts", () => {

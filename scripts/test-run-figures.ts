@@ -4,9 +4,13 @@
  * figures": a measured figure lives only in a file a program writes).
  *
  *   tsx scripts/test-run-figures.ts --jest-json FILE --test-seconds N --total-seconds N \
- *       --engines-seconds N --go-caches empty|warm                                     (what .ci/run calls)
+ *       --engines-seconds N --go-caches empty|warm [--engines-log FILE]                (what .ci/run calls)
  *   tsx scripts/test-run-figures.ts --log FILE     (a saved .ci/run log: jest's summary lines,
- *                                                   and a closing "rc=N seconds=N" line if the log has one)
+ *                                                   the engines' lines, and a closing "rc=N seconds=N"
+ *                                                   line or GNU time's "Elapsed (wall clock)" if it has one)
+ *
+ * Each engine's build time is what scripts/prepare-engines.sh printed ("built X in N s"); its
+ * size is the binary's under .engines/bin when this runs (in the clone that built it).
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -29,7 +33,14 @@ export interface TestRun {
   /** The whole `.ci/run` (apt, npm ci, engines, tests), seconds; null when not known. */
   totalSeconds: number | null;
   /** `npm run engines` within it, seconds, and whether the Go caches were empty before (every engine built from source); null when not known. */
-  engines?: { seconds: number; goCaches: "empty" | "warm" } | null;
+  engines?: {
+    seconds: number;
+    goCaches: "empty" | "warm";
+    /** Each engine built in this run, from prepare-engines' "built X in N s" lines (an engine up to date is not listed). */
+    builds?: { name: string; seconds: number }[];
+    /** Each binary under .engines/bin after the run, MB (10^6 bytes). */
+    sizes?: { name: string; mb: number }[];
+  } | null;
   source: string;
 }
 
@@ -45,8 +56,36 @@ export function formatTestRun(r: TestRun): string {
     "",
     `\`npm test\` ran ${r.tests} tests (${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped) in ${minutes(r.testSeconds)}${r.totalSeconds === null ? "" : `; .ci/run took ${minutes(r.totalSeconds)} in all`}.`,
     ...(r.engines ? ["", `\`npm run engines\` took ${minutes(r.engines.seconds)} of it, with the Go caches ${r.engines.goCaches} before (${r.engines.goCaches === "empty" ? "every engine built from source, its modules downloaded: a fresh machine" : "engines relinked or up to date"}).`] : []),
+    ...(r.engines?.builds?.length || r.engines?.sizes?.length ? ["", "| engine | built in | binary |", "|---|---:|---:|", ...engineRows(r.engines)] : []),
     "",
   ].join("\n");
+}
+
+function engineRows(e: NonNullable<TestRun["engines"]>): string[] {
+  const names = [...new Set([...(e.builds ?? []).map((b) => b.name), ...(e.sizes ?? []).map((z) => z.name)])];
+  return names.map((n) => {
+    const b = e.builds?.find((x) => x.name === n);
+    const z = e.sizes?.find((x) => x.name === n);
+    return `| ${n} | ${b ? minutes(b.seconds) : "up to date"} | ${z ? `${z.mb.toFixed(0)} MB` : "—"} |`;
+  });
+}
+
+/** prepare-engines' (and prepare-autoscaler's) "built X in N s" lines, and .ci/run's "engines: prepared in N s (Go caches C before)". */
+export function parseEnginesLog(text: string): { builds: { name: string; seconds: number }[]; seconds?: number; goCaches?: "empty" | "warm" } {
+  const builds = [...text.matchAll(/^prepare-(?:engines|autoscaler): built (\S+) in (\d+) s$/gm)].map((m) => ({ name: m[1], seconds: Number(m[2]) }));
+  const prepared = /^engines: prepared in (\d+) s \(Go caches (empty|warm) before\)$/m.exec(text);
+  return { builds, ...(prepared ? { seconds: Number(prepared[1]), goCaches: prepared[2] as "empty" | "warm" } : {}) };
+}
+
+/** The binaries under .engines/bin (not the build stamps), MB. */
+export function engineSizes(root = REPO_ROOT): { name: string; mb: number }[] {
+  const bin = path.join(root, ".engines", "bin");
+  if (!fs.existsSync(bin)) return [];
+  return fs
+    .readdirSync(bin)
+    .filter((n) => !/\.(stamp|tmp)$/.test(n) && fs.statSync(path.join(bin, n)).isFile())
+    .sort()
+    .map((name) => ({ name, mb: Math.round(fs.statSync(path.join(bin, name)).size / 1e5) / 10 }));
 }
 
 /** Jest's closing summary ("Tests: 826 passed, 826 total", "Time: 1787.201 s") and an optional "rc=0 seconds=1880". */
@@ -56,7 +95,10 @@ export function parseLog(text: string): Pick<TestRun, "tests" | "passed" | "fail
   if (!tests || !time) throw new Error("no jest summary (`Tests:` and `Time:` lines) in the log");
   const count = (word: string) => Number(new RegExp(`(\\d+) ${word}`).exec(tests)?.[1] ?? 0);
   const total = [...text.matchAll(/^rc=\d+ seconds=(\d+)$/gm)].pop()?.[1];
-  return { tests: count("total"), passed: count("passed"), failed: count("failed"), skipped: count("skipped") + count("todo"), testSeconds: Number(time), totalSeconds: total ? Number(total) : null };
+  // GNU time -v: "Elapsed (wall clock) time (h:mm:ss or m:ss): 38:12.34"
+  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)$/m.exec(text);
+  const wallSeconds = wall ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]) : null;
+  return { tests: count("total"), passed: count("passed"), failed: count("failed"), skipped: count("skipped") + count("todo"), testSeconds: Number(time), totalSeconds: total ? Number(total) : wallSeconds === null ? null : Math.round(wallSeconds) };
 }
 
 function main(argv: string[]): void {
@@ -71,13 +113,23 @@ function main(argv: string[]): void {
     const goCaches = opt("--go-caches");
     if (seconds === undefined || goCaches === undefined) return null;
     if (goCaches !== "empty" && goCaches !== "warm") throw new Error(`--go-caches: expected empty or warm, got ${goCaches}`);
-    return { seconds: Number(seconds), goCaches };
+    const log = opt("--engines-log");
+    const builds = log && fs.existsSync(log) ? parseEnginesLog(fs.readFileSync(log, "utf8")).builds : [];
+    return { seconds: Number(seconds), goCaches, builds, sizes: engineSizes() };
   };
   const log = opt("--log");
   const jestJson = opt("--jest-json");
   if (log) {
     const stat = fs.statSync(log);
-    run = { date: stat.mtime.toISOString(), machine, ...parseLog(fs.readFileSync(log, "utf8")), source: `a saved .ci/run log (${path.basename(log)})` };
+    const text = fs.readFileSync(log, "utf8");
+    const e = parseEnginesLog(text);
+    run = {
+      date: stat.mtime.toISOString(),
+      machine,
+      ...parseLog(text),
+      engines: e.seconds !== undefined && e.goCaches ? { seconds: e.seconds, goCaches: e.goCaches, builds: e.builds, sizes: engineSizes() } : null,
+      source: `a saved .ci/run log (${path.basename(log)})`,
+    };
   } else if (jestJson) {
     const j = JSON.parse(fs.readFileSync(jestJson, "utf8"));
     const total = opt("--total-seconds");
