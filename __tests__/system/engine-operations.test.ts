@@ -2,7 +2,8 @@
  * System test: the operating procedures and their blast radius through the REAL engine
  * (Terraform 1.11.4; `OPERATIONS_ENGINE=tofu` for OpenTofu) on the real synthesized nodes
  * stack, against namespace VMs behind a real sshd bastion (lab.ts: real sshd and
- * keepalived, stand-ins for Consul and Nomad that log their calls).
+ * keepalived, the real Consul 1.14.11 as the provider's server and on every VM, a Nomad
+ * stand-in; every agent command goes through a wrapper that logs the call).
  *
  * For each procedure docs/operations.md describes (one node's setting, maintenance on and
  * off, a node added, a node removed): the real plan (`show -json`) lists exactly the

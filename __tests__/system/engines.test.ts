@@ -1,7 +1,8 @@
 /**
  * System test: the real Terraform (1.11.4 in the image) and OpenTofu (built by `npm run
  * engines`) read and apply the synthesized nodes stack, over SSH through a real sshd
- * bastion, to two VMs (lab.ts: real sshd, real keepalived, stand-ins for Consul/Nomad).
+ * bastion, to two VMs (lab.ts: real sshd, real keepalived, the real Consul 1.14.11, a Nomad
+ * stand-in).
  * The null provider is our stand-in for hashicorp/null 3.2.4 (engines/null-provider: the
  * Go module proxy refuses the real one), reproducing its documented null_resource.
  *
