@@ -118,5 +118,9 @@ describe("the Ansible peer of the engine benchmark (scripts/bench/ansible)", () 
     expect(target("one-node change, ours ÷ floor")).toMatch(/\| 3\.00× \| ≤ 2× \| \*\*FAIL\*\* \|$/);
     expect(target("every-node change (25%), ours ÷ Ansible")).toMatch(/\| 1\.33× \| ≤ 1\.5× \| PASS \|$/);
     expect(report).toContain("not figures of an idle machine");
+    // idle is judged by the load the size started from; the load after is the bench's own work
+    const quiet = peerReport([{ ...f, load: { before: [0.2, 0.4, 0.9], after: [3, 2, 1] } }], { started: new Date(0), engine: "terraform", parallelism: 10 });
+    expect(quiet).not.toContain("not figures of an idle machine");
+    expect(quiet).toMatch(/^\| 16 \| 0\.20, 0\.40, 0\.90 \| 3\.00, 2\.00, 1\.00 \| yes \|$/m);
   });
 });

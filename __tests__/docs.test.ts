@@ -137,10 +137,25 @@ describe("no hand-written figure in the docs (docs/README.md, \"Generated figure
     }
   });
 
-  it("the README's test figures are the last .ci/run's", () => {
+  it("the README's test figures are the last .ci/run's: tests, their time, the whole run's and the engines' share", () => {
     const run: TestRun = JSON.parse(read("docs/generated/test-run.json"));
     const refs = pageFigures("README.md").referenced.filter((r) => r.file === "docs/generated/test-run.md").map((r) => r.figure);
-    expect(refs).toEqual(expect.arrayContaining([`${run.tests} tests`, `${(run.testSeconds / 60).toFixed(1)} min`]));
+    expect(run.totalSeconds).not.toBeNull();
+    expect(run.engines).toBeTruthy();
+    expect(refs).toEqual(
+      expect.arrayContaining([`${run.tests} tests`, `${(run.testSeconds / 60).toFixed(1)} min`, `${(run.totalSeconds! / 60).toFixed(1)} min`, `${(run.engines!.seconds / 60).toFixed(1)} min`]),
+    );
+  });
+
+  it("the pages that call test-run.md a fresh machine's record are right: the Go caches were empty and it lists every engine's build and size", () => {
+    const run: TestRun = JSON.parse(read("docs/generated/test-run.json"));
+    const engines = ["consul", "nomad-autoscaler", "prometheus", "promtool", "terraform-provider-null", "tofu"];
+    for (const page of ["README.md", "docs/setup.md", "docs/lab.md"]) expect({ page, cites: /fresh\s+machine/.test(read(page)) && read(page).includes("generated/test-run.md") }).toEqual({ page, cites: true });
+    expect(run.engines?.goCaches).toBe("empty");
+    expect(run.engines?.builds?.map((b) => b.name).sort()).toEqual(engines);
+    expect(run.engines?.sizes?.map((z) => z.name).sort()).toEqual(engines);
+    // and it is the run that passed: a red run's times are not the suite's
+    expect({ failed: run.failed, skipped: run.skipped }).toEqual({ failed: 0, skipped: 0 });
   });
 });
 
@@ -205,6 +220,7 @@ const ROWS: Record<string, "here" | "lab" | "exists"> = {
   "npm run pictures": "here", // leaves the committed docs/pictures/ as they are
   "npm run bench": "exists",
   "npm run bench:engine": "exists",
+  "npm run measurements": "exists", // runs system tests; .ci/run writes the same file from the whole suite
   "npm test": "exists",
 };
 

@@ -85,6 +85,10 @@ describe("provisioning changes applied by the real Terraform through a bastion",
     expect(rendered).not.toContain(PASSWORD);
     expect(vm(0).read("/etc/keepalived/keepalived.conf")).toBe(`${rendered.replace("@@VRRP_PASSWORD@@", PASSWORD).trimEnd()}\n`);
     expect(vm(0).exec("stat -c '%a %U' /etc/keepalived/keepalived.conf").stdout.trim()).toBe("600 root");
+    // The provisioner's session writes the staged files under umask 077; what the install
+    // creates without a stated mode gets the usual one (found by the Ansible peer's --check:
+    // /etc/nomad.d came out 0700, cli.env 0600).
+    expect(vm(0).exec("stat -c '%a' /etc/nomad.d /etc/nomad.d/cli.env").stdout.trim().split("\n")).toEqual(["755", "644"]);
     expect(vm(0).exec("sysctl -n net.ipv4.ip_nonlocal_bind").stdout.trim()).toBe("1");
     expect(vm(0).exec("getent passwd keepalived_script").stdout).toMatch(/^keepalived_script:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m);
     expect(vm(0).read("/etc/systemd/system/consul.service.d/10-dns-port.conf")).toBe(stack["rendered/node-1/consul/consul-dns.conf"]);

@@ -368,6 +368,9 @@ export function renderKeepalivedRemovalScript(c: Cluster, n: ClusterNode): strin
 # Node ${commentText(n.name)} (cluster ${commentText(c.name)}) is not eligible for the floating IP ${commentText(c.floatingIp.address)}:
 # keepalived is stopped and disabled, and its config from earlier deploys removed.
 set -euo pipefail
+# Modes this script does not state are the usual ones whatever the provisioner's session
+# has: it writes the staged files under umask 077.
+umask 022
 
 readonly NODE_NAME=${sh(n.name)}
 readonly CONF=${sh(KEEPALIVED_CONF)}

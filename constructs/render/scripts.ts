@@ -46,6 +46,9 @@ export const RESTART_PENDING_DIR = "/var/lib/cluster-provision/restart-pending";
 export function preamble(c: Cluster, n: ClusterNode, tag: string, opts: { exactAddress?: boolean } = {}): string {
   const expected = c.overlay.addressing === "static" || opts.exactAddress ? n.overlayAddress : "";
   return `set -euo pipefail
+# Modes this script does not state are the usual ones whatever the provisioner's session
+# has: it writes the staged files under umask 077.
+umask 022
 
 readonly NODE_NAME=${sh(n.name)}
 readonly OVERLAY_IFACE=${sh(c.overlay.interface)}
@@ -367,6 +370,9 @@ mkdir -p "$CONFIG_DIR"
 {
 ${lines.map((l) => `  ${l}`).join("\n")}
 } >${sh(NOMAD_CLI_ENV_FILE)}.new
+# Its mode said, not inherited: the provisioner's session runs under umask 077. Addresses and
+# certificate paths only (the token has a file of its own), readable as the nomad CLI needs.
+chmod 0644 ${sh(NOMAD_CLI_ENV_FILE)}.new
 mv -f ${sh(NOMAD_CLI_ENV_FILE)}.new ${sh(NOMAD_CLI_ENV_FILE)}
 set -a
 # shellcheck disable=SC1090
@@ -713,6 +719,9 @@ export function renderDecommissionScript(): string {
 # Decommissions this node: usage decommission.sh NODE_NAME OVERLAY_ADDRESS DRAIN_DEADLINE
 # Each step tolerates an already-stopped service, so a re-run after a failure is safe.
 set -euo pipefail
+# Modes this script does not state are the usual ones whatever the provisioner's session
+# has: it writes the staged files under umask 077.
+umask 022
 
 readonly NODE_NAME=$1 ADDRESS=$2 DRAIN_DEADLINE=$3
 log() { printf '[decommission %s] %s\\n' "$NODE_NAME" "$*"; }
