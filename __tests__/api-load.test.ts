@@ -8,8 +8,9 @@
  *
  * The application is the stand-in in scripts/api-load/standin (Flask, same module path and
  * routes as the api, multipart parsed by werkzeug): the real api code comes from GitHub,
- * which CI cannot reach. The same script runs the real code locally (`--app-dir`); those
- * figures, with the upstream commit, are in docs/jobs.md ("The api under load").
+ * which CI cannot reach. The same script runs the real code locally (`--app-dir`), and
+ * `--write` puts the figures of its cases into docs/generated/api-load.md, which
+ * docs/jobs.md ("The api under load") cites.
  *
  * The previous settings (4 sync workers, checks inter 1s fall 2 without timeout check, no
  * per-instance maxconn) run too, and must show the failure: the test proves it can fail.

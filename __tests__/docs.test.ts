@@ -10,8 +10,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { FIGURE, GENERATED_DIR, handWrittenPages, pageFigures, readmeCommandRows, withoutCode } from "./helpers/docs";
-import { REPO_ROOT } from "./helpers/synth";
+import { codeSpans, CONSTANT_WITH_VALUE, FIGURE, GENERATED_DIR, handWrittenPages, pageFigures, readmeCommandRows, SETTING, withoutCode } from "./helpers/docs";
+import { cleanup, exampleCluster, REPO_ROOT, synthCluster } from "./helpers/synth";
+import { API_LOAD_HEADER, formatApiLoad, SAMPLING, WRITE_CASES, type ApiLoadReport } from "../scripts/api-load";
 import { formatReport, GENERATED_HEADER, type BenchReport } from "../scripts/bench";
 import { formatTestRun, parseEnginesLog, parseLog, type TestRun } from "../scripts/test-run-figures";
 import { formatMeasurements, formatValue, measuringTests, MEASUREMENTS_JSON, parseRecords, type MeasurementsFile } from "../scripts/test-measurements";
@@ -79,6 +80,15 @@ describe("generated figures: every file under docs/generated/ is a program's out
       const source = fs.existsSync(path.join(REPO_ROOT, m.test)) ? read(m.test) : "";
       expect({ key: m.key, test: m.test, recorded: source.includes(`"${m.key}"`) && tests.includes(m.test) }).toEqual({ key: m.key, test: m.test, recorded: true });
     }
+  });
+
+  it("api-load.md is what scripts/api-load.ts renders from api-load.json, with the cases and sampling the script runs now", () => {
+    const report: ApiLoadReport = JSON.parse(read("docs/generated/api-load.json"));
+    expect(read("docs/generated/api-load.md")).toBe(formatApiLoad(report));
+    expect(read("docs/generated/api-load.md").split("\n")[0]).toBe(API_LOAD_HEADER);
+    expect(report.cases.map((k) => [k.figures.design, k.uploadKiB])).toEqual(WRITE_CASES.map((w) => [w.design, w.uploadKiB]));
+    expect(report.sampling).toEqual(SAMPLING);
+    expect(report.machine.loadAvgBefore).toHaveLength(3);
   });
 
   it("scripts/test-measurements.ts keeps a key's last record and formats values as the docs cite them", () => {
@@ -156,6 +166,53 @@ describe("no hand-written figure in the docs (docs/README.md, \"Generated figure
     expect(run.engines?.sizes?.map((z) => z.name).sort()).toEqual(engines);
     // and it is the run that passed: a red run's times are not the suite's
     expect({ failed: run.failed, skipped: run.skipped }).toEqual({ failed: 0, skipped: 0 });
+  });
+});
+
+describe("settings written as code are the code's (docs/README.md, \"Generated figures\")", () => {
+  /** Where a setting can come from: what the example synthesizes, the constructs' source, the CI scripts. */
+  let corpus: string;
+  /** Where a constant is declared: the source of constructs/, scripts/ and the tests, and the synthesized files. */
+  let sources: string;
+  const tsFiles = (dir: string): string[] =>
+    fs.readdirSync(path.join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) => {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory()) return e.name === "node_modules" ? [] : tsFiles(rel);
+      return /\.(ts|sh|py|hcl|ya?ml)$/.test(e.name) ? [rel] : [];
+    });
+  beforeAll(() => {
+    const out = synthCluster(exampleCluster());
+    const synthesized = [JSON.stringify(out.stacks), ...Object.values(out.files).flatMap((files) => Object.values(files))].join("\n");
+    cleanup(out);
+    corpus = [synthesized, ...tsFiles("constructs").map(read), ...tsFiles("scripts/ci").map(read)].join("\n");
+    // (not this test's own files, which quote examples)
+    const own = ["__tests__/docs.test.ts", "__tests__/helpers/docs.ts"];
+    sources = [synthesized, ...["constructs", "scripts", "__tests__"].flatMap(tsFiles).filter((f) => !own.includes(f)).map(read)].join("\n");
+  }, 120000);
+  const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  /** The setting tokens of these code spans that occur nowhere in the corpus. */
+  const unknownSettings = (spans: string[]) =>
+    [...new Set(spans.flatMap((span) => span.match(SETTING) ?? []))].filter((t) => !new RegExp(`(?<![\\w.])${escape(t)}(?!\\w)`).test(corpus));
+  /** The `NAME = value` spans that are not the text of any source. */
+  const unknownConstants = (spans: string[]) => spans.filter((span) => CONSTANT_WITH_VALUE.test(span) && !sources.includes(span));
+
+  it("the setting pattern reads durations and sizes in code, not versions, ports or names", () => {
+    const found = (span: string) => span.match(SETTING) ?? [];
+    expect(["30s", "timeout check 2s", "inter 2s fastinter 1s fall 3", "250ms", "1.5s", "64 KiB", `-lock-timeout="\${TF_LOCK_TIMEOUT:-5m}"`, "24h"].map(found)).toEqual([["30s"], ["2s"], ["2s", "1s"], ["250ms"], ["1.5s"], ["64 KiB"], ["5m"], ["24h"]]);
+    expect(["1.14.11", "8080", "vxlan100", "node-2", "172.16.0.0/16", "v2.53.3", "haproxy:3.0.5", "5min", "2 × count", "ed25519", "1.2.6"].flatMap(found)).toEqual([]);
+  });
+
+  it("a setting or constant the code does not have is caught", () => {
+    expect(unknownSettings(["timeout check 2s", "hold valid 7919s", "at most 17 KiB of HCL"])).toEqual(["7919s", "17 KiB"]);
+    expect(unknownConstants(["MIN_FREE_MIB = 1024", "MIN_FREE_MIB = 2048", "maxconn 1300"])).toEqual(["MIN_FREE_MIB = 2048"]);
+  });
+
+  it.each(handWrittenPages())("%s: every duration or size written as code occurs in the example's synthesized files, constructs/ or scripts/ci/", (page) => {
+    expect({ page, missing: unknownSettings(codeSpans(read(page))) }).toEqual({ page, missing: [] });
+  });
+
+  it.each(handWrittenPages())("%s: every constant written with its value (NAME = value) is the code's text", (page) => {
+    expect({ page, missing: unknownConstants(codeSpans(read(page))) }).toEqual({ page, missing: [] });
   });
 });
 

@@ -16,8 +16,11 @@
  *
  *   npx tsx scripts/api-load.ts [--design current|previous] [--app-dir DIR] [--uploads N]
  *        [--upload-kib N] [--upload-seconds S] [--seconds S]
+ *   npx tsx scripts/api-load.ts --write [--app-dir DIR] [--uploads N] [--upload-seconds S] [--seconds S]
  *
- * Prints the figures. Needs gunicorn, haproxy, dnsmasq, python3-flask (Debian packages).
+ * Prints the figures; `--write` runs the cases of WRITE_CASES (the previous design, the
+ * current one with small and large uploads) and writes docs/generated/api-load.md and
+ * .json, the file docs/jobs.md cites. Needs gunicorn, haproxy, dnsmasq, python3-flask (Debian packages).
  * Every process is started here, recorded by PID and stopped by PID.
  */
 import { spawn, type ChildProcess } from "child_process";
@@ -41,6 +44,19 @@ const DNS_ADDR = "127.0.0.1";
 
 export type Design = "current" | "previous";
 
+/** How the run watches the instance (milliseconds); printed with the figures. */
+export const SAMPLING = {
+  /** HAProxy's view of the api instance (its stats CSV). */
+  haproxyMs: 250,
+  /** GET /health on the instance, as Nomad's check does, with the api check's timeout. */
+  healthMs: 500,
+  healthTimeoutMs: 3000,
+  /** Short reads through HAProxy (what visitors see). */
+  readsMs: 200,
+  /** PSS of the gunicorn processes. */
+  memoryMs: 500,
+} as const;
+
 export interface LoadOptions {
   cluster: Cluster;
   design: Design;
@@ -61,9 +77,9 @@ export interface LoadFigures {
   app: string;
   gunicorn: string;
   uploads: { started: number; ok: number; failed: number; statuses: Record<string, number>; maxSeconds: number };
-  /** HAProxy's view of the api instance, sampled every 250 ms. */
+  /** HAProxy's view of the api instance, sampled every SAMPLING.haproxyMs. */
   haproxyCheck: { samples: number; notUp: number; failedChecks: number };
-  /** Nomad's check as the agent runs it: GET /health on the instance, 3 s timeout, every 500 ms. */
+  /** Nomad's check as the agent runs it: GET /health on the instance (SAMPLING.health*). */
   directHealth: { probes: number; failed: number; maxMs: number; p50Ms: number };
   /** Short GETs through HAProxy meanwhile (what visitors see). */
   reads: { requests: number; served: number; status503: number; otherErrors: number; maxMs: number };
@@ -271,18 +287,18 @@ export async function runApiLoad(o: LoadOptions): Promise<LoadFigures> {
     };
     await Promise.all([
       ...Array.from({ length: o.uploads }, () => uploader()),
-      every(500, async () => {
+      every(SAMPLING.healthMs, async () => {
         f.directHealth.probes++;
         try {
-          const r = await request({ host: API_ADDR, port: ports.api, path: "/health", timeoutMs: 3000 });
+          const r = await request({ host: API_ADDR, port: ports.api, path: "/health", timeoutMs: SAMPLING.healthTimeoutMs });
           if (r.status !== 200) f.directHealth.failed++;
           healthMs.push(r.ms);
         } catch {
           f.directHealth.failed++;
-          healthMs.push(3000);
+          healthMs.push(SAMPLING.healthTimeoutMs);
         }
       }),
-      every(200, async () => {
+      every(SAMPLING.readsMs, async () => {
         f.reads.requests++;
         try {
           const r = await request({ host: OVERLAY, port: ports.node, path: "/image/AbCd1234", timeoutMs: 15000 });
@@ -294,13 +310,13 @@ export async function runApiLoad(o: LoadOptions): Promise<LoadFigures> {
           f.reads.otherErrors++;
         }
       }),
-      every(250, async () => {
+      every(SAMPLING.haproxyMs, async () => {
         const row = await apiRow().catch(() => undefined);
         f.haproxyCheck.samples++;
         if (row?.status !== "UP") f.haproxyCheck.notUp++;
         if (row) f.haproxyCheck.failedChecks = Number(row.chkfail) - failedChecksBefore;
       }),
-      every(500, async () => {
+      every(SAMPLING.memoryMs, async () => {
         f.memory.peakMiB = Math.max(f.memory.peakMiB, gunicornPss() / 1024);
       }),
     ]);
@@ -330,10 +346,99 @@ export function formatFigures(f: LoadFigures): string {
     `  gunicorn ${f.gunicorn}`,
     `  uploads: ${f.uploads.started} started, ${f.uploads.ok} answered 201, ${f.uploads.failed} failed ${JSON.stringify(f.uploads.statuses)}, longest ${f.uploads.maxSeconds.toFixed(1)} s`,
     `  HAProxy's check of the instance: not UP in ${f.haproxyCheck.notUp} of ${f.haproxyCheck.samples} samples, ${f.haproxyCheck.failedChecks} failed checks`,
-    `  /health as Nomad checks it (3 s timeout): ${f.directHealth.failed} of ${f.directHealth.probes} failed, median ${f.directHealth.p50Ms} ms, max ${f.directHealth.maxMs} ms`,
+    `  /health as Nomad checks it (${SAMPLING.healthTimeoutMs / 1000} s timeout): ${f.directHealth.failed} of ${f.directHealth.probes} failed, median ${f.directHealth.p50Ms} ms, max ${f.directHealth.maxMs} ms`,
     `  reads through HAProxy: ${f.reads.served} of ${f.reads.requests} served, ${f.reads.status503} answered 503, ${f.reads.otherErrors} other errors, max ${f.reads.maxMs} ms`,
     `  gunicorn memory (PSS, master + workers): ${f.memory.idleMiB.toFixed(0)} MiB idle, ${f.memory.peakMiB.toFixed(0)} MiB peak`,
   ].join("\n");
+}
+
+/** docs/generated/api-load.{md,json}: the cases of `--write` (docs/README.md, "Generated figures"). */
+export const API_LOAD_MD = path.join(__dirname, "..", "docs", "generated", "api-load.md");
+export const API_LOAD_JSON = path.join(__dirname, "..", "docs", "generated", "api-load.json");
+export const API_LOAD_HEADER = "<!-- Generated by npx tsx scripts/api-load.ts --write (scripts/api-load.ts); do not edit, run it again. -->";
+
+export interface ApiLoadCase {
+  /** What the row is, e.g. "current: 2 workers × 12 threads (gthread)". */
+  settings: string;
+  uploads: number;
+  uploadKiB: number;
+  uploadSeconds: number;
+  seconds: number;
+  figures: LoadFigures;
+}
+
+export interface ApiLoadReport {
+  date: string;
+  machine: { cpus: number; memGiB: number; node: string; loadAvgBefore: number[] };
+  /** The application the cases ran: the stand-in, or the directory given with --app-dir. */
+  app: string;
+  sampling: typeof SAMPLING;
+  cases: ApiLoadCase[];
+}
+
+/** The cases `--write` runs: the previous design, then the current one with small and large uploads. */
+export const WRITE_CASES: readonly { design: Design; uploadKiB: number }[] = [
+  { design: "previous", uploadKiB: 512 },
+  { design: "current", uploadKiB: 512 },
+  { design: "current", uploadKiB: 4096 },
+];
+
+export function caseSettings(design: Design, c: Cluster): string {
+  return design === "previous"
+    ? "previous: 4 sync workers, `inter 1s fall 2`, no `timeout check`, no maxconn"
+    : `current: ${c.app.api.workers} workers × ${c.app.api.threads} threads (gthread), as rendered`;
+}
+
+const kib = (n: number) => (n % 1024 === 0 ? `${n / 1024} MiB` : `${n} KiB`);
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/** The .md of docs/generated/api-load, from its .json (the docs test re-renders it). */
+export function formatApiLoad(r: ApiLoadReport): string {
+  const row = (k: ApiLoadCase) => {
+    const f = k.figures;
+    const other = Object.entries(f.uploads.statuses)
+      .filter(([status]) => status !== "201")
+      .map(([status, n]) => (/^\d+$/.test(status) ? `${n} × ${status}` : `${n} cut (${status})`));
+    const uploads = `${f.uploads.ok}${other.length ? ` (${other.join(", ")})` : ""}`;
+    const reads = `${f.reads.served} of ${f.reads.requests}, ${f.reads.status503} × 503${f.reads.otherErrors ? `, ${f.reads.otherErrors} other errors` : ""} (max ${secs(f.reads.maxMs)})`;
+    return `| ${k.settings} | ${k.uploads} × ${kib(k.uploadKiB)}, each sent over ${k.uploadSeconds} s, for ${k.seconds} s | ${f.uploads.started} | ${uploads} | ${f.haproxyCheck.notUp} of ${f.haproxyCheck.samples} samples / ${f.haproxyCheck.failedChecks} | ${f.directHealth.failed} of ${f.directHealth.probes}, max ${secs(f.directHealth.maxMs)} | ${reads} | ${f.memory.idleMiB.toFixed(0)} → ${f.memory.peakMiB.toFixed(0)} MiB |`;
+  };
+  const m = r.machine;
+  return [
+    API_LOAD_HEADER,
+    "",
+    "# The api under slow uploads, behind HAProxy",
+    "",
+    `Run ${r.date} on ${m.cpus} cores, ${m.memGiB} GiB, node ${m.node}; load average before: ${m.loadAvgBefore.map((x) => x.toFixed(2)).join(", ")}.`,
+    `Application: ${r.app}. The real gunicorn with the api job's command line behind the real HAProxy with the rendered \`haproxy.cfg\` (dnsmasq as Consul DNS), on loopback.`,
+    `Watched: HAProxy's view of the instance every ${r.sampling.haproxyMs} ms, \`/health\` on the instance every ${r.sampling.healthMs} ms with a ${r.sampling.healthTimeoutMs / 1000} s timeout (as Nomad's check), a short read through HAProxy every ${r.sampling.readsMs} ms, the gunicorn processes' PSS every ${r.sampling.memoryMs} ms.`,
+    "",
+    "| settings | load (concurrent slow uploads) | uploads | answered 201 | HAProxy: api not UP / failed checks | `/health` (Nomad-like) failed, max | reads served, 503 | gunicorn PSS idle → peak |",
+    "|---|---|---:|---|---|---|---|---|",
+    ...r.cases.map(row),
+    "",
+  ].join("\n");
+}
+
+async function writeReport(cluster: Cluster, o: { appDir?: string; uploads: number; uploadSeconds: number; seconds: number }): Promise<void> {
+  const loadAvgBefore = os.loadavg();
+  const cases: ApiLoadCase[] = [];
+  for (const w of WRITE_CASES) {
+    const figures = await runApiLoad({ cluster, design: w.design, appDir: o.appDir, uploads: o.uploads, uploadKiB: w.uploadKiB, uploadSeconds: o.uploadSeconds, seconds: o.seconds, log: (l) => console.log(l) });
+    console.log(formatFigures(figures));
+    cases.push({ settings: caseSettings(w.design, cluster), uploads: o.uploads, uploadKiB: w.uploadKiB, uploadSeconds: o.uploadSeconds, seconds: o.seconds, figures });
+  }
+  const report: ApiLoadReport = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, memGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10, node: process.version, loadAvgBefore },
+    app: cases[0].figures.app,
+    sampling: SAMPLING,
+    cases,
+  };
+  fs.mkdirSync(path.dirname(API_LOAD_MD), { recursive: true });
+  fs.writeFileSync(API_LOAD_JSON, `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(API_LOAD_MD, formatApiLoad(report));
+  console.log(`wrote ${path.relative(process.cwd(), API_LOAD_MD)} and ${path.basename(API_LOAD_JSON)}`);
 }
 
 async function main(): Promise<void> {
@@ -348,10 +453,15 @@ async function main(): Promise<void> {
   const loaded = loadDescriptionFile(file);
   if (!loaded.ok) throw new Error(formatProblems(file, loaded.problems));
   const cluster = loaded.cluster;
+  const appDir = args.includes("--app-dir") ? path.resolve(opt("--app-dir", "")) : undefined;
+  if (args.includes("--write")) {
+    await writeReport(cluster, { appDir, uploads: Number(opt("--uploads", "12")), uploadSeconds: Number(opt("--upload-seconds", "3")), seconds: Number(opt("--seconds", "12")) });
+    return;
+  }
   const f = await runApiLoad({
     cluster,
     design: opt("--design", "current") as Design,
-    appDir: args.includes("--app-dir") ? path.resolve(opt("--app-dir", "")) : undefined,
+    appDir,
     uploads: Number(opt("--uploads", "12")),
     uploadKiB: Number(opt("--upload-kib", "512")),
     uploadSeconds: Number(opt("--upload-seconds", "3")),

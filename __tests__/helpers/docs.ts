@@ -32,6 +32,23 @@ export function readmeCommandRows(readme: string): string[] {
  */
 export const FIGURE = /(?<![\w.\/-])\d+(?:[.,]\d+)*(?:\s?[–-]\s?\d+(?:[.,]\d+)*)?\s?(?:ms|s|sec|seconds?|min|minutes?|h|hours?|KiB|MiB|GiB|kB|KB|MB|GB|%|×|x|tests?|cores?)(?!\w)|\b(?:PASS|FAIL)\b/g;
 
+/**
+ * A setting written as code in the docs: a number with a duration unit as Go, Nomad, HAProxy
+ * and Prometheus write it (`30s`, `5m`, `250ms`, `24h`), or with a binary size unit as our
+ * validation messages do (`64 KiB`). Versions (`1.14.11`), ports (`8080`), names
+ * (`vxlan100`, `node-2`) and ratios have no such unit and are left alone.
+ */
+export const SETTING = /(?<![\w.\/+])\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|d)(?![\w.])|(?<![\w.\/+])\d+ ?(?:KiB|MiB|GiB|TiB)(?!\w)/g;
+
+/** A constant written with its value, e.g. `MIN_FREE_MIB = 1024`: the whole span is the code's text. */
+export const CONSTANT_WITH_VALUE = /^[A-Z][A-Z0-9_]*(?:\.[A-Za-z]\w*)? = .+$/;
+
+/** The inline code spans of a page (outside fenced code blocks and HTML comments). */
+export function codeSpans(markdown: string): string[] {
+  const text = markdown.replace(/^\s*```[\s\S]*?^\s*```/gm, "").replace(/<!--[\s\S]*?-->/g, "");
+  return [...text.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]);
+}
+
 export interface PageFigures {
   /** Figures in the text of a link to a generated file, with that file. */
   referenced: { figure: string; file: string }[];

@@ -27,6 +27,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { edited, exampleCluster, itIf, parseHcl, REPO_ROOT } from "../helpers/synth";
 import { groupOf } from "../helpers/jobs";
+import { recordMeasurement } from "../helpers/measurements";
 import { renderHaproxyConfig } from "../../constructs/render/jobs/haproxy-cfg";
 import { SCALE_THRESHOLD, scalingBounds, scalingQuery, scalingTarget } from "../../constructs/render/jobs/scaling";
 import { AUTOSCALER_HTTP_PORT, autoscalingScrapeConfigs, renderAutoscalerConfig, renderQueueExporter } from "../../constructs/render/jobs/autoscaler";
@@ -179,6 +180,17 @@ describe("scaling policies against a real Prometheus, HAProxy and RabbitMQ", () 
       `scale-up (load start → value above target × ${1 + SCALE_THRESHOLD}; Prometheus scraping every ${c.metrics.prometheus.scrapeInterval}, windows ${queries.web.match(/\[(\d+s)\]/)![1]}):\n` +
         jobs.map((j) => `  ${j}: ${rose[j]!.seconds.toFixed(1)} s (value ${rose[j]!.value.toFixed(2)} per instance vs target ${scalingTarget(c, j)})`).join("\n"),
     );
+    // docs/metrics.md, "One measured scale-up", cites these (keys written out: the docs test looks them up).
+    const scaleUpKeys = {
+      worker: ["autoscaling.query-above-target-worker", "autoscaling.query-load-ratio-worker"],
+      web: ["autoscaling.query-above-target-web", "autoscaling.query-load-ratio-web"],
+      api: ["autoscaling.query-above-target-api", "autoscaling.query-load-ratio-api"],
+    } as const;
+    for (const j of jobs) {
+      const [time, load] = scaleUpKeys[j];
+      recordMeasurement({ key: time, what: `${j}: load start → its policy's load per instance above target × ${1 + SCALE_THRESHOLD} (Prometheus every ${c.metrics.prometheus.scrapeInterval})`, value: rose[j]!.seconds, unit: "s", decimals: 1 });
+      recordMeasurement({ key: load, what: `${j}: that load per instance ÷ its target (${scalingTarget(c, j)})`, value: rose[j]!.value / scalingTarget(c, j), unit: "×", decimals: 2 });
+    }
 
     // Rest: loads stopped, the queue emptied.
     await s.stop(webLoad, "SIGKILL");
@@ -188,8 +200,10 @@ describe("scaling policies against a real Prometheus, HAProxy and RabbitMQ", () 
 `);
     const t1 = Date.now();
     await waitFor("every policy back at its floor (the held maximum of the scale-down window gone)", () => jobs.every((j) => evaluate(j).value === evaluate(j).floor), 150000, diag, 2000);
+    const backAtRest = (Date.now() - t1) / 1000;
     // eslint-disable-next-line no-console
-    console.log(`back at rest ${((Date.now() - t1) / 1000).toFixed(1)} s after the load stopped; peaks per instance: ${JSON.stringify(peak)}`);
+    console.log(`back at rest ${backAtRest.toFixed(1)} s after the load stopped; peaks per instance: ${JSON.stringify(peak)}`);
+    recordMeasurement({ key: "autoscaling.query-back-at-floor", what: `load stopped → every policy's value back at its floor (scaleDownWindow ${c.metrics.autoscaling.scaleDownWindow})`, value: backAtRest, unit: "s", decimals: 0 });
 
     // Metrics gone: HAProxy and the exporter stop; their series go stale at the next scrape.
     await s.stop(haproxy, "SIGTERM", 10000);

@@ -166,15 +166,20 @@ export function durationToSeconds(d: string): number {
   const n = Number(m[1]);
   return m[2] === "ms" ? n / 1000 : m[2] === "s" ? n : m[2] === "m" ? n * 60 : n * 3600;
 }
-const formatSeconds = (s: number) => (s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
-/** A duration between `min` and `max` seconds (Go's own limit is ~292 years; ours is what makes sense). */
-export const boundedDuration = (minSeconds: number, maxSeconds: number) =>
-  z
+/**
+ * A duration between `min` and `max`, both written as the description writes durations (Go's
+ * own limit is ~292 years; ours is what makes sense). The bounds stay in that form so the
+ * error message and docs/description.md name them as written here.
+ */
+export const boundedDuration = (min: string, max: string) => {
+  const [minSeconds, maxSeconds] = [durationToSeconds(min), durationToSeconds(max)];
+  return z
     .string()
     .regex(durationRe, "a duration such as 30s, 5m or 1h")
     // (zod runs refinements after a failed regex too: leave that case to the regex's message)
-    .refine((v) => { if (!durationRe.test(v)) return true; const s = durationToSeconds(v); return s >= minSeconds && s <= maxSeconds; }, `a duration between ${formatSeconds(minSeconds)} and ${formatSeconds(maxSeconds)}`);
-export const duration = boundedDuration(1, 24 * 3600);
+    .refine((v) => { if (!durationRe.test(v)) return true; const s = durationToSeconds(v); return s >= minSeconds && s <= maxSeconds; }, `a duration between ${min} and ${max}`);
+};
+export const duration = boundedDuration("1s", "24h");
 
 /**
  * A container image reference with an explicit tag (or digest). `latest` and untagged
@@ -308,7 +313,8 @@ const node = z.strictObject({
 
 const jobsDefaults = {
   web: { count: 2, cpu: 100, memory: 128 },
-  // Measured (docs/jobs.md, "The api under load"): 2 gthread workers of the real api peak at
+  // Measured with scripts/api-load.ts --app-dir on the real api, 2026-12-02 (docs/jobs.md,
+  // "The api under load"): 2 gthread workers peak at
   // ~170 MiB under 12 concurrent 4 MiB uploads; + opentelemetry (not measurable here) and
   // upload buffers (up to 8 MiB per upload in flight) → 320 MiB.
   api: { count: 2, cpu: 300, memory: 320 },
@@ -396,7 +402,7 @@ const metricsSchema = z
         diskMiB: z.number().int().min(256, "at least 256 (MiB)").max(1048576, "at most 1048576 (MiB)").default(metricsDefaults.prometheus.diskMiB).describe("Nomad ephemeral disk (MiB) of the Prometheus allocation, sticky and migrated on reschedule; the TSDB's size cap is set below it."),
         /** How long samples are kept (days), unless the disk cap is reached first. */
         retentionDays: z.number().int().min(1, "at least 1 (day)").max(365, "at most 365 (days)").default(metricsDefaults.prometheus.retentionDays).describe("How long samples are kept, in days (the disk cap may drop older ones first)."),
-        scrapeInterval: boundedDuration(5, 300).default(metricsDefaults.prometheus.scrapeInterval).describe("How often every target is scraped."),
+        scrapeInterval: boundedDuration("5s", "5m").default(metricsDefaults.prometheus.scrapeInterval).describe("How often every target is scraped."),
       })
       .prefault({}),
     grafana: z
@@ -415,11 +421,11 @@ const metricsSchema = z
         enabled: z.boolean().default(true).describe("The Nomad Autoscaler scales web, api and worker within app.<job>.scaling. Default: on (needs metrics.enabled)."),
         resources: resources.default({ cpu: metricsDefaults.autoscaler.cpu, memory: metricsDefaults.autoscaler.memory }),
         /** How often each policy is evaluated. */
-        evaluationInterval: boundedDuration(5, 3600).default("30s").describe("How often each scaling policy is evaluated."),
+        evaluationInterval: boundedDuration("5s", "1h").default("30s").describe("How often each scaling policy is evaluated."),
         /** Quiet time after a scaling action before the same job is scaled again. */
-        cooldown: boundedDuration(10, 24 * 3600).default("2m").describe("Quiet time after a scaling action before the same job may be scaled again."),
+        cooldown: boundedDuration("10s", "24h").default("2m").describe("Quiet time after a scaling action before the same job may be scaled again."),
         /** Scale-down window: a job is scaled down only for the highest load seen over this window (scale-up is immediate). */
-        scaleDownWindow: boundedDuration(30, 24 * 3600).default("5m").describe("A job is scaled down only to what the highest load of this window needs (scale-up uses the current load): a dip shorter than the window never scales down."),
+        scaleDownWindow: boundedDuration("30s", "24h").default("5m").describe("A job is scaled down only to what the highest load of this window needs (scale-up uses the current load): a dip shorter than the window never scales down."),
         /** Target of the web policy: HTTP requests per second per web instance (HAProxy's web backend). */
         webRequestsPerSecond: z.number().min(0.1).max(100000).default(20).describe("web's target: HTTP requests per second per instance, measured at HAProxy's web backend."),
         /** Target of the api policy: requests in flight per api instance (HAProxy's api and api_uploads backends). */
@@ -561,7 +567,7 @@ export const clusterSchema = z.strictObject({
       /** ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator. */
       acl: z.boolean().default(false).describe("ACLs: the scripts' token (agent:read, node:write) lives on the node in /etc/nomad.d/operator.token, placed by the operator."),
       /** How long a drain (maintenance, removal) may take before allocations are stopped. */
-      drainDeadline: boundedDuration(1, 24 * 3600).default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
+      drainDeadline: boundedDuration("1s", "24h").default("5m").describe("How long a drain (maintenance, removal) may take before allocations are stopped."),
       /** Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl). */
       extraConfig: extraConfig.optional().describe("Escape hatch: HCL merged last (/etc/nomad.d/zz-extra.hcl); parsed at synth time; only settings a client may change (an allowlist, keys in any letter case)."),
     })
@@ -652,7 +658,7 @@ export const clusterSchema = z.strictObject({
         /** Celery worker concurrency (processes per instance). */
         concurrency: z.number().int().min(1).max(64, "at most 64 processes").default(2).describe("Celery worker concurrency (processes per instance)."),
         /** How long a stopping worker may finish its running tasks (Nomad kill_timeout). */
-        killTimeout: boundedDuration(1, 3600).default("120s").describe("How long a stopping worker may finish its running tasks (Nomad kill_timeout)."),
+        killTimeout: boundedDuration("1s", "1h").default("120s").describe("How long a stopping worker may finish its running tasks (Nomad kill_timeout)."),
       })
       .default({ ...withResources(jobsDefaults.worker), concurrency: 2, killTimeout: "120s" }),
     haproxy: z

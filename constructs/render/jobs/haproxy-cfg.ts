@@ -127,9 +127,9 @@ export function serviceShutdownDelay(): string {
 /**
  * Memory model of one HAProxy process (HAProxy 2.6, tune.bufsize 16 KiB): a fixed part,
  * and per connection HAProxy's worst case, two full buffers (request and response
- * channels) plus the session, the stream and two connection structures. docs/jobs.md
- * (Routing, maxconn) has the measurement: far less in practice, the rest of the limit being
- * left to kernel socket buffers, which cgroup v2 charges to the task too.
+ * channels) plus the session, the stream and two connection structures. Measured far less
+ * in practice (docs/jobs.md, Routing, maxconn), the rest of the limit being left to kernel
+ * socket buffers, which cgroup v2 charges to the task too.
  */
 export const HAPROXY_MEMORY = { baseMiB: 24, perConnectionKiB: 40 } as const;
 
