@@ -20,9 +20,6 @@ import { formatMeasurements, formatValue, measuringTests, MEASUREMENTS_JSON, par
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
 const read = (rel: string) => fs.readFileSync(path.join(REPO_ROOT, rel), "utf8");
-const PENDING: Record<string, string[]> = JSON.parse(read("__tests__/fixtures/docs-figures-pending.json")).pages;
-/** Pages that hold no hand-written figure at all (the front door, the benchmark page, the index). */
-const STRICT = ["README.md", "docs/benchmark.md", "docs/README.md"];
 
 describe("generated figures: every file under docs/generated/ is a program's output", () => {
   const files = fs.readdirSync(GENERATED_DIR).sort();
@@ -138,13 +135,7 @@ describe("no hand-written figure in the docs (docs/README.md, \"Generated figure
       const text = fs.existsSync(path.join(REPO_ROOT, file)) ? read(file) : "";
       expect({ page, figure, file, inFile: text.includes(figure) }).toEqual({ page, figure, file, inFile: true });
     }
-    expect({ page, handWritten }).toEqual({ page, handWritten: STRICT.includes(page) ? [] : (PENDING[page] ?? []) });
-  });
-
-  it("the pending list names existing pages only, none of the strict ones", () => {
-    for (const page of Object.keys(PENDING)) {
-      expect({ page, exists: fs.existsSync(path.join(REPO_ROOT, page)), strict: STRICT.includes(page) }).toEqual({ page, exists: true, strict: false });
-    }
+    expect({ page, handWritten }).toEqual({ page, handWritten: [] });
   });
 
   it("the README's test figures are the last .ci/run's: tests, their time, the whole run's and the engines' share", () => {

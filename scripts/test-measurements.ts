@@ -6,8 +6,9 @@
  *   tsx scripts/test-measurements.ts --from FILE        (what .ci/run calls: the JSON lines the
  *                                                        whole run recorded replace the table)
  *   npm run measurements [-- TEST_FILE…]                (runs the tests that record figures, or
- *                                                        the ones given, and updates their rows;
- *                                                        the system tests among them need root)
+ *                                                        the ones given, updates their rows, then
+ *                                                        the pages' keyed citations of them; the
+ *                                                        system tests among them need root)
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -126,7 +127,9 @@ function main(argv: string[]): number {
     return 1;
   }
   write(records, false);
-  return 0;
+  // The pages cite these values by key: bring their link texts in step (scripts/cite-measurements.ts).
+  const cite = spawnSync(path.join(REPO_ROOT, "node_modules", ".bin", "tsx"), [path.join(__dirname, "cite-measurements.ts")], { cwd: REPO_ROOT, stdio: "inherit" });
+  return cite.status === 0 ? 0 : 1;
 }
 
 if (require.main === module) {

@@ -347,8 +347,17 @@ describe("the real Nomad Autoscaler 0.4.5 on a replayed load (real Prometheus, N
     for (const j of jobs) expect({ j, counts: requests(j).map((r) => r.count), refused: requests(j).filter((r) => r.refused) }).toEqual({ j, counts: [3, 2], refused: [] });
     // Never sooner than the scale-down window after the load fell.
     for (const j of jobs) expect(downSeconds[j]).toBeGreaterThanOrEqual(30);
-    // eslint-disable-next-line no-console
-    console.log(`real autoscaler: burst → scale-up after ${JSON.stringify(upSeconds)} s; load down → scale-down after ${JSON.stringify(downSeconds)} s (scale-down window 30 s, evaluations every 5 s, cooldown 10 s)`);
+    // docs/operations.md ("Autoscaling policies that settle") cites them from docs/generated/test-measurements.md.
+    const settings = `scrapes and evaluations every ${c.metrics.autoscaling.evaluationInterval}, cooldown ${c.metrics.autoscaling.cooldown}, scale-down window ${c.metrics.autoscaling.scaleDownWindow}`;
+    const keys = {
+      web: ["autoscaling.scale-up-web", "autoscaling.scale-down-web"],
+      api: ["autoscaling.scale-up-api", "autoscaling.scale-down-api"],
+      worker: ["autoscaling.scale-up-worker", "autoscaling.scale-down-worker"],
+    } as const;
+    for (const j of jobs) {
+      recordMeasurement({ key: keys[j][0], what: `real Nomad Autoscaler: ${j}'s load bursts → its scale-up request (${settings})`, value: upSeconds[j], unit: "s", decimals: 1 });
+      recordMeasurement({ key: keys[j][1], what: `real Nomad Autoscaler: ${j}'s load falls → its scale-down request (${settings})`, value: downSeconds[j], unit: "s", decimals: 1 });
+    }
 
     // Prometheus down, then running allocations dip below min (a drain, a restart back-off):
     // every evaluation fails on its query (on_error = "fail") and nothing is scaled.

@@ -11,16 +11,17 @@
  * the client config the deployment renders for it, joined to a real server in a third
  * namespace as the provider runs it; keepalived's check asks that agent's DNS on the
  * overlay port 53 for consul.service.consul); a crash of the holder moves it. Each takeover
- * is timed and printed.
+ * is timed and recorded (recordMeasurement, keys failover.*: docs/floating-ip.md and
+ * docs/operations.md cite them from docs/generated/test-measurements.md).
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { edited, exampleCluster, itIf } from "../helpers/synth";
 import { crossFieldViolations } from "../../constructs/description/rules";
 import type { Cluster, ClusterNode } from "../../constructs/description/schema";
 import { VRRP_PASSWORD_PLACEHOLDER, consulDnsCheckCommand, renderKeepalivedConfig } from "../../constructs/render/keepalived";
 import { renderConsulConfig } from "../../constructs/render/agents";
+import { recordMeasurement } from "../helpers/measurements";
 import { Sandbox, pidAlive, sleep, systemTestPrerequisites, waitFor } from "./sandbox";
 import { CONSUL_MISSING, haveConsul, startProviderServer, startRenderedClient, type ConsulAgent } from "./consul";
 
@@ -122,76 +123,73 @@ describe("keepalived with the rendered configuration, in two namespaces", () => 
     /** Waits until `n` alone holds the floating IP; returns the milliseconds it took. */
     const takeover = (n: ClusterNode, what: string, timeoutMs = 15000) =>
       waitFor(`${n.name} alone holding ${VIP} (${what})`, () => JSON.stringify(holders()) === JSON.stringify([n.name]), timeoutMs, diag);
-    const figures: { event: string; newHolder: string; ms: number }[] = [];
+    const newHolders: string[] = [];
+    /** One takeover, recorded for the docs (seconds from the event). */
+    const measured = (key: string, what: string, newHolder: ClusterNode, ms: number) => {
+      newHolders.push(newHolder.name);
+      recordMeasurement({ key, what: `${what} (keepalived 2.2.7, rendered config, advert_int ${cluster.floatingIp.advertInterval})`, value: ms / 1000, unit: "s", decimals: 2 });
+    };
 
-    try {
-      // 1. Both start together: exactly one holds the floating IP, the higher priority (node-1).
-      let t0 = Date.now();
-      startKeepalived(n1);
-      startKeepalived(n2);
-      await takeover(n1, "election");
-      figures.push({ event: "first election (both start)", newHolder: n1.name, ms: Date.now() - t0 });
-      for (const n of [n1, n2]) {
-        const vrrpPid = Number(fs.readFileSync(path.join(s.dir, n.name, "vrrp.pid"), "utf8"));
-        s.adopt(`vrrp-${n.name}`, vrrpPid);
-      }
-      await sleep(1500);
-      expect(holders()).toEqual([n1.name]);
-
-      // 2. Clean stop of the holder (SIGTERM: it sends priority 0): node-2 takes over.
-      t0 = Date.now();
-      const stopping = s.stop(kad[n1.name], "SIGTERM");
-      await takeover(n2, "clean stop");
-      figures.push({ event: "holder's keepalived stopped (SIGTERM)", newHolder: n2.name, ms: Date.now() - t0 });
-      await stopping;
-      expect(pidAlive(kad[n1.name].pid)).toBe(false);
-
-      // 3. node-1 returns with its higher priority: nopreempt, node-2 keeps the floating IP
-      //    (longer than node-1's master-down timer, 3 × advert_int + skew ≈ 3.4 s).
-      startKeepalived(n1);
-      await sleep(5000);
-      expect(holders()).toEqual([n2.name]);
-
-      // 4. HAProxy on the holder fails (its health endpoint stops): node-1 takes over.
-      t0 = Date.now();
-      await s.stop(health[n2.name], "SIGTERM");
-      expect(healthy(n2)).toBe(false);
-      await takeover(n1, "health failure");
-      figures.push({ event: "holder's HAProxy /healthz fails", newHolder: n1.name, ms: Date.now() - t0 });
-
-      // 5. node-2's HAProxy recovers; then the holder's Consul agent dies: node-2 takes over.
-      startHealth(n2);
-      await waitFor("node-2 health endpoint back", () => healthy(n2), 10000);
-      // rise 2 × interval 2 s: node-2 is a candidate again after ~4 s; give it 6 s.
-      await sleep(6000);
-      expect(holders()).toEqual([n1.name]);
-      t0 = Date.now();
-      await s.stop({ name: agents[n1.name].name, pid: agents[n1.name].pid }, "SIGKILL");
-      expect(dnsAnswers(n1)).toBe(false);
-      await takeover(n2, "Consul agent dead");
-      figures.push({ event: "holder's Consul agent dies (SIGKILL)", newHolder: n2.name, ms: Date.now() - t0 });
-
-      // 6. node-1's agent is back (it rejoins); then the holder (node-2) crashes (SIGKILL: no goodbye advert).
-      startAgent(n1);
-      await waitFor("node-1 Consul DNS back", () => dnsAnswers(n1), 30000);
-      await sleep(6000);
-      expect(holders()).toEqual([n2.name]);
-      t0 = Date.now();
-      const vrrp2 = Number(fs.readFileSync(path.join(s.dir, n2.name, "vrrp.pid"), "utf8"));
-      s.adopt(`vrrp-${n2.name}`, vrrp2);
-      process.kill(vrrp2, "SIGKILL");
-      process.kill(kad[n2.name].pid, "SIGKILL");
-      // A crashed node keeps its address configured (a dead machine would not answer);
-      // the takeover is node-1 holding it.
-      await waitFor(`${n1.name} holding ${VIP} after a crash`, () => holds(n1), 15000, diag);
-      figures.push({ event: "holder crashes (SIGKILL)", newHolder: n1.name, ms: Date.now() - t0 });
-    } finally {
-      // eslint-disable-next-line no-console
-      console.log(
-        `keepalived takeover times (advert_int ${cluster.floatingIp.advertInterval} s, health check interval 2 s fall 2), ${new Date().toISOString()}, ${os.cpus().length} cores:\n` +
-          figures.map((f) => `  ${f.event.padEnd(40)} → ${f.newHolder.padEnd(7)} ${(f.ms / 1000).toFixed(2).padStart(6)} s`).join("\n"),
-      );
+    // 1. Both start together: exactly one holds the floating IP, the higher priority (node-1).
+    let t0 = Date.now();
+    startKeepalived(n1);
+    startKeepalived(n2);
+    await takeover(n1, "election");
+    measured("failover.first-election", "both keepalived start together → the higher priority alone holds the floating IP", n1, Date.now() - t0);
+    for (const n of [n1, n2]) {
+      const vrrpPid = Number(fs.readFileSync(path.join(s.dir, n.name, "vrrp.pid"), "utf8"));
+      s.adopt(`vrrp-${n.name}`, vrrpPid);
     }
-    expect(figures.map((f) => f.newHolder)).toEqual([n1.name, n2.name, n1.name, n2.name, n1.name]);
+    await sleep(1500);
+    expect(holders()).toEqual([n1.name]);
+
+    // 2. Clean stop of the holder (SIGTERM: it sends priority 0): node-2 takes over.
+    t0 = Date.now();
+    const stopping = s.stop(kad[n1.name], "SIGTERM");
+    await takeover(n2, "clean stop");
+    measured("failover.clean-stop", "holder's keepalived stopped (SIGTERM: it sends priority 0) → the peer alone holds it", n2, Date.now() - t0);
+    await stopping;
+    expect(pidAlive(kad[n1.name].pid)).toBe(false);
+
+    // 3. node-1 returns with its higher priority: nopreempt, node-2 keeps the floating IP
+    //    (longer than node-1's master-down timer, 3 × advert_int + skew ≈ 3.4 s).
+    startKeepalived(n1);
+    await sleep(5000);
+    expect(holders()).toEqual([n2.name]);
+
+    // 4. HAProxy on the holder fails (its health endpoint stops): node-1 takes over.
+    t0 = Date.now();
+    await s.stop(health[n2.name], "SIGTERM");
+    expect(healthy(n2)).toBe(false);
+    await takeover(n1, "health failure");
+    measured("failover.haproxy-healthz", "holder's HAProxy /healthz fails (server stopped) → the peer alone holds it", n1, Date.now() - t0);
+
+    // 5. node-2's HAProxy recovers; then the holder's Consul agent dies: node-2 takes over.
+    startHealth(n2);
+    await waitFor("node-2 health endpoint back", () => healthy(n2), 10000);
+    // rise 2 × interval 2 s: node-2 is a candidate again after ~4 s; give it 6 s.
+    await sleep(6000);
+    expect(holders()).toEqual([n1.name]);
+    t0 = Date.now();
+    await s.stop({ name: agents[n1.name].name, pid: agents[n1.name].pid }, "SIGKILL");
+    expect(dnsAnswers(n1)).toBe(false);
+    await takeover(n2, "Consul agent dead");
+    measured("failover.consul-dns", "holder's Consul agent killed (its DNS stops answering) → the peer alone holds it", n2, Date.now() - t0);
+
+    // 6. node-1's agent is back (it rejoins); then the holder (node-2) crashes (SIGKILL: no goodbye advert).
+    startAgent(n1);
+    await waitFor("node-1 Consul DNS back", () => dnsAnswers(n1), 30000);
+    await sleep(6000);
+    expect(holders()).toEqual([n2.name]);
+    t0 = Date.now();
+    const vrrp2 = Number(fs.readFileSync(path.join(s.dir, n2.name, "vrrp.pid"), "utf8"));
+    s.adopt(`vrrp-${n2.name}`, vrrp2);
+    process.kill(vrrp2, "SIGKILL");
+    process.kill(kad[n2.name].pid, "SIGKILL");
+    // A crashed node keeps its address configured (a dead machine would not answer);
+    // the takeover is node-1 holding it.
+    await waitFor(`${n1.name} holding ${VIP} after a crash`, () => holds(n1), 15000, diag);
+    measured("failover.crash", "holder crashes (keepalived SIGKILL: no goodbye advert) → the peer holds it", n1, Date.now() - t0);
+    expect(newHolders).toEqual([n1.name, n2.name, n1.name, n2.name, n1.name]);
   });
 });
