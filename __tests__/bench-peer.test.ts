@@ -11,7 +11,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { nodeComponentFiles } from "../constructs/render/node-files";
 import { nodesStackName } from "../constructs/stack-names";
-import { ANSIBLE_CFG, FLOOR_SCRIPT, PLAYBOOK, peerReport, type Run, type SizeFigures } from "../scripts/bench/peer";
+import { ANSIBLE_CFG, FLOOR_SCRIPT, PLAYBOOK, peerReport, type Run, type SizeFigures, ONE_NODE_ORDERS, median } from "../scripts/bench/peer";
 import { cleanup, edited, exampleCluster, hasCommand, itIf, synthCluster } from "./helpers/synth";
 
 interface Managed {
@@ -122,5 +122,20 @@ describe("the Ansible peer of the engine benchmark (scripts/bench/ansible)", () 
     const quiet = peerReport([{ ...f, load: { before: [0.2, 0.4, 0.9], after: [3, 2, 1] } }], { started: new Date(0), engine: "terraform", parallelism: 10 });
     expect(quiet).not.toContain("not figures of an idle machine");
     expect(quiet).toMatch(/^\| 16 \| 0\.20, 0\.40, 0\.90 \| 3\.00, 2\.00, 1\.00 \| yes \|$/m);
+  });
+
+  it("the one-node change rotates the tools' order so that each runs first, second and last once, and the report gives every round, ours' plan and the medians", () => {
+    for (const pos of [0, 1, 2]) expect(ONE_NODE_ORDERS.map((o) => o[pos]).sort()).toEqual(["ansible", "floor", "ours"]);
+    expect(median([3, 1, 2])).toBe(2);
+    const run = (s: number): Run => ({ ms: s * 1000, cpuS: 1, connectionsPerNode: 1, sessionsPerNode: 1, bastionConnections: 1 });
+    const f: SizeFigures = {
+      vms: 16,
+      load: { before: [0.1, 0.1, 0.1], after: [1, 1, 1] },
+      runs: { oneNode: { ours: run(2.6), ansible: run(90), floor: run(1) } },
+      oneNodeRounds: { ms: { ours: [3000, 2600, 2400], ansible: [90000, 95000, 99000], floor: [1200, 1000, 900] }, oursPlanMs: [1700, 1500, 1600] },
+    };
+    const report = peerReport([f], { started: new Date(0), engine: "terraform", parallelism: 10 });
+    // medians: ours 2.6 s, floor 1.0 s, plan 1.6 s → 2.60× and (2.6 − 1.6) ÷ 1.0 = 1.00×
+    expect(report).toMatch(/^\| 16 \| 3\.0 \/ 2\.6 \/ 2\.4 s \| 90\.0 \/ 95\.0 \/ 99\.0 s \| 1\.2 \/ 1\.0 \/ 0\.9 s \| 1\.7 \/ 1\.5 \/ 1\.6 s \| 2\.60× \| 1\.00× \|$/m);
   });
 });

@@ -118,7 +118,8 @@ function main(argv: string[]): number {
   const jest = spawnSync(path.join(REPO_ROOT, "node_modules", ".bin", "jest"), ["--runInBand", ...tests], {
     cwd: REPO_ROOT,
     stdio: "inherit",
-    env: { ...process.env, TEST_MEASUREMENTS_FILE: file },
+    // A skipped test (no root, a missing package) records nothing: refuse rather than report success.
+    env: { ...process.env, TEST_MEASUREMENTS_FILE: file, REQUIRE_ALL_TESTS: "1" },
   });
   const records = parseRecords(fs.readFileSync(file, "utf8"));
   fs.rmSync(tmp, { recursive: true, force: true });

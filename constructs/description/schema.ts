@@ -313,8 +313,9 @@ const node = z.strictObject({
 
 const jobsDefaults = {
   web: { count: 2, cpu: 100, memory: 128 },
-  // Measured with scripts/api-load.ts --app-dir on the real api, 2026-12-02 (docs/jobs.md,
-  // "The api under load"): 2 gthread workers peak at
+  // Measured with scripts/api-load.ts --app-dir on the real api, 2026-12-02 (the figures are
+  // in docs/jobs.md as of commit 1f8f148; upstream's code is not reachable here to write them
+  // into docs/generated/api-load.md again): 2 gthread workers peak at
   // ~170 MiB under 12 concurrent 4 MiB uploads; + opentelemetry (not measurable here) and
   // upload buffers (up to 8 MiB per upload in flight) → 320 MiB.
   api: { count: 2, cpu: 300, memory: 320 },

@@ -62,7 +62,22 @@ export interface SizeFigures {
   vms: number;
   load: { before: number[]; after: number[] };
   runs: Partial<Record<PhaseName, Partial<Record<Tool, Run>>>>;
+  /**
+   * The one-node change, every round (wall ms per tool, in round order; runs.oneNode holds
+   * each tool's median round), and ours' no-op plan of the same stack timed in the same
+   * rounds: the part of ours the floor never does.
+   */
+  oneNodeRounds?: { ms: Record<Tool, number[]>; oursPlanMs: number[] };
 }
+
+/** Rounds of the one-node change; the tools' order rotates each round (no tool always runs in Ansible's wake). */
+export const ONE_NODE_ORDERS: Tool[][] = [
+  ["floor", "ansible", "ours"],
+  ["ours", "floor", "ansible"],
+  ["ansible", "ours", "floor"],
+];
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 export interface Proc {
   status: number | null;
@@ -265,12 +280,14 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
         const before = sshCounts(lab);
         const r = await go();
         const after = sshCounts(lab);
-        record(phase, tool, {
+        const run: Run = {
           ...r,
           connectionsPerNode: (after.vm.conn - before.vm.conn) / vms,
           sessionsPerNode: (after.vm.sess - before.vm.sess) / vms,
           bastionConnections: after.bastion - before.bastion,
-        });
+        };
+        record(phase, tool, run);
+        return run;
       };
       const must = (what: string, p: Proc, ok = (s: number | null) => s === 0): Proc => {
         if (!ok(p.status)) throw new Error(`${what}: exit ${p.status}\n${p.output.slice(-4000)}`);
@@ -341,18 +358,42 @@ export async function runPeerBench(o: PeerOptions): Promise<number> {
         return { ms: plan.ms + d.ms, cpuS: (plan.cpuSeconds ?? NaN) + d.cpuS };
       });
 
-      // --- one-node change: node-1's Nomad meta, a new value per tool
+      // --- one-node change: node-1's Nomad meta, a new value per tool and round. The tools'
+      // order rotates each round and the machine is quiet before each run, so that no tool
+      // always starts in the wake of Ansible's load; each tool's median round is reported.
+      // Ours' no-op plan of the same stack is timed in the same rounds (the part of ours the
+      // floor never does). Ours' last value is "ours", which the every-node phase keeps.
       const meta = (v: string) => (c: Cluster) => (c.nodes[0].meta = { bench: v });
-      ws.synth(cluster(meta("floor")));
-      await measured("oneNode", "floor", () => floor([all[0]]));
-      ws.synth(cluster(meta("ansible")));
-      await measured("oneNode", "ansible", async () => must("ansible one-node change", await ansible()) as Proc & { changedHosts: number });
-      ws.synth(cluster(meta("ours")));
-      await measured("oneNode", "ours", async () => {
-        const r = await ws.apply({ args: p });
-        if (!r.ok) throw new Error(`one-node apply: exit ${r.status}\n${r.output.slice(-4000)}`);
-        return { ms: r.ms, cpuS: r.cpuSeconds ?? NaN };
-      });
+      const rounds: NonNullable<SizeFigures["oneNodeRounds"]> = { ms: { ours: [], ansible: [], floor: [] }, oursPlanMs: [] };
+      const oneNodeRuns: Record<Tool, Run[]> = { ours: [], ansible: [], floor: [] };
+      for (const [round, order] of ONE_NODE_ORDERS.entries()) {
+        const value = (tool: Tool) => (tool === "ours" && round === ONE_NODE_ORDERS.length - 1 ? "ours" : `${tool}-${round}`);
+        for (const tool of order) {
+          await quiet();
+          ws.synth(cluster(meta(value(tool))));
+          const run = await measured("oneNode", tool, async () => {
+            if (tool === "floor") return floor([all[0]]);
+            if (tool === "ansible") return must("ansible one-node change", await ansible()) as Proc & { changedHosts: number };
+            const r = await ws.apply({ args: p });
+            if (!r.ok) throw new Error(`one-node apply: exit ${r.status}\n${r.output.slice(-4000)}`);
+            return { ms: r.ms, cpuS: r.cpuSeconds ?? NaN };
+          });
+          oneNodeRuns[tool].push(run);
+          rounds.ms[tool].push(run.ms);
+        }
+        // Ours' no-op plan: the description ours last applied, so nothing to change.
+        await quiet();
+        ws.synth(cluster(meta(value("ours"))));
+        const plan = await ws.plan({ detailedExitcode: true, args: p });
+        if (plan.status !== 0) throw new Error(`no-op plan after the one-node change: exit ${plan.status}\n${plan.output.slice(-4000)}`);
+        rounds.oursPlanMs.push(plan.ms);
+        log(`oneNode round ${round + 1}: ours' no-op plan ${(plan.ms / 1000).toFixed(1)} s`);
+      }
+      for (const tool of ["ours", "ansible", "floor"] as Tool[]) {
+        const m = median(rounds.ms[tool]);
+        (size.runs.oneNode ??= {})[tool] = oneNodeRuns[tool].find((r) => r.ms === m)!;
+      }
+      size.oneNodeRounds = rounds;
 
       // --- every-node change: a Consul setting, a new value per tool
       const consulSetting = (level: string) => (c: Cluster) => {
@@ -399,6 +440,32 @@ function idle(f: SizeFigures): boolean {
   return f.load.before[0] < IDLE_LOAD;
 }
 
+/** /proc/stat's busy and total jiffies (all CPUs). */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const idleJ = f[3] + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idleJ, total };
+}
+
+/** Cores busy on the whole machine over `ms`. */
+async function busyCores(ms: number): Promise<number> {
+  const a = cpuJiffies();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuJiffies();
+  return b.total > a.total ? ((b.busy - a.busy) / (b.total - a.total)) * os.cpus().length : 0;
+}
+
+/**
+ * Waits (up to a minute) until the previous run's work has died down: under a third of a
+ * core busy over 2 s beyond what the idle lab itself costs (16 VMs' agents and keepalived:
+ * about a third of a core). A 1-minute load average would take minutes to say the same.
+ */
+async function quiet(): Promise<void> {
+  const until = Date.now() + 60000;
+  while ((await busyCores(2000)) >= 0.7 && Date.now() < until);
+}
+
 /** Waits until the 1-minute load average is below `limit`; false after `timeoutMs`. */
 async function settle(limit: number, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
@@ -417,7 +484,7 @@ export function peerReport(figures: SizeFigures[], meta: { started: Date; engine
     "",
     `### Our nodes stack, the Ansible peer and the floor — ${meta.started.toISOString()}`,
     "",
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${meta.engine}, -parallelism=${meta.parallelism}, Ansible forks=${meta.parallelism}; rollout batches ${ROLLOUT_BATCH}; one run per case, tools interleaved per phase (floor, Ansible, ours).`,
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${meta.engine}, -parallelism=${meta.parallelism}, Ansible forks=${meta.parallelism}; rollout batches ${ROLLOUT_BATCH}; one run per case but the one-node change (below), tools interleaved per phase (floor, Ansible, ours).`,
     "",
     "| VMs | load average before (1, 5, 15 min) | after (the bench's own work) | idle machine when it started? |",
     "|---:|---|---|---|",
@@ -437,6 +504,24 @@ export function peerReport(figures: SizeFigures[], meta: { started: Date; engine
     }
   }
   out.push("");
+  const withRounds = [...figures].filter((f) => f.oneNodeRounds).sort((a, b) => a.vms - b.vms);
+  if (withRounds.length) {
+    const ss = (ms: number[]) => ms.map((m) => (m / 1000).toFixed(1)).join(" / ");
+    out.push(
+      `One-node change: ${ONE_NODE_ORDERS.length} rounds, the tools' order rotated each round (${ONE_NODE_ORDERS.map((o) => o.join(", ")).join("; ")}), the machine quiet before each run; the table above shows each tool's median round. Ours' no-op plan of the same stack was timed in the same rounds: the part of ours the floor never does.`,
+      "",
+      "| VMs | ours, each round | Ansible, each round | floor, each round | ours' no-op plan, each round | ours ÷ floor (medians) | (ours − its no-op plan) ÷ floor (medians) |",
+      "|---:|---:|---:|---:|---:|---:|---:|",
+      ...withRounds.map((f) => {
+        const r = f.oneNodeRounds!;
+        const ours = median(r.ms.ours);
+        const floor = median(r.ms.floor);
+        const plan = median(r.oursPlanMs);
+        return `| ${f.vms} | ${ss(r.ms.ours)} s | ${ss(r.ms.ansible)} s | ${ss(r.ms.floor)} s | ${ss(r.oursPlanMs)} s | ${(ours / floor).toFixed(2)}× | ${((ours - plan) / floor).toFixed(2)}× |`;
+      }),
+      "",
+    );
+  }
   const large = figures.reduce<SizeFigures | undefined>((a, f) => (!a || f.vms > a.vms ? f : a), undefined);
   if (large) {
     const rows: string[] = [];
