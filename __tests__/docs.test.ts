@@ -169,23 +169,39 @@ describe("settings written as code are the code's (docs/README.md, \"Generated f
     fs.readdirSync(path.join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) => {
       const rel = `${dir}/${e.name}`;
       if (e.isDirectory()) return e.name === "node_modules" ? [] : tsFiles(rel);
-      return /\.(ts|sh|py|hcl|ya?ml)$/.test(e.name) ? [rel] : [];
+      return /\.(ts|sh|py|hcl|ya?ml|cfg)$/.test(e.name) ? [rel] : [];
     });
   beforeAll(() => {
     const out = synthCluster(exampleCluster());
     const synthesized = [JSON.stringify(out.stacks), ...Object.values(out.files).flatMap((files) => Object.values(files))].join("\n");
     cleanup(out);
-    corpus = [synthesized, ...tsFiles("constructs").map(read), ...tsFiles("scripts/ci").map(read)].join("\n");
+    corpus = [synthesized, ...tsFiles("constructs").map(read), ...tsFiles("scripts").map(read)].join("\n");
     // (not this test's own files, which quote examples)
     const own = ["__tests__/docs.test.ts", "__tests__/helpers/docs.ts"];
     sources = [synthesized, ...["constructs", "scripts", "__tests__"].flatMap(tsFiles).filter((f) => !own.includes(f)).map(read)].join("\n");
   }, 120000);
   const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  /** The setting tokens of these code spans that occur nowhere in the corpus. */
+  const occurs = (text: string, t: string) => new RegExp(`(?<![\\w.])${escape(t)}(?![\\w.])`).test(text);
+  /**
+   * The settings of these code spans that the corpus does not have. A value written after its
+   * key (`inter 2s`, `stagger = 30s`, `ControlPersist=60s`) must occur after that key in the
+   * code (`inter 2s`, `stagger: "30s"`, `stagger = "30s"`), so a right value on the wrong key
+   * fails; a bare value (`30s`) must occur somewhere.
+   */
   const unknownSettings = (spans: string[]) =>
-    [...new Set(spans.flatMap((span) => span.match(SETTING) ?? []))].filter((t) => !new RegExp(`(?<![\\w.])${escape(t)}(?!\\w)`).test(corpus));
-  /** The `NAME = value` spans that are not the text of any source. */
-  const unknownConstants = (spans: string[]) => spans.filter((span) => CONSTANT_WITH_VALUE.test(span) && !sources.includes(span));
+    [
+      ...new Set(
+        spans.flatMap((span) =>
+          [...span.matchAll(new RegExp(`(?:([A-Za-z_][\\w.-]*)(\\s*[=:]\\s*"?|\\s+))?(${SETTING.source})`, "g"))].map((m) => (m[1] ? `${m[1]}${m[2]}${m[3]}` : m[3])),
+        ),
+      ),
+    ].filter((t) => {
+      const m = /^([A-Za-z_][\w.-]*)(?:\s*[=:]\s*"?|\s+)(.+)$/.exec(t);
+      if (!m) return !occurs(corpus, t);
+      return !new RegExp(`(?<![\\w.])${escape(m[1])}"?\\s*[=:]?\\s*"?${escape(m[2])}(?![\\w.])`).test(corpus);
+    });
+  /** The `NAME = value` spans that are not the text of a source of constructs/ or scripts/ (or the synthesized files), to the value's end. */
+  const unknownConstants = (spans: string[]) => spans.filter((span) => CONSTANT_WITH_VALUE.test(span) && !occurs(sources, span));
 
   it("the setting pattern reads durations and sizes in code, not versions, ports or names", () => {
     const found = (span: string) => span.match(SETTING) ?? [];
@@ -194,11 +210,11 @@ describe("settings written as code are the code's (docs/README.md, \"Generated f
   });
 
   it("a setting or constant the code does not have is caught", () => {
-    expect(unknownSettings(["timeout check 2s", "hold valid 7919s", "at most 17 KiB of HCL"])).toEqual(["7919s", "17 KiB"]);
-    expect(unknownConstants(["MIN_FREE_MIB = 1024", "MIN_FREE_MIB = 2048", "maxconn 1300"])).toEqual(["MIN_FREE_MIB = 2048"]);
+    expect(unknownSettings(["timeout check 2s", "hold valid 7919s", "at most 17 KiB of HCL", "30s", "7919s", "stagger = 30s", "fastinter 2s", "progress_deadline = \"29m\""])).toEqual(["valid 7919s", "most 17 KiB", "7919s", "fastinter 2s", "progress_deadline = \"29m"]);
+    expect(unknownConstants(["MIN_FREE_MIB = 1024", "MIN_FREE_MIB = 2048", "MIN_FREE_MIB = 10", "maxconn 1300"])).toEqual(["MIN_FREE_MIB = 2048", "MIN_FREE_MIB = 10"]);
   });
 
-  it.each(handWrittenPages())("%s: every duration or size written as code occurs in the example's synthesized files, constructs/ or scripts/ci/", (page) => {
+  it.each(handWrittenPages())("%s: every duration or size written as code occurs, after its key when it has one, in the example's synthesized files, constructs/ or scripts/", (page) => {
     expect({ page, missing: unknownSettings(codeSpans(read(page))) }).toEqual({ page, missing: [] });
   });
 
