@@ -15,6 +15,7 @@
  * The previous settings (4 sync workers, checks inter 1s fall 2 without timeout check, no
  * per-instance maxconn) run too, and must show the failure: the test proves it can fail.
  */
+import * as path from "path";
 import { exampleCluster, hasCommand, itIf } from "./helpers/synth";
 import { formatFigures, runApiLoad, type Design } from "../scripts/api-load";
 import { spawnSync } from "child_process";
@@ -50,5 +51,18 @@ describe("the api under slow uploads, behind HAProxy (real gunicorn + haproxy + 
     // eslint-disable-next-line no-console
     console.log(`${new Date().toISOString()}\n${formatFigures(f)}`);
     expect(f.haproxyCheck.failedChecks + f.haproxyCheck.notUp).toBeGreaterThan(0);
+  });
+});
+
+describe("scripts/api-load.ts refuses bad options before it starts anything", () => {
+  const run = (...args: string[]) => spawnSync(path.join(__dirname, "..", "node_modules", ".bin", "tsx"), [path.join(__dirname, "..", "scripts", "api-load.ts"), ...args], { encoding: "utf8", timeout: 60000 });
+  it.each([
+    [["--uploads", "x"], '--uploads: expected a positive number, got "x"'],
+    [["--seconds"], "--seconds: expected a value after it"],
+    [["--design", "bogus"], '--design: expected current or previous, got "bogus"'],
+    [["--write", "--upload-kib", "64"], "--upload-kib: not with --write, which runs every design and upload size itself"],
+  ])("%j", (args, message) => {
+    const r = run(...args);
+    expect({ status: r.status, stderr: r.stderr.trim() }).toEqual({ status: 1, stderr: message });
   });
 });

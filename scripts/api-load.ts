@@ -445,8 +445,22 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const opt = (name: string, dflt: string) => {
     const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : dflt;
+    if (i < 0) return dflt;
+    const v = args[i + 1];
+    if (v === undefined || v.startsWith("--")) throw new Error(`${name}: expected a value after it`);
+    return v;
   };
+  /** A positive number option, or a clear error naming it. */
+  const num = (name: string, dflt: string) => {
+    const v = opt(name, dflt);
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const design = opt("--design", "current");
+  if (design !== "current" && design !== "previous") throw new Error(`--design: expected current or previous, got ${JSON.stringify(design)}`);
+  // --write runs its own fixed cases (both designs, both upload sizes): options that pick one are refused, not ignored.
+  for (const o of ["--design", "--upload-kib"]) if (args.includes("--write") && args.includes(o)) throw new Error(`${o}: not with --write, which runs every design and upload size itself`);
   // Loaded here, not at the top: the module is also imported by the jest test.
   const { loadDescriptionFile, formatProblems } = await import("../constructs/description/load");
   const file = process.env.CLUSTER_FILE ?? path.join(__dirname, "..", "clusters", "example.yaml");
@@ -455,17 +469,17 @@ async function main(): Promise<void> {
   const cluster = loaded.cluster;
   const appDir = args.includes("--app-dir") ? path.resolve(opt("--app-dir", "")) : undefined;
   if (args.includes("--write")) {
-    await writeReport(cluster, { appDir, uploads: Number(opt("--uploads", "12")), uploadSeconds: Number(opt("--upload-seconds", "3")), seconds: Number(opt("--seconds", "12")) });
+    await writeReport(cluster, { appDir, uploads: num("--uploads", "12"), uploadSeconds: num("--upload-seconds", "3"), seconds: num("--seconds", "12") });
     return;
   }
   const f = await runApiLoad({
     cluster,
-    design: opt("--design", "current") as Design,
+    design: design as Design,
     appDir,
-    uploads: Number(opt("--uploads", "12")),
-    uploadKiB: Number(opt("--upload-kib", "512")),
-    uploadSeconds: Number(opt("--upload-seconds", "3")),
-    seconds: Number(opt("--seconds", "12")),
+    uploads: num("--uploads", "12"),
+    uploadKiB: num("--upload-kib", "512"),
+    uploadSeconds: num("--upload-seconds", "3"),
+    seconds: num("--seconds", "12"),
     log: (l) => console.log(l),
   });
   console.log(formatFigures(f));
