@@ -32,6 +32,8 @@ export interface RecordedMeasurement extends Required<Measurement> {
   /** The test file that measured it, relative to the repository. */
   test: string;
   date: string;
+  /** The machine's 1-minute load average when it was recorded (absent in rows recorded before it was kept). */
+  load1?: number;
 }
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
@@ -56,9 +58,9 @@ export function formatMeasurements(f: MeasurementsFile): string {
     "",
     `Machine: ${f.machine.cpus} cores, ${f.machine.memGiB} GiB, node ${f.machine.node}. Each row is the last run of the test that measures it.`,
     "",
-    "| key | what | value | measured by | date |",
-    "|---|---|---:|---|---|",
-    ...rows.map((m) => `| \`${m.key}\` | ${m.what.replace(/\|/g, "\\|")} | ${formatValue(m)} | ${m.test} | ${m.date.slice(0, 10)} |`),
+    "| key | what | value | measured by | date | load (1 min) |",
+    "|---|---|---:|---|---|---:|",
+    ...rows.map((m) => `| \`${m.key}\` | ${m.what.replace(/\|/g, "\\|")} | ${formatValue(m)} | ${m.test} | ${m.date.slice(0, 10)} | ${m.load1 === undefined ? "—" : m.load1.toFixed(2)} |`),
     "",
   ].join("\n");
 }

@@ -6,6 +6,7 @@
  * names a file (.ci/run and `npm run measurements` set it): a plain `jest` run writes nothing.
  */
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 
 import type { Measurement, RecordedMeasurement } from "../../scripts/test-measurements";
@@ -29,6 +30,8 @@ export function recordMeasurement(m: Measurement): void {
     decimals: m.decimals ?? 1,
     test: path.relative(REPO_ROOT, testPath),
     date: new Date().toISOString(),
+    // how busy the machine was: a time measured on a loaded machine reads differently
+    load1: Math.round(os.loadavg()[0] * 100) / 100,
   };
   // One line per record, appended: jest's workers may record at the same time.
   fs.appendFileSync(file, `${JSON.stringify(rec)}\n`);
